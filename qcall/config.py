@@ -1,0 +1,400 @@
+"""Load and validate a center's TOML configuration into frozen typed objects."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from qcall.errors import ConfigError
+from qcall.model import DayType, Policy, ServiceKind, WindowType
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+BusAddress = Annotated[int, Field(ge=1, le=0x7F)]
+Prefix = Annotated[str, Field(pattern=r"^[A-Z]{1,2}$")]
+Ident = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+
+class Hours(_Frozen):
+    """An opening interval within one day, local time."""
+
+    start: dt.time
+    end: dt.time
+
+    @field_validator("end")
+    @classmethod
+    def _end_after_start(cls, end: dt.time, info: Any) -> dt.time:
+        start = info.data.get("start")
+        if start is not None and end <= start:
+            raise ValueError("end must be later than start")
+        return end
+
+    def contains(self, at: dt.time) -> bool:
+        """Return whether ``at`` lies within ``[start, end)``."""
+        return self.start <= at < self.end
+
+
+class Center(_Frozen):
+    """The service center itself."""
+
+    name_zh: str = Field(min_length=1)
+    name_en: str = Field(min_length=1)
+    address_zh: str = ""
+    phone: str = ""
+    timezone: str = "Asia/Shanghai"
+    public_url: str = "http://127.0.0.1:8080"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as err:
+            raise ValueError(f"unknown time zone {value!r}") from err
+        return value
+
+
+class Override(_Frozen):
+    """A dated exception to the weekly calendar (holiday, make-up working day)."""
+
+    date: dt.date
+    day_type: DayType
+    note_zh: str = ""
+    note_en: str = ""
+
+
+class Calendar(_Frozen):
+    """The 5+2 calendar: hours per day type, the weekly pattern and dated overrides."""
+
+    day_types: dict[DayType, Hours]
+    weekly: dict[str, DayType] = Field(
+        default_factory=lambda: {
+            **dict.fromkeys(WEEKDAYS[:5], DayType.WEEKDAY),
+            "sat": DayType.WEEKEND_DUTY,
+            "sun": DayType.WEEKEND_DUTY,
+        }
+    )
+    overrides: list[Override] = Field(default_factory=list)
+
+    @field_validator("day_types")
+    @classmethod
+    def _no_hours_for_closed(cls, value: dict[DayType, Hours]) -> dict[DayType, Hours]:
+        if DayType.CLOSED in value:
+            raise ValueError("'closed' days have no hours; remove day_types.closed")
+        return value
+
+    @field_validator("weekly")
+    @classmethod
+    def _all_weekdays(cls, value: dict[str, DayType]) -> dict[str, DayType]:
+        if set(value) != set(WEEKDAYS):
+            raise ValueError(f"weekly must name exactly {', '.join(WEEKDAYS)}")
+        return value
+
+    def day_type(self, day: dt.date) -> DayType:
+        """Return the day type of ``day``, overrides first."""
+        for override in self.overrides:
+            if override.date == day:
+                return override.day_type
+        return self.weekly[WEEKDAYS[day.weekday()]]
+
+    def hours(self, day: dt.date) -> Hours | None:
+        """Return the center's opening hours on ``day``, or None when closed."""
+        return self.day_types.get(self.day_type(day))
+
+
+class Notice(_Frozen):
+    """The notice sheet (告知单) of a service."""
+
+    policy_basis: str = ""
+    conditions: str = ""
+    procedure: list[str] = Field(default_factory=list)
+    materials: list[str] = Field(default_factory=list)
+    approval_time: str = ""
+    cooperating_departments: list[str] = Field(default_factory=list)
+    place: str = ""
+    phone: str = ""
+
+
+class Department(_Frozen):
+    """An owning department (部门)."""
+
+    id: Ident
+    name_zh: str = Field(min_length=1)
+    name_en: str = Field(min_length=1)
+
+
+class Service(_Frozen):
+    """An item residents apply for (事项)."""
+
+    id: Ident
+    department: Ident
+    name_zh: str = Field(min_length=1)
+    name_en: str = Field(min_length=1)
+    prefix: Prefix
+    kind: ServiceKind = ServiceKind.INTAKE
+    daily_cap: int = Field(default=200, ge=1, le=9999)
+    hours: dict[DayType, Hours] = Field(
+        description="issuing hours per day type; a day type not listed means not offered"
+    )
+    priority_lane: bool = True
+    target_wait_min: int = Field(default=30, ge=1, le=600)
+    handle_time_min: float = Field(default=8.0, gt=0, le=240)
+    approval_days: int = Field(default=0, ge=0, le=365)
+    notice: Notice = Field(default_factory=Notice)
+
+
+class ServiceRef(_Frozen):
+    """A service a window serves, with its weight under the strict policy."""
+
+    id: Ident
+    weight: int = Field(default=1, ge=1, le=100)
+
+
+class WindowDevices(_Frozen):
+    """Bus addresses of a window's devices."""
+
+    counter_display: BusAddress | None = None
+    keypad: BusAddress | None = None
+    rating_pad: BusAddress | None = None
+
+
+class Window(_Frozen):
+    """A service point (窗口)."""
+
+    number: int = Field(ge=1, le=999)
+    type: WindowType
+    services: list[ServiceRef] = Field(default_factory=list)
+    devices: WindowDevices = Field(default_factory=WindowDevices)
+
+
+class RoutingPolicy(_Frozen):
+    """How call-next chooses."""
+
+    mode: Policy = Policy.STRICT
+    ratio: int = Field(default=3, ge=1, le=20, description="normal calls per priority call")
+    promote_overdue: bool = True
+
+
+class Bus(_Frozen):
+    """The RS-485 QBus line (serial path or socket://host:port)."""
+
+    url: str = Field(min_length=1)
+    baud: int = Field(default=9600, ge=1200, le=921600)
+    parity: Literal["N", "E", "O"] = "N"
+    rs485: bool = False
+    reply_timeout_ms: int = Field(default=100, ge=10, le=5000)
+    retries: int = Field(default=2, ge=0, le=10)
+    poll_interval_ms: int = Field(default=100, ge=10, le=10000)
+
+
+class Printer(_Frozen):
+    """An ESC/POS ticket printer."""
+
+    id: Ident = "kiosk"
+    url: str = Field(min_length=1, description="tcp://host:9100, socket://, serial path, file")
+    paper: Literal[58, 80] = 80
+    chinese_mode: bool = True
+    repertoire: Literal["gb2312", "gbk", "gb18030"] = "gbk"
+    print_materials: bool = True
+
+
+class Devices(_Frozen):
+    """Devices the hub drives."""
+
+    bus: Bus | None = None
+    printers: list[Printer] = Field(default_factory=list)
+
+
+class Webhook(_Frozen):
+    """An outside system that receives every event, signed."""
+
+    id: Ident
+    url: str = Field(pattern=r"^https?://")
+    secret: str = Field(min_length=16)
+    events: list[str] = Field(default_factory=lambda: ["*"])
+
+
+class HubSettings(_Frozen):
+    """Server settings."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    metrics_allow: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
+    session_hours: float = Field(default=12.0, gt=0, le=72)
+    max_body_bytes: int = Field(default=65536, ge=1024, le=10_000_000)
+
+    @field_validator("metrics_allow")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            ipaddress.ip_network(item, strict=False)
+        return value
+
+
+class CenterConfig(_Frozen):
+    """A whole center."""
+
+    center: Center
+    hub: HubSettings = Field(default_factory=HubSettings)
+    policy: RoutingPolicy = Field(default_factory=RoutingPolicy)
+    calendar: Calendar
+    departments: list[Department] = Field(min_length=1)
+    services: list[Service] = Field(min_length=1)
+    windows: list[Window] = Field(min_length=1)
+    devices: Devices = Field(default_factory=Devices)
+    webhooks: list[Webhook] = Field(default_factory=list)
+
+    def service(self, service_id: str) -> Service | None:
+        """Return the service with that id, if any."""
+        for service in self.services:
+            if service.id == service_id:
+                return service
+        return None
+
+    def window(self, number: int) -> Window | None:
+        """Return the window with that number, if any."""
+        for window in self.windows:
+            if window.number == number:
+                return window
+        return None
+
+
+def load_config(path: str | Path) -> CenterConfig:
+    """Read, parse and validate a configuration file; raise ConfigError listing every problem."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ConfigError(str(path), [("(file)", f"cannot read: {err.strerror}")]) from err
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(str(path), [("(syntax)", f"not valid TOML: {err}")]) from err
+    return parse_config(raw, str(path))
+
+
+def parse_config(raw: dict[str, Any], source: str = "<config>") -> CenterConfig:
+    """Validate a parsed TOML document; raise ConfigError listing every problem."""
+    try:
+        config = CenterConfig.model_validate(raw)
+    except ValidationError as err:
+        problems = [(format_loc(e["loc"]), _describe(e)) for e in err.errors()]
+        raise ConfigError(source, problems) from None
+    problems = _cross_check(config)
+    if problems:
+        raise ConfigError(source, problems)
+    return config
+
+
+def format_loc(loc: tuple[int | str, ...]) -> str:
+    """Render a pydantic location as ``windows[2].services[0].id``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def _describe(error: Any) -> str:
+    msg = str(error["msg"])
+    if error["type"] == "extra_forbidden":
+        return "unknown key (typo?)"
+    if error["type"] == "missing":
+        return "required key is missing"
+    value = error.get("input")
+    if isinstance(value, (str, int, float, bool)) and error["type"] != "missing":
+        return f"{msg} (got {value!r})"
+    return msg
+
+
+def _duplicates(items: list[Any], key: str, where: str) -> list[tuple[str, str]]:
+    seen: dict[Any, int] = {}
+    problems = []
+    for index, item in enumerate(items):
+        value = getattr(item, key)
+        if value in seen:
+            problems.append(
+                (f"{where}[{index}].{key}", f"duplicate {key} {value!r} (first at [{seen[value]}])")
+            )
+        else:
+            seen[value] = index
+    return problems
+
+
+def _cross_check(config: CenterConfig) -> list[tuple[str, str]]:
+    problems = _duplicates(config.departments, "id", "departments")
+    problems += _duplicates(config.services, "id", "services")
+    problems += _duplicates(config.windows, "number", "windows")
+    problems += _duplicates(config.webhooks, "id", "webhooks")
+    departments = {d.id for d in config.departments}
+    services = {s.id: s for s in config.services}
+    prefix_kind: dict[str, tuple[str, int]] = {}
+    for index, service in enumerate(config.services):
+        if service.department not in departments:
+            problems.append(
+                (f"services[{index}].department", f"unknown department {service.department!r}")
+            )
+        for day_type in service.hours:
+            if day_type is DayType.CLOSED:
+                problems.append((f"services[{index}].hours.closed", "closed days have no hours"))
+            elif day_type not in config.calendar.day_types:
+                problems.append(
+                    (f"services[{index}].hours.{day_type}", "day type has no calendar hours")
+                )
+        first = prefix_kind.get(service.prefix)
+        if first is not None and services[first[0]].kind is not service.kind:
+            problems.append(
+                (
+                    f"services[{index}].prefix",
+                    f"prefix {service.prefix!r} is shared with services[{first[1]}] "
+                    "of another kind",
+                )
+            )
+        prefix_kind.setdefault(service.prefix, (service.id, index))
+    addresses: dict[int, str] = {}
+    for index, window in enumerate(config.windows):
+        for sindex, ref in enumerate(window.services):
+            where = f"windows[{index}].services[{sindex}].id"
+            service = services.get(ref.id)
+            if service is None:
+                problems.append((where, f"unknown service {ref.id!r}"))
+            elif window.type is WindowType.REPLY and service.kind is not ServiceKind.PICKUP:
+                problems.append((where, "a reply window serves pickup services only"))
+        if window.type is WindowType.DEDICATED and not window.services:
+            problems.append((f"windows[{index}].services", "a dedicated window lists its services"))
+        for role in ("counter_display", "keypad", "rating_pad"):
+            address = getattr(window.devices, role)
+            if address is None:
+                continue
+            where = f"windows[{index}].devices.{role}"
+            if address in addresses:
+                problems.append((where, f"bus address {address} already used by {addresses[address]}"))
+            else:
+                addresses[address] = where
+            if config.devices.bus is None:
+                problems.append((where, "a bus device needs [devices.bus]"))
+    for kind in ServiceKind:
+        offered = [s for s in config.services if s.kind is kind]
+        if offered and not any(_window_serves_kind(config, w, kind) for w in config.windows):
+            problems.append(("windows", f"no window serves {kind} services"))
+    problems += _duplicates(config.devices.printers, "id", "devices.printers")
+    return problems
+
+
+def _window_serves_kind(config: CenterConfig, window: Window, kind: ServiceKind) -> bool:
+    if window.type is WindowType.COMPREHENSIVE and kind is ServiceKind.INTAKE:
+        return True
+    if window.type is WindowType.REPLY and kind is ServiceKind.PICKUP:
+        return True
+    listed = {ref.id for ref in window.services}
+    return any(s.kind is kind and s.id in listed for s in config.services)
