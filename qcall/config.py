@@ -356,8 +356,10 @@ def _cross_check(config: CenterConfig) -> list[tuple[str, str]]:
             problems.append(
                 (
                     f"services[{index}].prefix",
-                    f"prefix {service.prefix!r} is shared with services[{first[1]}] "
-                    "of another kind",
+                    (
+                        f"prefix {service.prefix!r} is shared with services[{first[1]}] "
+                        "of another kind"
+                    ),
                 )
             )
         prefix_kind.setdefault(service.prefix, (service.id, index))
@@ -365,10 +367,10 @@ def _cross_check(config: CenterConfig) -> list[tuple[str, str]]:
     for index, window in enumerate(config.windows):
         for sindex, ref in enumerate(window.services):
             where = f"windows[{index}].services[{sindex}].id"
-            service = services.get(ref.id)
-            if service is None:
+            served = services.get(ref.id)
+            if served is None:
                 problems.append((where, f"unknown service {ref.id!r}"))
-            elif window.type is WindowType.REPLY and service.kind is not ServiceKind.PICKUP:
+            elif window.type is WindowType.REPLY and served.kind is not ServiceKind.PICKUP:
                 problems.append((where, "a reply window serves pickup services only"))
         if window.type is WindowType.DEDICATED and not window.services:
             problems.append((f"windows[{index}].services", "a dedicated window lists its services"))
@@ -378,7 +380,9 @@ def _cross_check(config: CenterConfig) -> list[tuple[str, str]]:
                 continue
             where = f"windows[{index}].devices.{role}"
             if address in addresses:
-                problems.append((where, f"bus address {address} already used by {addresses[address]}"))
+                problems.append(
+                    (where, f"bus address {address} already used by {addresses[address]}")
+                )
             else:
                 addresses[address] = where
             if config.devices.bus is None:

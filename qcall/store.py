@@ -1,0 +1,448 @@
+"""Durable storage: the append-only event log, snapshots, staff and API tokens (SQLite, WAL)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+import sqlite3
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from qcall.errors import StorageError
+from qcall.events import Event, EventType
+from qcall.model import Role
+
+_LOGGER = logging.getLogger(__name__)
+
+DB_VERSION: Final = 2
+# scrypt cost: about 30 ms per PIN check here, slow enough to make guessing a 6-digit PIN
+# from a stolen database take days, fast enough for a clerk's login.
+SCRYPT_N: Final = 2**14
+SCRYPT_R: Final = 8
+SCRYPT_P: Final = 1
+TOKEN_PREFIX: Final = "qc_"  # noqa: S105 (a marker, not a secret)
+# A busy writer (a report, the CLI) must not make the hub fail at once.
+BUSY_TIMEOUT_S: Final = 5.0
+REPLAY_BATCH: Final = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class StaffMember:
+    """A staff account."""
+
+    id: str
+    name: str
+    role: Role
+    active: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who a bearer token speaks for."""
+
+    role: Role
+    name: str
+    staff_id: str | None = None
+    expires_at: dt.datetime | None = None
+
+
+def _v1(db: sqlite3.Connection) -> None:
+    db.executescript(
+        """
+        CREATE TABLE events (
+            seq  INTEGER PRIMARY KEY,
+            type TEXT NOT NULL,
+            at   TEXT NOT NULL,
+            data TEXT NOT NULL
+        );
+        CREATE TABLE snapshots (
+            seq      INTEGER PRIMARY KEY,
+            taken_at TEXT NOT NULL,
+            state    TEXT NOT NULL
+        );
+        CREATE TABLE staff (
+            id         TEXT PRIMARY KEY,
+            name       TEXT NOT NULL,
+            role       TEXT NOT NULL,
+            pin_hash   TEXT NOT NULL,
+            active     INTEGER NOT NULL DEFAULT 1,
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE tokens (
+            hash       TEXT PRIMARY KEY,
+            role       TEXT NOT NULL,
+            name       TEXT NOT NULL,
+            staff_id   TEXT REFERENCES staff(id),
+            created_at TEXT NOT NULL,
+            expires_at TEXT,
+            revoked    INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE TABLE webhook_cursors (
+            hook     TEXT PRIMARY KEY,
+            last_seq INTEGER NOT NULL
+        );
+        """
+    )
+
+
+def _v2(db: sqlite3.Connection) -> None:
+    """Throttle PIN guessing: failed logins per staff id."""
+    db.executescript(
+        """
+        CREATE TABLE login_failures (
+            staff_id TEXT NOT NULL,
+            at       TEXT NOT NULL
+        );
+        CREATE INDEX login_failures_staff ON login_failures(staff_id, at);
+        CREATE INDEX tokens_staff ON tokens(staff_id);
+        CREATE INDEX events_type ON events(type);
+        """
+    )
+
+
+MIGRATIONS: Final[dict[int, Callable[[sqlite3.Connection], None]]] = {1: _v1, 2: _v2}
+
+
+def hash_pin(pin: str, *, salt: bytes | None = None) -> str:
+    """Return a salted scrypt hash of a PIN in a self-describing text form."""
+    salt = salt or secrets.token_bytes(16)
+    digest = hashlib.scrypt(pin.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=32)
+    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${salt.hex()}${digest.hex()}"
+
+
+def verify_pin(pin: str, stored: str) -> bool:
+    """Check a PIN against a stored hash in constant time."""
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+    except ValueError:
+        return False
+    if scheme != "scrypt":
+        return False
+    candidate = hashlib.scrypt(
+        pin.encode(), salt=bytes.fromhex(salt), n=int(n), r=int(r), p=int(p), dklen=32
+    )
+    return hmac.compare_digest(candidate.hex(), digest)
+
+
+def token_hash(token: str) -> str:
+    """Tokens are 256-bit random: a plain SHA-256 is enough to keep them unusable if leaked."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Store:
+    """One SQLite database file; each instance is used from one thread at a time."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._db: sqlite3.Connection | None = None
+        self.moved_aside: Path | None = None
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def open(self) -> None:
+        """Open (creating or migrating) the database; move a corrupt file aside."""
+        try:
+            self._db = self._connect()
+        except sqlite3.DatabaseError as err:
+            self.quarantine(f"cannot open: {err}")
+            self._db = self._connect()
+
+    def close(self) -> None:
+        """Close the connection (checkpointing the WAL)."""
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def quarantine(self, reason: str) -> Path:
+        """Move the database file aside so the hub can start on a fresh one."""
+        self.close()
+        stamp = _utcnow().strftime("%Y%m%dT%H%M%SZ")
+        target = self.path.with_name(f"{self.path.name}.corrupt.{stamp}")
+        for suffix in ("", "-wal", "-shm"):
+            source = Path(f"{self.path}{suffix}")
+            if source.exists():
+                source.rename(Path(f"{target}{suffix}"))
+        _LOGGER.error(
+            "database %s is unusable (%s); moved it aside to %s and started a new one",
+            self.path,
+            reason,
+            target,
+        )
+        self.moved_aside = target
+        return target
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The open connection."""
+        if self._db is None:
+            raise StorageError("the database is not open", "数据库未打开")
+        return self._db
+
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(
+            self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+        )
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            # FULL: a commit is on disk before the caller is told, so a power cut loses nothing
+            # that was acknowledged.
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA foreign_keys=ON")
+            check = db.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                raise sqlite3.DatabaseError(f"integrity check failed: {check}")
+            self._migrate(db)
+        except sqlite3.DatabaseError:
+            db.close()
+            raise
+        return db
+
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        version = int(db.execute("PRAGMA user_version").fetchone()[0])
+        if version > DB_VERSION:
+            raise StorageError(
+                f"database schema v{version} is newer than this qcall (v{DB_VERSION})",
+                f"数据库版本 v{version} 高于本程序支持的 v{DB_VERSION}，请升级 qcall",
+            )
+        for step in range(version + 1, DB_VERSION + 1):
+            _LOGGER.info("migrating %s to schema v%d", self.path, step)
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                MIGRATIONS[step](db)
+                db.execute(f"PRAGMA user_version={step}")
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    # ----------------------------------------------------------------- event log
+
+    def last_seq(self) -> int:
+        """Highest committed seq (0 when empty)."""
+        row = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
+        return int(row[0])
+
+    def append(self, events: list[Event]) -> None:
+        """Commit events durably in one transaction; seq must continue the log without a gap."""
+        if not events:
+            return
+        db = self.db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            last = int(db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
+            if events[0].seq != last + 1:
+                raise StorageError(
+                    f"event seq {events[0].seq} does not follow {last}",
+                    f"事件序号 {events[0].seq} 与日志末尾 {last} 不连续",
+                )
+            db.executemany(
+                "INSERT INTO events (seq, type, at, data) VALUES (?, ?, ?, ?)",
+                [
+                    (
+                        e.seq,
+                        str(e.type),
+                        e.at.isoformat(),
+                        json.dumps(e.data, ensure_ascii=False, separators=(",", ":")),
+                    )
+                    for e in events
+                ],
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
+    def events_after(self, seq: int, limit: int = REPLAY_BATCH) -> list[Event]:
+        """Return up to ``limit`` events with seq greater than ``seq``, in order."""
+        rows = self.db.execute(
+            "SELECT seq, type, at, data FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+            (seq, limit),
+        ).fetchall()
+        return [_event(row) for row in rows]
+
+    def iter_events(
+        self, after: int = 0, types: tuple[EventType, ...] | None = None
+    ) -> Iterator[Event]:
+        """Iterate over the log from ``after`` on, optionally only some types."""
+        while True:
+            if types:
+                marks = ",".join("?" * len(types))
+                rows = self.db.execute(
+                    f"SELECT seq, type, at, data FROM events WHERE seq > ? AND type IN ({marks}) "  # noqa: S608
+                    "ORDER BY seq LIMIT ?",
+                    (after, *[str(t) for t in types], REPLAY_BATCH),
+                ).fetchall()
+            else:
+                rows = self.db.execute(
+                    "SELECT seq, type, at, data FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                    (after, REPLAY_BATCH),
+                ).fetchall()
+            if not rows:
+                return
+            for row in rows:
+                yield _event(row)
+            after = int(rows[-1][0])
+
+    def day_events(self, day: dt.date) -> Iterator[Event]:
+        """Iterate over the events of one service day (from its day.opened to the next)."""
+        row = self.db.execute(
+            "SELECT seq FROM events WHERE type = 'day.opened' AND json_extract(data, '$.day') = ?",
+            (day.isoformat(),),
+        ).fetchone()
+        if row is None:
+            return
+        first = int(row[0])
+        for event in self.iter_events(first - 1):
+            if event.type is EventType.DAY_OPENED and event.seq != first:
+                return
+            yield event
+
+    # ----------------------------------------------------------------- snapshots
+
+    def save_snapshot(self, seq: int, state: dict[str, Any]) -> None:
+        """Keep the engine state at ``seq`` so start-up replays only what follows."""
+        self.db.execute(
+            "INSERT OR REPLACE INTO snapshots (seq, taken_at, state) VALUES (?, ?, ?)",
+            (seq, _utcnow().isoformat(), json.dumps(state, ensure_ascii=False)),
+        )
+        self.db.execute(
+            "DELETE FROM snapshots WHERE seq NOT IN "
+            "(SELECT seq FROM snapshots ORDER BY seq DESC LIMIT 3)"
+        )
+
+    def latest_snapshot(self) -> dict[str, Any] | None:
+        """Return the newest snapshot state, if any."""
+        row = self.db.execute("SELECT state FROM snapshots ORDER BY seq DESC LIMIT 1").fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
+    # ----------------------------------------------------------------- staff
+
+    def add_staff(self, staff_id: str, name: str, pin: str, role: Role) -> StaffMember:
+        """Create or replace a staff account with a hashed PIN."""
+        if role not in (Role.CLERK, Role.SUPERVISOR, Role.ADMIN):
+            raise ValueError(f"staff role must be clerk, supervisor or admin, not {role}")
+        self.db.execute(
+            "INSERT INTO staff (id, name, role, pin_hash, active, created_at) "
+            "VALUES (?, ?, ?, ?, 1, ?) ON CONFLICT(id) DO UPDATE SET "
+            "name=excluded.name, role=excluded.role, pin_hash=excluded.pin_hash, active=1",
+            (staff_id, name, str(role), hash_pin(pin), _utcnow().isoformat()),
+        )
+        return StaffMember(staff_id, name, role, active=True)
+
+    def staff(self, staff_id: str) -> StaffMember | None:
+        """Return a staff account."""
+        row = self.db.execute(
+            "SELECT id, name, role, active FROM staff WHERE id = ?", (staff_id,)
+        ).fetchone()
+        return None if row is None else StaffMember(row[0], row[1], Role(row[2]), bool(row[3]))
+
+    def check_pin(self, staff_id: str, pin: str) -> StaffMember | None:
+        """Return the staff member when the PIN matches (and the account is active)."""
+        row = self.db.execute(
+            "SELECT id, name, role, active, pin_hash FROM staff WHERE id = ?", (staff_id,)
+        ).fetchone()
+        if row is None:
+            verify_pin(pin, hash_pin("x"))  # same cost as a real check: no account probing
+            return None
+        if not row[3] or not verify_pin(pin, row[4]):
+            return None
+        return StaffMember(row[0], row[1], Role(row[2]), True)
+
+    def record_login_failure(self, staff_id: str, at: dt.datetime) -> None:
+        """Note a failed login (for throttling)."""
+        self.db.execute(
+            "INSERT INTO login_failures (staff_id, at) VALUES (?, ?)", (staff_id, at.isoformat())
+        )
+
+    def login_failures_since(self, staff_id: str, since: dt.datetime) -> int:
+        """Count failed logins since a moment."""
+        row = self.db.execute(
+            "SELECT COUNT(*) FROM login_failures WHERE staff_id = ? AND at >= ?",
+            (staff_id, since.isoformat()),
+        ).fetchone()
+        return int(row[0])
+
+    def clear_login_failures(self, staff_id: str) -> None:
+        """Forget failures after a good login."""
+        self.db.execute("DELETE FROM login_failures WHERE staff_id = ?", (staff_id,))
+
+    # ----------------------------------------------------------------- tokens
+
+    def create_token(
+        self,
+        role: Role,
+        name: str,
+        *,
+        staff_id: str | None = None,
+        expires_at: dt.datetime | None = None,
+    ) -> str:
+        """Create a bearer token; only its hash is stored, the token is returned once."""
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        self.db.execute(
+            "INSERT INTO tokens (hash, role, name, staff_id, created_at, expires_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                token_hash(token),
+                str(role),
+                name,
+                staff_id,
+                _utcnow().isoformat(),
+                expires_at.isoformat() if expires_at else None,
+            ),
+        )
+        return token
+
+    def principal(self, token: str) -> Principal | None:
+        """Return who a token speaks for, or None when unknown, revoked or expired."""
+        row = self.db.execute(
+            "SELECT role, name, staff_id, expires_at, revoked FROM tokens WHERE hash = ?",
+            (token_hash(token),),
+        ).fetchone()
+        if row is None or row[4]:
+            return None
+        expires = dt.datetime.fromisoformat(row[3]) if row[3] else None
+        if expires is not None and expires <= _utcnow():
+            return None
+        return Principal(Role(row[0]), row[1], row[2], expires)
+
+    def revoke_token(self, token: str) -> None:
+        """Revoke a token (logout)."""
+        self.db.execute("UPDATE tokens SET revoked = 1 WHERE hash = ?", (token_hash(token),))
+
+    # ----------------------------------------------------------------- webhooks
+
+    def webhook_cursor(self, hook: str) -> int | None:
+        """Last seq delivered to a webhook, or None for a new one."""
+        row = self.db.execute(
+            "SELECT last_seq FROM webhook_cursors WHERE hook = ?", (hook,)
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def set_webhook_cursor(self, hook: str, seq: int) -> None:
+        """Remember that a webhook has everything up to ``seq``."""
+        self.db.execute(
+            "INSERT INTO webhook_cursors (hook, last_seq) VALUES (?, ?) "
+            "ON CONFLICT(hook) DO UPDATE SET last_seq = excluded.last_seq",
+            (hook, seq),
+        )
+
+
+def _event(row: tuple[Any, ...]) -> Event:
+    return Event(
+        seq=int(row[0]),
+        type=EventType(row[1]),
+        at=dt.datetime.fromisoformat(row[2]),
+        data=json.loads(row[3]),
+    )
