@@ -19,6 +19,7 @@ import math
 import re
 import sys
 import tomllib
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,7 @@ HEADER = """\
 
 LINE_WIDTH = 100
 INDENT = "    "
-_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _ESCAPES = {
     '"': '\\"',
     "\\": "\\\\",
@@ -106,7 +107,7 @@ def dumps(document: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Write demo.toml, or with --check report whether it is up to date."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description="Generate config/demo.toml from the example.")
     parser.add_argument("--example", type=Path, default=EXAMPLE)
     parser.add_argument("--output", type=Path, default=DEMO)
     parser.add_argument("--check", action="store_true", help="exit 1 if the output is stale")
@@ -154,12 +155,12 @@ def _as_section(value: Any, depth: int) -> bool:
 def _fits_inline(table: dict[str, Any]) -> bool:
     if any(isinstance(v, (dict, list)) for v in table.values()):
         return False
-    return len(_value(table)) <= LINE_WIDTH - 2 * len(INDENT)
+    return _width(_value(table)) <= LINE_WIDTH - 2 * len(INDENT)
 
 
 def _key_value(key: str, value: Any) -> list[str]:
     one_line = f"{key} = {_value(value)}"
-    if not isinstance(value, list) or len(one_line) <= LINE_WIDTH:
+    if not isinstance(value, list) or _width(one_line) <= LINE_WIDTH:
         return [one_line]
     return [f"{key} = [", *(f"{INDENT}{_value(item)}," for item in value), "]"]
 
@@ -188,8 +189,13 @@ def _value(value: Any) -> str:
     raise TypeError(f"cannot write {type(value).__name__} as TOML")
 
 
+def _width(text: str) -> int:
+    """Return the display width of ``text``: CJK characters take two columns."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
 def _key(key: str) -> str:
-    return key if _BARE_KEY.match(key) else _string(key)
+    return key if _BARE_KEY.fullmatch(key) else _string(key)
 
 
 def _string(text: str) -> str:

@@ -276,6 +276,10 @@ def load_config(path: str | Path) -> CenterConfig:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as err:
         raise ConfigError(str(path), [("(file)", f"cannot read: {err.strerror}")]) from err
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            str(path), [("(file)", f"not UTF-8 text (save the file as UTF-8): {err.reason}")]
+        ) from err
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(str(path), [("(syntax)", f"not valid TOML: {err}")]) from err
     return parse_config(raw, str(path))
@@ -336,6 +340,7 @@ def _cross_check(config: CenterConfig) -> list[tuple[str, str]]:
     problems += _duplicates(config.services, "id", "services")
     problems += _duplicates(config.windows, "number", "windows")
     problems += _duplicates(config.webhooks, "id", "webhooks")
+    problems += _duplicates(config.calendar.overrides, "date", "calendar.overrides")
     departments = {d.id for d in config.departments}
     services = {s.id: s for s in config.services}
     prefix_kind: dict[str, tuple[str, int]] = {}

@@ -227,7 +227,7 @@ class Engine:
         self._lines: dict[tuple[str, bool], _Line] = {
             (s, lane): _Line() for s in self._services for lane in (True, False)
         }
-        self._pinned: dict[int, dict[str, Ticket]] = {n: {} for n in self.windows}
+        self._pinned: dict[int, _Line] = {n: _Line() for n in self.windows}
         self._pending: list[Event] = []
 
     # ----------------------------------------------------------------- event plumbing
@@ -287,6 +287,8 @@ class Engine:
         """Return whether ``service`` can issue a ticket at ``now``."""
         local = self.local(now)
         calendar = self.config.calendar
+        # Before the next command rolls the day over, yesterday's counts and windows are stale.
+        new_day = self.day != local.date()
         day_type = calendar.day_type(local.date())
         hours = service.hours.get(day_type) if day_type is not DayType.CLOSED else None
         if hours is None:
@@ -309,7 +311,7 @@ class Engine:
                 f"{hours.end:%H:%M}. {_opens_en(opens)}",
                 opens,
             )
-        if self.issued.get(service.id, 0) >= service.daily_cap:
+        if not new_day and self.issued.get(service.id, 0) >= service.daily_cap:
             opens = self._next_opening(service, local, include_today=False)
             return Availability(
                 False,
@@ -319,7 +321,7 @@ class Engine:
                 f"{_opens_en(opens)}",
                 opens,
             )
-        if not any(self.windows[n].staff is not None for n in self._servers[service.id]):
+        if new_day or not any(self.windows[n].staff is not None for n in self._servers[service.id]):
             return Availability(
                 False,
                 UnavailableReason.NO_WINDOW_OPEN,
@@ -750,10 +752,7 @@ class Engine:
     def waiting_count(self, service_id: str) -> int:
         """Tickets waiting for a service (both lanes, transfers to a window included)."""
         pinned = sum(
-            1
-            for entries in self._pinned.values()
-            for t in entries.values()
-            if t.service == service_id
+            1 for entries in self._pinned.values() for t in entries if t.service == service_id
         )
         return len(self._lines[service_id, True]) + len(self._lines[service_id, False]) + pinned
 
@@ -763,7 +762,7 @@ class Engine:
             return 0
         if ticket.pinned_window is not None:
             pinned = list(self._pinned[ticket.pinned_window])
-            return pinned.index(ticket.id)
+            return pinned.index(ticket)
         mode = self.config.policy.mode
         same = other = 0
         mine = self._rank(ticket)
@@ -777,6 +776,28 @@ class Engine:
         if mode is Policy.RATIO:
             ratio = self.config.policy.ratio
             if ticket.priority:
+                return same + min(other, (same + 1) * ratio)
+            return same + min(other, same // ratio)
+        return same
+
+    def ahead_for_new(self, service_id: str, priority: bool = False) -> int:
+        """Tickets that would be called before a ticket issued now for ``service_id``."""
+        mode = self.config.policy.mode
+        same = other = 0
+        mine = (not priority, -self._max_weight[service_id])
+        for rival in self._rivals[service_id]:
+            for lane in (True, False):
+                count = len(self._lines[rival, lane])
+                if mode is Policy.STRICT:
+                    if (not lane, -self._max_weight[rival]) <= mine:
+                        same += count
+                elif mode is Policy.RATIO and lane != priority:
+                    other += count
+                else:
+                    same += count
+        if mode is Policy.RATIO:
+            ratio = self.config.policy.ratio
+            if priority:
                 return same + min(other, (same + 1) * ratio)
             return same + min(other, same // ratio)
         return same
@@ -876,12 +897,12 @@ class Engine:
         for raw in snap["cases"]:
             case = Case(**_load(raw, Case))
             self.cases[case.id] = case
-        tickets = sorted(
-            (Ticket(**_load(raw, Ticket)) for raw in snap["tickets"]),
-            key=lambda t: (not t.front, t.queued_at, t.order),
-        )
+        # Index in creation order (a transfer's new entry owns its number and token), then
+        # rebuild the lines in call order.
+        tickets = [Ticket(**_load(raw, Ticket)) for raw in snap["tickets"]]
         for ticket in tickets:
             self._index(ticket)
+        for ticket in sorted(tickets, key=lambda t: (not t.front, t.queued_at, t.order)):
             if ticket.state is TicketState.WAITING:
                 self._enqueue(ticket)
 
@@ -1103,8 +1124,9 @@ class Engine:
         return sum(1 for other in line if other is not ticket and self._rank(other) < mine)
 
     def _pick(self, window: WindowRun, now: dt.datetime) -> Ticket | None:
-        for ticket in self._pinned[window.number].values():
-            return ticket
+        pinned = self._pinned[window.number].head()
+        if pinned is not None:
+            return pinned
         served = self._serves[window.number]
         heads: list[tuple[Ticket, int]] = []
         for service_id, weight in served.items():
@@ -1186,13 +1208,20 @@ class Engine:
 
     def _enqueue(self, ticket: Ticket) -> None:
         if ticket.pinned_window is not None:
-            self._pinned[ticket.pinned_window][ticket.id] = ticket
+            self._pinned[ticket.pinned_window].add(ticket)
         else:
             self._lines[ticket.service, ticket.priority].add(ticket)
 
+    def _requeue(self, ticket: Ticket) -> None:
+        # A new place in line: renumber so that (front, queued_at, order) stays the line
+        # order, which is how load_snapshot rebuilds the lines.
+        self._order += 1
+        ticket.order = self._order
+        self._enqueue(ticket)
+
     def _dequeue(self, ticket: Ticket) -> None:
         if ticket.pinned_window is not None:
-            self._pinned[ticket.pinned_window].pop(ticket.id, None)
+            self._pinned[ticket.pinned_window].remove(ticket)
         else:
             self._lines[ticket.service, ticket.priority].remove(ticket)
 
@@ -1214,7 +1243,8 @@ class Engine:
             line.front.clear()
             line.back.clear()
         for pinned in self._pinned.values():
-            pinned.clear()
+            pinned.front.clear()
+            pinned.back.clear()
         for window in self.windows.values():
             self.windows[window.number] = WindowRun(window.number)
 
@@ -1294,7 +1324,7 @@ class Engine:
         ticket.finished_at = None
         ticket.front = data["position"] == Position.FIRST
         ticket.queued_at = event.at
-        self._enqueue(ticket)
+        self._requeue(ticket)
 
     def _apply_held(self, event: Event, data: Mapping[str, Any]) -> None:
         ticket = self.tickets[data["id"]]
@@ -1367,7 +1397,7 @@ class Engine:
             ticket.window = None
             ticket.front = True
             ticket.queued_at = event.at
-            self._enqueue(ticket)
+            self._requeue(ticket)
         self.windows[window.number] = WindowRun(window.number, last_finished=window.last_finished)
 
     def _apply_paused(self, event: Event, data: Mapping[str, Any]) -> None:

@@ -82,16 +82,25 @@ class Subscription:
 
     def __init__(self, bus: EventBus, maxsize: int) -> None:
         self._bus = bus
-        self.queue: asyncio.Queue[Event] = asyncio.Queue(maxsize)
+        # One slot more than asked: room for the ``None`` that tells the reader it was dropped.
+        self.queue: asyncio.Queue[Event | None] = asyncio.Queue(maxsize + 1)
+        self.maxsize = maxsize
         self.overflowed = False
 
     def close(self) -> None:
         """Stop receiving events."""
         self._bus.unsubscribe_queue(self)
 
-    async def get(self) -> Event:
-        """Wait for the next event."""
+    async def get(self) -> Event | None:
+        """Wait for the next event; None means the subscriber fell behind and was dropped."""
         return await self.queue.get()
+
+    def drop(self) -> None:
+        """Discard what is queued and wake the reader with the end marker."""
+        self.overflowed = True
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.queue.put_nowait(None)
 
 
 class EventBus:
@@ -136,9 +145,9 @@ class EventBus:
                 except Exception:
                     _LOGGER.exception("event subscriber %r failed on %s", callback, event.type)
             for subscription in list(self._queues):
-                try:
-                    subscription.queue.put_nowait(event)
-                except asyncio.QueueFull:
-                    subscription.overflowed = True
+                if subscription.queue.qsize() >= subscription.maxsize:
                     self.unsubscribe_queue(subscription)
+                    subscription.drop()
                     _LOGGER.warning("dropped a slow event subscriber at seq %d", event.seq)
+                else:
+                    subscription.queue.put_nowait(event)

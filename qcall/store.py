@@ -9,7 +9,7 @@ import json
 import logging
 import secrets
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -52,61 +52,52 @@ class Principal:
     expires_at: dt.datetime | None = None
 
 
-def _v1(db: sqlite3.Connection) -> None:
-    db.executescript(
-        """
-        CREATE TABLE events (
-            seq  INTEGER PRIMARY KEY,
-            type TEXT NOT NULL,
-            at   TEXT NOT NULL,
-            data TEXT NOT NULL
-        );
-        CREATE TABLE snapshots (
-            seq      INTEGER PRIMARY KEY,
-            taken_at TEXT NOT NULL,
-            state    TEXT NOT NULL
-        );
-        CREATE TABLE staff (
-            id         TEXT PRIMARY KEY,
-            name       TEXT NOT NULL,
-            role       TEXT NOT NULL,
-            pin_hash   TEXT NOT NULL,
-            active     INTEGER NOT NULL DEFAULT 1,
-            created_at TEXT NOT NULL
-        );
-        CREATE TABLE tokens (
-            hash       TEXT PRIMARY KEY,
-            role       TEXT NOT NULL,
-            name       TEXT NOT NULL,
-            staff_id   TEXT REFERENCES staff(id),
-            created_at TEXT NOT NULL,
-            expires_at TEXT,
-            revoked    INTEGER NOT NULL DEFAULT 0
-        );
-        CREATE TABLE webhook_cursors (
-            hook     TEXT PRIMARY KEY,
-            last_seq INTEGER NOT NULL
-        );
-        """
-    )
+_V1: Final = (
+    """CREATE TABLE events (
+        seq  INTEGER PRIMARY KEY,
+        type TEXT NOT NULL,
+        at   TEXT NOT NULL,
+        data TEXT NOT NULL
+    )""",
+    """CREATE TABLE snapshots (
+        seq      INTEGER PRIMARY KEY,
+        taken_at TEXT NOT NULL,
+        state    TEXT NOT NULL
+    )""",
+    """CREATE TABLE staff (
+        id         TEXT PRIMARY KEY,
+        name       TEXT NOT NULL,
+        role       TEXT NOT NULL,
+        pin_hash   TEXT NOT NULL,
+        active     INTEGER NOT NULL DEFAULT 1,
+        created_at TEXT NOT NULL
+    )""",
+    """CREATE TABLE tokens (
+        hash       TEXT PRIMARY KEY,
+        role       TEXT NOT NULL,
+        name       TEXT NOT NULL,
+        staff_id   TEXT REFERENCES staff(id),
+        created_at TEXT NOT NULL,
+        expires_at TEXT,
+        revoked    INTEGER NOT NULL DEFAULT 0
+    )""",
+    """CREATE TABLE webhook_cursors (
+        hook     TEXT PRIMARY KEY,
+        last_seq INTEGER NOT NULL
+    )""",
+)
+
+# v2: throttle PIN guessing (failed logins per staff id); indexes for reports and logout.
+_V2: Final = (
+    "CREATE TABLE login_failures (staff_id TEXT NOT NULL, at TEXT NOT NULL)",
+    "CREATE INDEX login_failures_staff ON login_failures(staff_id, at)",
+    "CREATE INDEX tokens_staff ON tokens(staff_id)",
+    "CREATE INDEX events_type ON events(type)",
+)
 
 
-def _v2(db: sqlite3.Connection) -> None:
-    """Throttle PIN guessing: failed logins per staff id."""
-    db.executescript(
-        """
-        CREATE TABLE login_failures (
-            staff_id TEXT NOT NULL,
-            at       TEXT NOT NULL
-        );
-        CREATE INDEX login_failures_staff ON login_failures(staff_id, at);
-        CREATE INDEX tokens_staff ON tokens(staff_id);
-        CREATE INDEX events_type ON events(type);
-        """
-    )
-
-
-MIGRATIONS: Final[dict[int, Callable[[sqlite3.Connection], None]]] = {1: _v1, 2: _v2}
+# One entry per schema step; each runs in its own transaction with its user_version bump.
+MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {1: _V1, 2: _V2}
 
 
 def hash_pin(pin: str, *, salt: bytes | None = None) -> str:
@@ -153,6 +144,8 @@ class Store:
         """Open (creating or migrating) the database; move a corrupt file aside."""
         try:
             self._db = self._connect()
+        except sqlite3.OperationalError:
+            raise  # locked, no permission, disk full: not corruption, the file stays
         except sqlite3.DatabaseError as err:
             self.quarantine(f"cannot open: {err}")
             self._db = self._connect()
@@ -219,11 +212,13 @@ class Store:
             _LOGGER.info("migrating %s to schema v%d", self.path, step)
             db.execute("BEGIN IMMEDIATE")
             try:
-                MIGRATIONS[step](db)
+                for statement in MIGRATIONS[step]:
+                    db.execute(statement)
                 db.execute(f"PRAGMA user_version={step}")
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
                 raise
 
     # ----------------------------------------------------------------- event log

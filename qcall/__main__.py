@@ -1,0 +1,289 @@
+"""The ``qcall`` command line: serve, check-config, staff, token, report, demo, emulate."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+import secrets
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Final
+
+from qcall import __version__
+from qcall.config import CenterConfig, load_config
+from qcall.errors import ConfigError
+from qcall.model import Role
+from qcall.store import Store
+
+_LOGGER = logging.getLogger("qcall")
+
+EXIT_OK: Final = 0
+EXIT_FAILURE: Final = 1
+EXIT_CONFIG: Final = 2
+# Long enough for open event streams to be told goodbye; short enough for systemd.
+SHUTDOWN_TIMEOUT_S: Final = 5.0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``qcall`` console script."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.log_level)
+    handler: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return EXIT_CONFIG
+    try:
+        return handler(args)
+    except ConfigError as err:
+        print(err.message_zh, file=sys.stderr)  # noqa: T201
+        print(err.message_en.split("\n", 1)[0], file=sys.stderr)  # noqa: T201
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+def _configure_logging(level: str) -> None:
+    # force=True: python-escpos calls logging.basicConfig() when imported.
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="qcall",
+        description="qcall 排队叫号系统 / queue calling hub for community affairs service centers",
+    )
+    parser.add_argument("--version", action="version", version=f"qcall {__version__}")
+    parser.add_argument("--log-level", default="info", help="debug|info|warning|error")
+    sub = parser.add_subparsers(metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="运行中心服务 / run the hub")
+    _config_db(serve)
+    serve.add_argument("--host", help="listen address (default: from config)")
+    serve.add_argument("--port", type=int, help="listen port (default: from config)")
+    serve.set_defaults(handler=_serve)
+
+    check = sub.add_parser("check-config", help="检查配置文件 / validate a configuration file")
+    check.add_argument("file", type=Path)
+    check.set_defaults(handler=_check_config)
+
+    staff = sub.add_parser("staff", help="工作人员账户 / staff accounts").add_subparsers(
+        metavar="ACTION"
+    )
+    add = staff.add_parser("add", help="添加或更新工作人员 / add or update a staff member")
+    _config_db(add)
+    add.add_argument("--id", required=True, help="工号 / staff id")
+    add.add_argument("--name", required=True, help="姓名 / name")
+    add.add_argument("--pin", required=True, help="密码 (≥4 位) / PIN (at least 4 characters)")
+    add.add_argument("--role", required=True, choices=["clerk", "supervisor", "admin"])
+    add.set_defaults(handler=_staff_add)
+
+    token = sub.add_parser("token", help="设备与系统访问令牌 / API tokens").add_subparsers(
+        metavar="ACTION"
+    )
+    create = token.add_parser("create", help="创建令牌 / create a token (printed on the last line)")
+    _config_db(create)
+    create.add_argument(
+        "--role", required=True, choices=["kiosk", "display", "integration", "admin"]
+    )
+    create.add_argument("--name", required=True, help="用途说明 / what it is for")
+    create.set_defaults(handler=_token_create)
+
+    report = sub.add_parser("report", help="统计报表 / reports").add_subparsers(metavar="KIND")
+    daily = report.add_parser("daily", help="日报 / daily report")
+    _config_db(daily)
+    daily.add_argument("--date", required=True, help="YYYY-MM-DD")
+    daily.add_argument("--format", default="table", choices=["table", "csv", "json"])
+    daily.add_argument("--lang", default="zh", choices=["zh", "en"])
+    daily.set_defaults(handler=_report_daily)
+
+    demo = sub.add_parser("demo", help="演示：中心服务 + 模拟设备 / demo hub on emulated devices")
+    demo.add_argument("--config", type=Path, default=Path("config/demo.toml"))
+    demo.add_argument("--dir", type=Path, default=Path("var/demo"), help="demo data folder")
+    demo.add_argument("--port", type=int, help="hub port (default: from config)")
+    demo.set_defaults(handler=_demo)
+    return parser
+
+
+def _config_db(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, required=True, help="配置文件 / TOML configuration")
+    parser.add_argument("--db", type=Path, required=True, help="数据库文件 / SQLite database")
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    config = load_config(args.file)
+    print(  # noqa: T201
+        f"{args.file}: 配置有效 / configuration is valid — {len(config.departments)} departments, "
+        f"{len(config.services)} services, {len(config.windows)} windows"
+    )
+    return EXIT_OK
+
+
+def _open_store(args: argparse.Namespace) -> tuple[CenterConfig, Store]:
+    config = load_config(args.config)
+    store = Store(args.db)
+    store.open()
+    return config, store
+
+
+def _staff_add(args: argparse.Namespace) -> int:
+    if len(args.pin) < 4:
+        print("密码至少 4 位 / the PIN needs at least 4 characters", file=sys.stderr)  # noqa: T201
+        return EXIT_CONFIG
+    _config, store = _open_store(args)
+    try:
+        member = store.add_staff(args.id, args.name, args.pin, Role(args.role))
+    finally:
+        store.close()
+    print(f"已保存工作人员 / saved staff member: {member.id} ({member.name}, {member.role})")  # noqa: T201
+    return EXIT_OK
+
+
+def _token_create(args: argparse.Namespace) -> int:
+    _config, store = _open_store(args)
+    try:
+        token = store.create_token(Role(args.role), args.name)
+    finally:
+        store.close()
+    print(f"新令牌（只显示一次）/ new {args.role} token for {args.name!r} (shown once):")  # noqa: T201
+    print(token)  # noqa: T201
+    return EXIT_OK
+
+
+def _report_daily(args: argparse.Namespace) -> int:
+    from qcall import reports
+
+    try:
+        day = dt.date.fromisoformat(args.date)
+    except ValueError:
+        print("日期格式应为 YYYY-MM-DD / date must be YYYY-MM-DD", file=sys.stderr)  # noqa: T201
+        return EXIT_CONFIG
+    config, store = _open_store(args)
+    try:
+        report = reports.daily_report(config, store.day_events(day), day)
+    finally:
+        store.close()
+    if args.format == "json":
+        print(json.dumps(reports.to_json(report), ensure_ascii=False, indent=2))  # noqa: T201
+    elif args.format == "csv":
+        sys.stdout.write(reports.to_csv(report, lang=args.lang))
+    else:
+        print(reports.to_table(report, lang=args.lang))  # noqa: T201
+    return EXIT_OK
+
+
+def _serve(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    host = args.host or config.hub.host
+    port = args.port or config.hub.port
+    return asyncio.run(_run_hub(config, args.db, host, port))
+
+
+async def _run_hub(
+    config: CenterConfig,
+    db: Path,
+    host: str,
+    port: int,
+    ready: Callable[[], None] | None = None,
+) -> int:
+    from aiohttp import web
+
+    from qcall.api import build_app
+    from qcall.hub import Hub
+
+    hub = Hub(config, db)
+    app = build_app(hub)
+    runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_TIMEOUT_S, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    try:
+        await site.start()
+    except OSError as err:
+        _LOGGER.error("cannot listen on %s:%d: %s", host, port, err.strerror)  # noqa: TRY400
+        await runner.cleanup()
+        return EXIT_FAILURE
+    _LOGGER.info("qcall hub listening on http://%s:%d (API /api/v1)", host, port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    if ready is not None:
+        ready()
+    stopper = asyncio.ensure_future(stop.wait())
+    fatal = asyncio.ensure_future(hub.fatal.wait())
+    await asyncio.wait({stopper, fatal}, return_when=asyncio.FIRST_COMPLETED)
+    for waiter in (stopper, fatal):
+        waiter.cancel()
+    _LOGGER.info("shutting down")
+    await runner.cleanup()
+    return EXIT_FAILURE if hub.fatal.is_set() else EXIT_OK
+
+
+def _demo(args: argparse.Namespace) -> int:
+    """Set up a demo center with random PINs and tokens, then serve it."""
+    config = load_config(args.config)
+    folder: Path = args.dir
+    folder.mkdir(parents=True, exist_ok=True)
+    db = folder / "qcall.db"
+    secrets_file = folder / "credentials.json"
+    store = Store(db)
+    store.open()
+    try:
+        if secrets_file.exists():
+            credentials = json.loads(secrets_file.read_text(encoding="utf-8"))
+        else:
+            credentials = _demo_credentials(store, config)
+            secrets_file.write_text(
+                json.dumps(credentials, ensure_ascii=False, indent=2), encoding="utf-8"
+            )
+            with contextlib.suppress(OSError):
+                os.chmod(secrets_file, 0o600)  # noqa: PTH101
+    finally:
+        store.close()
+    port = args.port or config.hub.port
+    print(  # noqa: T201
+        f"\nqcall 演示 / demo — http://{config.hub.host}:{port}/api/v1/health\n"
+        f"演示账户与令牌（随机生成，仅限演示）/ demo accounts and tokens (random, demo only): "
+        f"{secrets_file}\n"
+    )
+    for member in credentials["staff"]:
+        print(f"  {member['role']:<10} {member['id']:<8} PIN {member['pin']}")  # noqa: T201
+    print(f"  kiosk token:   {credentials['tokens']['kiosk']}")  # noqa: T201
+    print(f"  display token: {credentials['tokens']['display']}\n")  # noqa: T201
+    return asyncio.run(_run_hub(config, db, config.hub.host, port))
+
+
+def _demo_credentials(store: Store, config: CenterConfig) -> dict[str, object]:
+    staff = []
+    for window in config.windows:
+        staff_id = f"w{window.number:02d}"
+        pin = f"{secrets.randbelow(1_000_000):06d}"
+        store.add_staff(staff_id, f"{window.number}号窗口演示员", pin, Role.CLERK)
+        staff.append({"id": staff_id, "pin": pin, "role": "clerk", "window": window.number})
+    for staff_id, role in (("sup1", Role.SUPERVISOR), ("adm1", Role.ADMIN)):
+        pin = f"{secrets.randbelow(1_000_000):06d}"
+        store.add_staff(staff_id, f"演示{role}", pin, role)
+        staff.append({"id": staff_id, "pin": pin, "role": str(role)})
+    tokens = {
+        role: store.create_token(Role(role), f"demo {role}")
+        for role in ("kiosk", "display", "integration")
+    }
+    return {"staff": staff, "tokens": tokens}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,717 @@
+"""The route table of API v1: one entry per route, with its roles, body and handler."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import json
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from qcall import __version__
+from qcall.api import schemas
+from qcall.config import format_loc
+from qcall.engine import Ticket
+from qcall.errors import AuthError, BadRequest, Forbidden, NotFound, QcallError
+from qcall.hub import Hub
+from qcall.i18n import pick_language, text
+from qcall.model import Outcome, Role
+from qcall.store import Principal
+
+_LOGGER = logging.getLogger(__name__)
+
+HUB_KEY: Final = web.AppKey("hub", Hub)
+API: Final = "/api/v1"
+
+EVERYONE: Final = frozenset(Role)
+DISPLAY_PLUS: Final = frozenset(
+    {Role.DISPLAY, Role.CLERK, Role.SUPERVISOR, Role.ADMIN, Role.INTEGRATION}
+)
+ISSUERS: Final = frozenset({Role.KIOSK, Role.CLERK, Role.SUPERVISOR})
+WINDOW_STAFF: Final = frozenset({Role.CLERK, Role.SUPERVISOR})
+MANAGERS: Final = frozenset({Role.SUPERVISOR, Role.ADMIN})
+ADMINS: Final = frozenset({Role.ADMIN})
+LOGIN_WINDOW: Final = dt.timedelta(minutes=15)
+# Five wrong PINs in a quarter hour locks the account for the rest of it: a 6-digit PIN
+# then takes years to guess online.
+LOGIN_MAX_FAILURES: Final = 5
+
+
+@dataclass(slots=True)
+class Context:
+    """What a handler gets: the request, the hub, the caller and the parsed body."""
+
+    request: web.Request
+    hub: Hub
+    lang: str
+    principal: Principal | None
+    body: Any = None
+
+    @property
+    def staff(self) -> str:
+        """The acting staff member's id (window routes)."""
+        if self.principal is None or self.principal.staff_id is None:
+            raise Forbidden(
+                "this action needs a staff login", "此操作需要工作人员登录", code="staff_only"
+            )
+        return self.principal.staff_id
+
+    def int_param(self, name: str) -> int:
+        """A numeric path parameter."""
+        try:
+            return int(self.request.match_info[name])
+        except ValueError as err:
+            raise BadRequest(f"{name} must be a number", f"{name} 必须是数字") from err
+
+
+Handler = Callable[[Context], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One API route."""
+
+    method: str
+    path: str
+    handler: Handler
+    roles: frozenset[Role] | None
+    summary: str
+    body: type[BaseModel] | None = None
+    ok: int = 200
+    errors: tuple[int, ...] = ()
+    tags: tuple[str, ...] = field(default=())
+
+
+ROUTES: list[Route] = []
+
+
+def route(
+    method: str,
+    path: str,
+    roles: frozenset[Role] | None,
+    summary: str,
+    *,
+    body: type[BaseModel] | None = None,
+    ok: int = 200,
+    errors: tuple[int, ...] = (),
+    tag: str = "queue",
+) -> Callable[[Handler], Handler]:
+    """Register a handler in the route table."""
+
+    def register(handler: Handler) -> Handler:
+        ROUTES.append(Route(method, path, handler, roles, summary, body, ok, errors, (tag,)))
+        return handler
+
+    return register
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    """A UTF-8 JSON response."""
+    return web.Response(
+        text=json.dumps(data, ensure_ascii=False, separators=(",", ":")),
+        status=status,
+        content_type="application/json",
+    )
+
+
+def error_response(status: int, code: str, message: str, details: Any = None) -> web.Response:
+    """The contract's error body."""
+    error: dict[str, Any] = {"code": code, "message": message}
+    if details:
+        error["details"] = details
+    return json_response({"error": error}, status)
+
+
+def bearer(request: web.Request) -> str | None:
+    """The bearer token from the header, or ``?token=`` (browsers' WebSockets)."""
+    header = request.headers.get("Authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip() or None
+    return request.query.get("token") or None
+
+
+async def authorize(
+    request: web.Request, hub: Hub, roles: frozenset[Role] | None
+) -> Principal | None:
+    """Resolve the caller and check the route's roles."""
+    if roles is None:
+        return None
+    token = bearer(request)
+    principal = await hub.principal(token) if token else None
+    if principal is None:
+        raise AuthError("a valid bearer token is required", "需要登录或有效的访问令牌")
+    if principal.role not in roles:
+        raise Forbidden(
+            f"role {principal.role} may not do this",
+            f"角色“{principal.role}”无权执行此操作",
+            code="forbidden_role",
+        )
+    return principal
+
+
+async def parse_body(request: web.Request, model: type[BaseModel], lang: str) -> BaseModel:
+    """Read and validate a JSON body; refuse anything else with a path-bearing error."""
+    raw = await request.read()
+    if not raw.strip():
+        raw = b"{}"
+    try:
+        json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise BadRequest(
+            "the request body is not valid JSON", text("bad_json", "zh"), code="bad_json"
+        ) from err
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as err:
+        problems = [
+            {"field": format_loc(tuple(e["loc"])), "problem": e["msg"]} for e in err.errors()
+        ]
+        first = problems[0]
+        raise BadRequest(
+            f"invalid {first['field']}: {first['problem']}",
+            f"请求内容有误：{first['field']}（{first['problem']}）",
+            code="invalid_body",
+            details={"problems": problems},
+        ) from None
+
+
+def make_handler(hub: Hub, entry: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """Wrap a route's handler with auth, body parsing and error mapping."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        lang = pick_language(request.headers.get("Accept-Language"))
+        try:
+            principal = await authorize(request, hub, entry.roles)
+            ctx = Context(request, hub, lang, principal)
+            if entry.body is not None:
+                ctx.body = await parse_body(request, entry.body, lang)
+            response = await entry.handler(ctx)
+        except QcallError as err:
+            response = error_response(err.status, err.code, err.message(lang), err.details or None)
+        hub.metrics.requests.labels(entry.path, str(response.status)).inc()
+        return response
+
+    return handle
+
+
+# --------------------------------------------------------------------------- views
+
+
+def ticket_view(hub: Hub, ticket: Ticket) -> dict[str, Any]:
+    """A ticket as the API shows it, with its place in line."""
+    ahead = hub.engine.ahead(ticket)
+    view = ticket.to_public()
+    view["ahead"] = ahead
+    view["estimated_wait_s"] = (
+        hub.engine.estimated_wait_s(ticket.service, ahead) if ticket.state == "waiting" else 0
+    )
+    return view
+
+
+def window_view(hub: Hub, number: int) -> dict[str, Any]:
+    """One window's public state."""
+    for window in hub.engine.state()["windows"]:
+        if window["number"] == number:
+            return dict(window)
+    raise NotFound(f"no window {number}", f"没有 {number} 号窗口", code="no_window")
+
+
+# --------------------------------------------------------------------------- public
+
+
+@route("GET", f"{API}/health", None, "Liveness and version", tag="system")
+async def health(ctx: Context) -> web.StreamResponse:
+    """Liveness: the hub answers and its journal works."""
+    hub = ctx.hub
+    status = "failed" if hub.fatal.is_set() else "ok"
+    return json_response(
+        {"status": status, "version": __version__, "seq": hub.committed_seq},
+        503 if hub.fatal.is_set() else 200,
+    )
+
+
+@route(
+    "POST",
+    f"{API}/login",
+    None,
+    "Staff login",
+    body=schemas.Login,
+    errors=(400, 401, 429),
+    tag="auth",
+)
+async def login(ctx: Context) -> web.StreamResponse:
+    """Check a staff PIN and hand out a session token."""
+    hub = ctx.hub
+    body: schemas.Login = ctx.body
+    now = dt.datetime.now(dt.UTC)
+    failures = await hub.read(hub.reader.login_failures_since, body.staff, now - LOGIN_WINDOW)
+    if failures >= LOGIN_MAX_FAILURES:
+        return error_response(429, "login_throttled", text("login_throttled", ctx.lang))
+    member = await hub.read(hub.reader.check_pin, body.staff, body.pin)
+    if member is None:
+        await hub.write(hub.store.record_login_failure, body.staff, now)
+        _LOGGER.warning("failed login for staff id %r", body.staff)
+        return error_response(401, "login_failed", text("login_failed", ctx.lang))
+    expires = now + dt.timedelta(hours=hub.config.hub.session_hours)
+    await hub.write(hub.store.clear_login_failures, body.staff)
+    token = await hub.write(
+        lambda: hub.store.create_token(
+            member.role, f"login:{member.id}", staff_id=member.id, expires_at=expires
+        )
+    )
+    _LOGGER.info("staff %s logged in as %s", member.id, member.role)
+    return json_response(
+        {
+            "token": token,
+            "staff": member.id,
+            "name": member.name,
+            "role": str(member.role),
+            "expires_at": expires.isoformat(),
+        }
+    )
+
+
+@route("POST", f"{API}/logout", EVERYONE, "Revoke the caller's token", ok=204, tag="auth")
+async def logout(ctx: Context) -> web.StreamResponse:
+    """Revoke the token used for this request."""
+    token = bearer(ctx.request)
+    assert token is not None
+    await ctx.hub.revoke(token)
+    return web.Response(status=204)
+
+
+@route("GET", f"{API}/track/{{token}}", None, "Public tracking of one ticket", errors=(404,))
+async def track(ctx: Context) -> web.StreamResponse:
+    """What a resident's phone shows: number, state, place in line, window when called."""
+    engine = ctx.hub.engine
+    ticket = engine.ticket_by_token(ctx.request.match_info["token"])
+    service = engine.config.service(ticket.service)
+    assert service is not None
+    view = ticket_view(ctx.hub, ticket)
+    return json_response(
+        {
+            "number": ticket.number,
+            "state": view["state"],
+            "service": {"id": service.id, "name_zh": service.name_zh, "name_en": service.name_en},
+            "ahead": view["ahead"],
+            "estimated_wait_s": view["estimated_wait_s"],
+            "window": ticket.window if ticket.state in ("called", "serving") else None,
+            "issued_at": view["issued_at"],
+        }
+    )
+
+
+@route(
+    "POST",
+    f"{API}/track/{{token}}/cancel",
+    None,
+    "Resident cancels a waiting ticket",
+    errors=(404, 409),
+)
+async def track_cancel(ctx: Context) -> web.StreamResponse:
+    """Cancel through the tracking link (the link is the credential)."""
+    hub = ctx.hub
+    ticket = hub.engine.ticket_by_token(ctx.request.match_info["token"])
+    await hub.execute(lambda now: hub.engine.cancel(now, ticket.id))
+    return json_response({"number": ticket.number, "state": str(ticket.state)})
+
+
+# --------------------------------------------------------------------------- kiosk+
+
+
+@route("GET", f"{API}/catalog", EVERYONE, "Departments, services, notices and availability")
+async def catalog(ctx: Context) -> web.StreamResponse:
+    """Everything a kiosk shows, with today's availability and waiting counts."""
+    hub = ctx.hub
+    engine = hub.engine
+    config = hub.config
+    now = hub.clock()
+    services = []
+    for service in config.services:
+        availability = engine.availability(service, now)
+        ahead = engine.ahead_for_new(service.id)
+        entry: dict[str, Any] = {
+            "id": service.id,
+            "department": service.department,
+            "name_zh": service.name_zh,
+            "name_en": service.name_en,
+            "prefix": service.prefix,
+            "kind": str(service.kind),
+            "priority_lane": service.priority_lane,
+            "waiting": engine.waiting_count(service.id),
+            "estimated_wait_s": engine.estimated_wait_s(service.id, ahead),
+            "available": availability.available,
+            "notice": service.notice.model_dump(),
+        }
+        if not availability.available:
+            entry["unavailable_reason"] = str(availability.reason)
+            entry["message"] = {"zh": availability.message_zh, "en": availability.message_en}
+            entry["opens_at"] = availability.opens_at.isoformat() if availability.opens_at else None
+        services.append(entry)
+    local_day = engine.local(now).date()
+    hours = config.calendar.hours(local_day)
+    return json_response(
+        {
+            "center": {"name_zh": config.center.name_zh, "name_en": config.center.name_en},
+            "day": {
+                "date": local_day.isoformat(),
+                "day_type": str(config.calendar.day_type(local_day)),
+                "opens": hours.start.isoformat("minutes") if hours else None,
+                "closes": hours.end.isoformat("minutes") if hours else None,
+            },
+            "departments": [d.model_dump() for d in config.departments],
+            "services": services,
+        }
+    )
+
+
+@route(
+    "POST",
+    f"{API}/tickets",
+    ISSUERS,
+    "Issue a ticket (answers once it is durable)",
+    body=schemas.IssueTicket,
+    ok=201,
+    errors=(400, 404, 409),
+)
+async def issue_ticket(ctx: Context) -> web.StreamResponse:
+    """Issue a ticket; 201 only after it is committed to disk."""
+    hub = ctx.hub
+    body: schemas.IssueTicket = ctx.body
+    assert ctx.principal is not None
+    channel = body.channel or ("kiosk" if ctx.principal.role is Role.KIOSK else "desk")
+    ticket = await hub.execute(
+        lambda now: hub.engine.issue(
+            now, body.service, priority=body.priority, channel=channel, case_code=body.case_code
+        )
+    )
+    view = ticket_view(hub, ticket)
+    base = hub.config.center.public_url.rstrip("/")
+    return json_response(
+        {
+            "id": ticket.id,
+            "number": ticket.number,
+            "service": ticket.service,
+            "priority": ticket.priority,
+            "issued_at": view["issued_at"],
+            "ahead": view["ahead"],
+            "estimated_wait_s": view["estimated_wait_s"],
+            "track_token": ticket.track_token,
+            "track_url": f"{base}/t/{ticket.track_token}",
+        },
+        201,
+    )
+
+
+@route("GET", f"{API}/tickets/{{id}}", EVERYONE, "One ticket", errors=(404,))
+async def get_ticket(ctx: Context) -> web.StreamResponse:
+    """A ticket of today."""
+    ticket = ctx.hub.engine.ticket(ctx.request.match_info["id"])
+    return json_response(ticket_view(ctx.hub, ticket))
+
+
+@route(
+    "POST",
+    f"{API}/tickets/{{id}}/reactivate",
+    WINDOW_STAFF,
+    "Put a no-show back in line",
+    body=schemas.Reactivate,
+    errors=(404, 409),
+)
+async def reactivate(ctx: Context) -> web.StreamResponse:
+    """A no-show came back."""
+    hub = ctx.hub
+    body: schemas.Reactivate = ctx.body
+    ticket_id = ctx.request.match_info["id"]
+    ticket = await hub.execute(lambda now: hub.engine.reactivate(now, ticket_id, body.position))
+    return json_response({"ticket": ticket_view(hub, ticket)})
+
+
+@route(
+    "POST",
+    f"{API}/tickets/{{id}}/cancel",
+    WINDOW_STAFF,
+    "Cancel a waiting ticket",
+    errors=(404, 409),
+)
+async def cancel_ticket(ctx: Context) -> web.StreamResponse:
+    """Staff cancel a waiting ticket."""
+    hub = ctx.hub
+    ticket_id = ctx.request.match_info["id"]
+    ticket = await hub.execute(lambda now: hub.engine.cancel(now, ticket_id))
+    return json_response({"ticket": ticket_view(hub, ticket)})
+
+
+# --------------------------------------------------------------------------- windows
+
+
+def _window_route(
+    action: str, summary: str, body: type[BaseModel] | None = None
+) -> Callable[[Handler], Handler]:
+    return route(
+        "POST",
+        f"{API}/windows/{{n:\\d+}}/{action}",
+        WINDOW_STAFF,
+        summary,
+        body=body,
+        errors=(400, 403, 404, 409),
+        tag="windows",
+    )
+
+
+@_window_route("open", "Staff takes the window")
+async def window_open(ctx: Context) -> web.StreamResponse:
+    """Open a window for the logged-in staff member."""
+    hub, number, staff = ctx.hub, ctx.int_param("n"), ctx.staff
+    await hub.execute(lambda now: hub.engine.open_window(now, number, staff))
+    return json_response({"window": window_view(hub, number)})
+
+
+@_window_route("close", "Staff leaves the window")
+async def window_close(ctx: Context) -> web.StreamResponse:
+    """Close the window."""
+    hub, number, staff = ctx.hub, ctx.int_param("n"), ctx.staff
+    await hub.execute(lambda now: hub.engine.close_window(now, number, staff))
+    return json_response({"window": window_view(hub, number)})
+
+
+@route(
+    "POST",
+    f"{API}/windows/{{n:\\d+}}/next",
+    WINDOW_STAFF,
+    "Call the next ticket (204 when none)",
+    errors=(403, 404, 409),
+    tag="windows",
+)
+async def window_next(ctx: Context) -> web.StreamResponse:
+    """Finish the current ticket if any, then call the next."""
+    hub, number, staff = ctx.hub, ctx.int_param("n"), ctx.staff
+    ticket = await hub.execute(lambda now: hub.engine.call_next(now, number, staff))
+    if ticket is None:
+        return web.Response(status=204)
+    return json_response({"ticket": ticket_view(hub, ticket)})
+
+
+@_window_route("call", "Call a specific ticket (特呼)", schemas.CallNumber)
+async def window_call(ctx: Context) -> web.StreamResponse:
+    """Call a given number."""
+    hub, number, staff = ctx.hub, ctx.int_param("n"), ctx.staff
+    body: schemas.CallNumber = ctx.body
+    ticket = await hub.execute(lambda now: hub.engine.call_number(now, number, staff, body.number))
+    return json_response({"ticket": ticket_view(hub, ticket)})
+
+
+def _ticket_action(action: str, summary: str, method: str) -> Handler:
+    async def handler(ctx: Context) -> web.StreamResponse:
+        hub, number, staff = ctx.hub, ctx.int_param("n"), ctx.staff
+        command = getattr(hub.engine, method)
+        ticket = await hub.execute(lambda now: command(now, number, staff))
+        return json_response({"ticket": ticket_view(hub, ticket)})
+
+    handler.__doc__ = summary
+    return _window_route(action, summary)(handler)
+
+
+_ticket_action("recall", "Call the current ticket again (重呼)", "recall")
+_ticket_action("start", "The called resident arrived; service begins", "start")
+_ticket_action("no-show", "The called resident did not come (过号)", "no_show")
+_ticket_action("hold", "Park the current ticket at this window (挂起)", "hold")
+
+
+@_window_route("pause", "Pause the window (暂停)", schemas.Pause)
+async def window_pause(ctx: Context) -> web.StreamResponse:
+    """Put the window on a break."""
+    hub, number, staff = ctx.hub, ctx.int_param("n"), ctx.staff
+    body: schemas.Pause = ctx.body
+    await hub.execute(lambda now: hub.engine.pause(now, number, staff, body.reason))
+    return json_response({"window": window_view(hub, number)})
+
+
+@_window_route("resume", "Resume the window (恢复)")
+async def window_resume(ctx: Context) -> web.StreamResponse:
+    """End the break."""
+    hub, number, staff = ctx.hub, ctx.int_param("n"), ctx.staff
+    await hub.execute(lambda now: hub.engine.resume(now, number, staff))
+    return json_response({"window": window_view(hub, number)})
+
+
+@_window_route("callback", "Call a held ticket back (回呼)", schemas.Callback)
+async def window_callback(ctx: Context) -> web.StreamResponse:
+    """Call back a ticket held at this window."""
+    hub, number, staff = ctx.hub, ctx.int_param("n"), ctx.staff
+    body: schemas.Callback = ctx.body
+    ticket = await hub.execute(lambda now: hub.engine.callback(now, number, staff, body.ticket))
+    return json_response({"ticket": ticket_view(hub, ticket)})
+
+
+@_window_route("transfer", "Transfer the current ticket (转移)", schemas.Transfer)
+async def window_transfer(ctx: Context) -> web.StreamResponse:
+    """Send the current ticket to another service or window."""
+    hub, number, staff = ctx.hub, ctx.int_param("n"), ctx.staff
+    body: schemas.Transfer = ctx.body
+    ticket = await hub.execute(
+        lambda now: hub.engine.transfer(
+            now,
+            number,
+            staff,
+            service_id=body.service,
+            window_number=body.window,
+            position=body.position,
+        )
+    )
+    return json_response({"ticket": ticket_view(hub, ticket)})
+
+
+@_window_route("finish", "Finish: done, or to the back office (opens a case)", schemas.Finish)
+async def window_finish(ctx: Context) -> web.StreamResponse:
+    """Finish the current ticket."""
+    hub, number, staff = ctx.hub, ctx.int_param("n"), ctx.staff
+    body: schemas.Finish = ctx.body
+    ticket = await hub.execute(
+        lambda now: hub.engine.finish(now, number, staff, body.outcome, body.promised_date)
+    )
+    result: dict[str, Any] = {"ticket": ticket_view(hub, ticket)}
+    if body.outcome is Outcome.BACK_OFFICE and ticket.case_id in hub.engine.cases:
+        result["case"] = hub.engine.cases[ticket.case_id].to_public()
+    return json_response(result)
+
+
+@_window_route("rating", "The resident's rating 1–5 of the last finished ticket", schemas.Rating)
+async def window_rating(ctx: Context) -> web.StreamResponse:
+    """Record a rating."""
+    hub, number, staff = ctx.hub, ctx.int_param("n"), ctx.staff
+    body: schemas.Rating = ctx.body
+    ticket = await hub.execute(lambda now: hub.engine.rate(now, number, staff, body.score))
+    return json_response({"ticket": ticket_view(hub, ticket)})
+
+
+# --------------------------------------------------------------------------- cases, inquiries
+
+
+@route(
+    "POST",
+    f"{API}/cases/{{id}}/ready",
+    WINDOW_STAFF,
+    "The back office finished a case",
+    errors=(404, 409),
+    tag="cases",
+)
+async def case_ready(ctx: Context) -> web.StreamResponse:
+    """Mark a case ready for pickup."""
+    hub, staff = ctx.hub, ctx.staff
+    case_id = ctx.request.match_info["id"]
+    case = await hub.execute(lambda now: hub.engine.case_ready(now, case_id, staff))
+    return json_response({"case": case.to_public()})
+
+
+@route(
+    "POST",
+    f"{API}/inquiries",
+    WINDOW_STAFF,
+    "Log a consultation (首问负责)",
+    body=schemas.Inquiry,
+    ok=201,
+    errors=(400, 404),
+    tag="cases",
+)
+async def log_inquiry(ctx: Context) -> web.StreamResponse:
+    """Record a first-inquiry log entry."""
+    hub, staff = ctx.hub, ctx.staff
+    body: schemas.Inquiry = ctx.body
+    event = await hub.execute(
+        lambda now: hub.engine.log_inquiry(
+            now,
+            staff,
+            body.topic,
+            service_id=body.service,
+            referred_to=body.referred_to,
+            note=body.note,
+        )
+    )
+    return json_response({"seq": event.seq}, 201)
+
+
+# --------------------------------------------------------------------------- display+, admin
+
+
+@route("GET", f"{API}/state", DISPLAY_PLUS, "Snapshot of the hall", tag="events")
+async def state(ctx: Context) -> web.StreamResponse:
+    """Windows, waiting counts and recent calls."""
+    return json_response(ctx.hub.engine.state())
+
+
+@route(
+    "GET",
+    f"{API}/reports/daily",
+    MANAGERS,
+    "Daily figures (JSON or CSV)",
+    errors=(400,),
+    tag="reports",
+)
+async def daily_report(ctx: Context) -> web.StreamResponse:
+    """The figures of one service day."""
+    from qcall import reports
+
+    hub = ctx.hub
+    raw = ctx.request.query.get("date") or hub.engine.local(hub.clock()).date().isoformat()
+    try:
+        day = dt.date.fromisoformat(raw)
+    except ValueError as err:
+        raise BadRequest(
+            "date must be YYYY-MM-DD", "日期格式应为 YYYY-MM-DD", code="bad_date"
+        ) from err
+    fmt = ctx.request.query.get("format", "json")
+    if fmt not in ("json", "csv"):
+        raise BadRequest("format must be json or csv", "格式只能是 json 或 csv", code="bad_format")
+    report = await hub.read(
+        lambda: reports.daily_report(hub.config, hub.reader.day_events(day), day)
+    )
+    if fmt == "csv":
+        return web.Response(
+            text=reports.to_csv(report, lang=ctx.lang),
+            content_type="text/csv",
+            charset="utf-8",
+            headers={"Content-Disposition": f'attachment; filename="qcall-{day}.csv"'},
+        )
+    return json_response(reports.to_json(report))
+
+
+@route("GET", f"{API}/diagnostics", ADMINS, "Devices and hub internals", tag="system")
+async def diagnostics(ctx: Context) -> web.StreamResponse:
+    """What a technician needs to see (no secrets)."""
+    hub = ctx.hub
+    db_bytes = await hub.read(_file_size, hub.db_path)
+    return json_response(hub.diagnostics() | {"db_bytes": db_bytes})
+
+
+def _file_size(path: os.PathLike[str]) -> int | None:
+    try:
+        return os.stat(path).st_size  # noqa: PTH116
+    except OSError:
+        return None
+
+
+@route(
+    "GET", "/metrics", None, "Prometheus metrics (loopback / allowed networks only)", tag="system"
+)
+async def metrics(ctx: Context) -> web.StreamResponse:
+    """Prometheus text, only to allowed addresses."""
+    hub = ctx.hub
+    remote = ctx.request.remote or ""
+    try:
+        address = ipaddress.ip_address(remote)
+        allowed = any(
+            address in ipaddress.ip_network(net, strict=False)
+            for net in hub.config.hub.metrics_allow
+        )
+    except ValueError:
+        allowed = False
+    if not allowed:
+        return error_response(403, "metrics_forbidden", text("metrics_forbidden", ctx.lang))
+    return web.Response(body=hub.metrics.render(), content_type="text/plain", charset="utf-8")

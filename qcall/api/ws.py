@@ -1,0 +1,155 @@
+"""The event stream: a snapshot (or a replay from ``after``), then every event in order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections import OrderedDict
+from typing import Final
+
+from aiohttp import WSMsgType, web
+
+from qcall.api.routes import DISPLAY_PLUS, HUB_KEY, authorize, error_response
+from qcall.errors import BadRequest, QcallError
+from qcall.events import Event
+from qcall.hub import Hub
+from qcall.i18n import pick_language
+
+_LOGGER = logging.getLogger(__name__)
+
+# Dead clients (a TV unplugged) are noticed within two heartbeats.
+WS_HEARTBEAT_S: Final = 20.0
+# Clients only send control frames; anything larger is abuse.
+WS_MAX_MESSAGE: Final = 4096
+# Close code telling a lagging client to reconnect with ``after=<last seq>``.
+CLOSE_LAGGING: Final = 4000
+ENCODED_CACHE: Final = 256
+
+
+class _Encoded:
+    """Each event is encoded once, however many clients receive it."""
+
+    def __init__(self) -> None:
+        self._cache: OrderedDict[int, str] = OrderedDict()
+
+    def __call__(self, event: Event) -> str:
+        text = self._cache.get(event.seq)
+        if text is None:
+            text = event.to_json()
+            self._cache[event.seq] = text
+            if len(self._cache) > ENCODED_CACHE:
+                self._cache.popitem(last=False)
+        return text
+
+
+_encode = _Encoded()
+
+
+def _after(request: web.Request) -> int | None:
+    raw = request.query.get("after")
+    if raw is None:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise BadRequest(
+            "after must be a non-negative integer", "after 必须是非负整数", code="bad_param"
+        )
+    return value
+
+
+async def events_ws(request: web.Request) -> web.StreamResponse:
+    """``GET /api/v1/events``: the WebSocket event stream."""
+    hub = request.app[HUB_KEY]
+    lang = pick_language(request.headers.get("Accept-Language"))
+    try:
+        await authorize(request, hub, DISPLAY_PLUS)
+        after = _after(request)
+    except QcallError as err:
+        return error_response(err.status, err.code, err.message(lang))
+    ws = web.WebSocketResponse(heartbeat=WS_HEARTBEAT_S, max_msg_size=WS_MAX_MESSAGE)
+    await ws.prepare(request)
+    # Subscribe before reading the snapshot or the log, so nothing falls between them.
+    subscription = hub.bus.subscribe_queue()
+    reader = asyncio.get_running_loop().create_task(_drain_client(ws), name="qcall:ws-reader")
+    try:
+        await _stream(hub, ws, subscription, after, reader)
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        subscription.close()
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+        await ws.close()
+    return ws
+
+
+async def _stream(
+    hub: Hub,
+    ws: web.WebSocketResponse,
+    subscription: object,
+    after: int | None,
+    reader: asyncio.Task[None],
+) -> None:
+    from qcall.events import Subscription
+
+    assert isinstance(subscription, Subscription)
+    if after is None:
+        state = hub.engine.state()
+        last = int(state["seq"])
+        await ws.send_str(
+            json.dumps({"type": "snapshot", "seq": last, "data": state}, ensure_ascii=False)
+        )
+    else:
+        last = await _replay(hub, ws, after)
+    getter: asyncio.Task[Event | None] | None = None
+    try:
+        while not reader.done():
+            getter = asyncio.ensure_future(subscription.get())
+            done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+            if getter not in done:
+                return
+            event = getter.result()
+            getter = None
+            if event is None:
+                hub.metrics.ws_dropped.inc()
+                await ws.close(
+                    code=CLOSE_LAGGING, message=f"lagging; resume with after={last}".encode()
+                )
+                return
+            if event.seq <= last:
+                continue
+            if event.seq != last + 1:
+                last = await _replay(hub, ws, last, upto=event.seq - 1)
+            await ws.send_str(_encode(event))
+            last = event.seq
+    finally:
+        if getter is not None:
+            getter.cancel()
+
+
+async def _replay(hub: Hub, ws: web.WebSocketResponse, after: int, upto: int | None = None) -> int:
+    """Send logged events after ``after`` (up to ``upto``); return the last seq sent."""
+    last = after
+    while True:
+        batch = await hub.events_after(last)
+        if not batch:
+            return last
+        for event in batch:
+            if upto is not None and event.seq > upto:
+                return last
+            await ws.send_str(_encode(event))
+            last = event.seq
+
+
+async def _drain_client(ws: web.WebSocketResponse) -> None:
+    """Read (and ignore) what the client sends, so pings and closes are handled."""
+    async for message in ws:
+        if message.type is WSMsgType.ERROR:
+            _LOGGER.debug("event stream client error: %s", ws.exception())
+            return

@@ -1,0 +1,293 @@
+"""The composition root: builds storage, engine, event bus and workers; owns every task."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Final, TypeVar
+from zoneinfo import ZoneInfo
+
+from qcall import __version__
+from qcall.config import CenterConfig
+from qcall.engine import Engine
+from qcall.errors import QcallError, StorageError
+from qcall.events import Event, EventBus, EventType
+from qcall.metrics import Metrics
+from qcall.store import Principal, Store
+
+_LOGGER = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# The day rolls over at local midnight; checking twice a minute keeps the lag small and cheap.
+DAY_TICK_INTERVAL_S: Final = 30.0
+# Positive token look-ups are cached this long; revocation (logout) clears the entry at once.
+TOKEN_CACHE_S: Final = 60.0
+# Each stop stage gets this long before the hub moves on (a hung webhook must not block exit).
+STOP_STAGE_TIMEOUT_S: Final = 10.0
+
+
+class Hub:
+    """One running center: engine, durable journal, event bus, webhooks and devices."""
+
+    def __init__(
+        self,
+        config: CenterConfig,
+        db_path: str | Path,
+        *,
+        clock: Callable[[], dt.datetime] | None = None,
+    ) -> None:
+        self.config = config
+        self.db_path = Path(db_path)
+        self.tz = ZoneInfo(config.center.timezone)
+        self.clock = clock or (lambda: dt.datetime.now(self.tz))
+        self.engine = Engine(config)
+        self.bus = EventBus()
+        self.metrics = Metrics(self)
+        self.store = Store(self.db_path)
+        self.reader = Store(self.db_path)
+        self.fatal = asyncio.Event()
+        self.started_at = time.monotonic()
+        self.committed_seq = 0
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="qcall-db-writer")
+        self._reads = ThreadPoolExecutor(1, thread_name_prefix="qcall-db-reader")
+        self._pending: list[tuple[list[Event], asyncio.Future[None]]] = []
+        self._wake = asyncio.Event()
+        self._failure: BaseException | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._token_cache: dict[str, tuple[Principal, float]] = {}
+        self._stoppers: list[Callable[[], Awaitable[None]]] = []
+        self._diagnostics: list[Callable[[], dict[str, Any]]] = []
+
+    # ----------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        """Open storage, rebuild the state, then start the workers."""
+        await self.write(self._open_and_load)
+        await self.read(self.reader.open)
+        self.create_task(self._journal(), "journal")
+        self.create_task(self._day_ticker(), "day-ticker")
+        await self.execute(self.engine.tick)
+        from qcall.webhooks import WebhookDispatcher
+
+        for hook in self.config.webhooks:
+            dispatcher = WebhookDispatcher(self, hook)
+            await dispatcher.start()
+            self._stoppers.append(dispatcher.stop)
+            self._diagnostics.append(dispatcher.diagnostics)
+        _LOGGER.info(
+            "hub started: %s, seq %d, %d windows",
+            self.db_path,
+            self.engine.seq,
+            len(self.config.windows),
+        )
+
+    def add_stopper(self, stopper: Callable[[], Awaitable[None]]) -> None:
+        """Register something to stop (in reverse order) before storage closes."""
+        self._stoppers.append(stopper)
+
+    async def stop(self) -> None:
+        """Stop workers in reverse order, flush the journal, snapshot and close storage."""
+        for stopper in reversed(self._stoppers):
+            try:
+                await asyncio.wait_for(stopper(), STOP_STAGE_TIMEOUT_S)
+            except Exception:
+                _LOGGER.exception("stopping %r failed", stopper)
+        self._stoppers.clear()
+        await self._flush()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._failure is None and self.committed_seq == self.engine.seq:
+            snapshot = self.engine.to_snapshot()
+            await self.write(self.store.save_snapshot, self.engine.seq, snapshot)
+        await self.write(self.store.close)
+        await self.read(self.reader.close)
+        self._writer.shutdown(wait=True)
+        self._reads.shutdown(wait=True)
+        _LOGGER.info("hub stopped at seq %d", self.engine.seq)
+
+    def create_task(self, coro: Coroutine[Any, Any, T], name: str) -> asyncio.Task[T]:
+        """Start a named background task that is kept referenced and whose crash is logged."""
+        task = asyncio.get_running_loop().create_task(coro, name=f"qcall:{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            _LOGGER.error("task %s crashed", task.get_name(), exc_info=task.exception())
+
+    # ----------------------------------------------------------------- storage threads
+
+    async def write(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a storage call on the single writer thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a storage call on the reader thread (never delays commits)."""
+        return await asyncio.get_running_loop().run_in_executor(self._reads, fn, *args)
+
+    def _open_and_load(self) -> None:
+        self.store.open()
+        try:
+            self._load()
+        except (ValueError, KeyError, TypeError) as err:
+            self.store.quarantine(f"event log unreadable: {err!r}")
+            self.store.open()
+            self.engine = Engine(self.config)
+            self._load()
+        self.committed_seq = self.engine.seq
+        self.store.save_snapshot(self.engine.seq, self.engine.to_snapshot())
+
+    def _load(self) -> None:
+        last = self.store.last_seq()
+        snapshot = self.store.latest_snapshot()
+        if snapshot is not None and int(snapshot["seq"]) <= last:
+            try:
+                self.engine.load_snapshot(snapshot)
+            except (ValueError, KeyError, TypeError):
+                _LOGGER.warning(
+                    "snapshot at seq %s unusable; replaying the whole log", snapshot["seq"]
+                )
+                self.engine = Engine(self.config)
+        count = 0
+        for event in self.store.iter_events(self.engine.seq):
+            self.engine.replay(event)
+            count += 1
+        if self.engine.seq != last:
+            raise ValueError(f"replay ended at seq {self.engine.seq}, log ends at {last}")
+        _LOGGER.info("state rebuilt: %d events replayed, seq %d", count, last)
+
+    # ----------------------------------------------------------------- commands
+
+    async def execute(self, command: Callable[[dt.datetime], T]) -> T:
+        """Run an engine command now; return only after its events are durably committed."""
+        if self._failure is not None:
+            raise StorageError(
+                "storage failed; the hub is restarting", "数据存储故障，系统正在重启，请稍候"
+            )
+        started = time.perf_counter()
+        error: BaseException | None = None
+        result: T | None = None
+        try:
+            result = command(self.clock())
+        except Exception as err:  # noqa: BLE001 - re-raised below, after committing what was emitted
+            error = err
+        events = self.engine.drain()
+        if events:
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._pending.append((events, future))
+            self._wake.set()
+            await asyncio.shield(future)
+        self.metrics.observe_command(time.perf_counter() - started, error)
+        if error is not None:
+            raise error
+        return result  # type: ignore[return-value]
+
+    async def _flush(self) -> None:
+        while self._pending and self._failure is None:
+            self._wake.set()
+            await asyncio.sleep(0)
+            futures = [f for _, f in self._pending]
+            if futures:
+                await asyncio.gather(*futures, return_exceptions=True)
+
+    async def _journal(self) -> None:
+        """Group commit: every batch of pending events is one durable transaction."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                batch, self._pending = self._pending, []
+                events = [event for chunk, _ in batch for event in chunk]
+                started = time.perf_counter()
+                try:
+                    await self.write(self.store.append, events)
+                except Exception as err:  # noqa: BLE001 - task boundary: any failure is fatal
+                    self._fail(err)
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(
+                                StorageError("could not save; please retry", "保存失败，请重试")
+                            )
+                    return
+                self.committed_seq = events[-1].seq
+                self.metrics.observe_commit(time.perf_counter() - started, events)
+                self.bus.publish(events)
+                for _, future in batch:
+                    if not future.done():
+                        future.set_result(None)
+                if any(e.type is EventType.DAY_OPENED for e in events) and not self._pending:
+                    await self.write(
+                        self.store.save_snapshot, self.engine.seq, self.engine.to_snapshot()
+                    )
+
+    def _fail(self, err: BaseException) -> None:
+        _LOGGER.critical(
+            "the event log could not be written; stopping so state is rebuilt", exc_info=err
+        )
+        self._failure = err
+        self.fatal.set()
+
+    async def _day_ticker(self) -> None:
+        while True:
+            await asyncio.sleep(DAY_TICK_INTERVAL_S)
+            try:
+                await self.execute(self.engine.tick)
+            except QcallError:
+                _LOGGER.exception("day rollover failed")
+
+    # ----------------------------------------------------------------- auth
+
+    async def principal(self, token: str) -> Principal | None:
+        """Resolve a bearer token (cached briefly)."""
+        cached = self._token_cache.get(token)
+        now = time.monotonic()
+        if cached is not None and now - cached[1] < TOKEN_CACHE_S:
+            principal = cached[0]
+            if principal.expires_at is None or principal.expires_at > dt.datetime.now(dt.UTC):
+                return principal
+        found: Principal | None = await self.read(self.reader.principal, token)
+        if found is None:
+            self._token_cache.pop(token, None)
+        else:
+            self._token_cache[token] = (found, now)
+        return found
+
+    async def revoke(self, token: str) -> None:
+        """Revoke a token everywhere at once."""
+        self._token_cache.pop(token, None)
+        await self.write(self.store.revoke_token, token)
+
+    # ----------------------------------------------------------------- reads
+
+    def diagnostics(self) -> dict[str, Any]:
+        """Hub internals for technicians (no secrets)."""
+        return {
+            "version": __version__,
+            "db_path": str(self.db_path),
+            "db_moved_aside": str(self.store.moved_aside) if self.store.moved_aside else None,
+            "uptime_s": round(time.monotonic() - self.started_at, 1),
+            "seq": self.engine.seq,
+            "committed_seq": self.committed_seq,
+            "pending_batches": len(self._pending),
+            "storage_failed": self._failure is not None,
+            "subscribers": self.bus.subscriber_count,
+            "tasks": sorted(t.get_name() for t in self._tasks),
+            "devices": {name: dict(info) for name, info in self.engine.devices.items()},
+            "device_details": [provider() for provider in self._diagnostics],
+        }
+
+    def add_diagnostics(self, provider: Callable[[], dict[str, Any]]) -> None:
+        """Register a device or worker whose diagnostics the hub reports."""
+        self._diagnostics.append(provider)
+
+    async def events_after(self, seq: int, limit: int = 1000) -> list[Event]:
+        """Committed events after ``seq`` from the log."""
+        return await self.read(self.reader.events_after, seq, limit)
