@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Final
 
-from qcall import __version__
+from qcall import __version__, reports
 from qcall.config import CenterConfig, load_config
 from qcall.errors import ConfigError
 from qcall.model import Role
@@ -165,7 +165,6 @@ def _token_create(args: argparse.Namespace) -> int:
 
 
 def _report_daily(args: argparse.Namespace) -> int:
-    from qcall import reports
 
     try:
         day = dt.date.fromisoformat(args.date)

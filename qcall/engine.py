@@ -6,6 +6,7 @@ happens in ``_apply``, so replaying the event log rebuilds the same state exactl
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import secrets
 from collections import deque
@@ -1115,13 +1116,17 @@ class Engine:
             theirs = self._rank(head)[:2]
             if theirs != mine[:2]:
                 return len(line) if theirs < mine[:2] else 0
-        # The back of a line is in call order, so its last entry bounds the whole line.
-        last = next(reversed(line.back.values()), None)
-        if last is ticket:
-            return len(line) - 1
-        if last is not None and self._rank(last) < mine:
-            return len(line)
-        return sum(1 for other in line if other is not ticket and self._rank(other) < mine)
+        # Within a line entries are in call order (front first, then by queue time), so a
+        # position is an index (C speed) or a bisection, never a Python-level scan.
+        if ticket.id in line.front:
+            return list(line.front).index(ticket.id)
+        if ticket.id in line.back:
+            return len(line.front) + list(line.back).index(ticket.id)
+        if ticket.front:
+            return sum(1 for other in line.front.values() if self._rank(other) < mine)
+        return len(line.front) + bisect.bisect_left(
+            list(line.back.values()), (ticket.queued_at, ticket.order), key=_queue_key
+        )
 
     def _pick(self, window: WindowRun, now: dt.datetime) -> Ticket | None:
         pinned = self._pinned[window.number].head()
@@ -1481,6 +1486,10 @@ _STATE_ZH: Final = {
     TicketState.CANCELLED: "已取消",
     TicketState.EXPIRED: "已过期",
 }
+
+
+def _queue_key(ticket: Ticket) -> tuple[dt.datetime, int]:
+    return (ticket.queued_at, ticket.order)
 
 
 def _opens_zh(opens: dt.datetime | None) -> str:

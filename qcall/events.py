@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -94,6 +95,11 @@ class Subscription:
     async def get(self) -> Event | None:
         """Wait for the next event; None means the subscriber fell behind and was dropped."""
         return await self.queue.get()
+
+    def wake(self) -> None:
+        """Wake the reader with the end marker (its client went away)."""
+        with contextlib.suppress(asyncio.QueueFull):
+            self.queue.put_nowait(None)
 
     def drop(self) -> None:
         """Discard what is queued and wake the reader with the end marker."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +28,8 @@ T = TypeVar("T")
 DAY_TICK_INTERVAL_S: Final = 30.0
 # Positive token look-ups are cached this long; revocation (logout) clears the entry at once.
 TOKEN_CACHE_S: Final = 60.0
+# WAL frames are copied back into the database file this often, off the commit path.
+CHECKPOINT_INTERVAL_S: Final = 2.0
 # Each stop stage gets this long before the hub moves on (a hung webhook must not block exit).
 STOP_STAGE_TIMEOUT_S: Final = 10.0
 
@@ -50,11 +53,13 @@ class Hub:
         self.metrics = Metrics(self)
         self.store = Store(self.db_path)
         self.reader = Store(self.db_path)
+        self.checkpointer = Store(self.db_path)
         self.fatal = asyncio.Event()
         self.started_at = time.monotonic()
         self.committed_seq = 0
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="qcall-db-writer")
         self._reads = ThreadPoolExecutor(1, thread_name_prefix="qcall-db-reader")
+        self._checkpoints = ThreadPoolExecutor(1, thread_name_prefix="qcall-db-checkpoint")
         self._pending: list[tuple[list[Event], asyncio.Future[None]]] = []
         self._wake = asyncio.Event()
         self._failure: BaseException | None = None
@@ -69,7 +74,10 @@ class Hub:
         """Open storage, rebuild the state, then start the workers."""
         await self.write(self._open_and_load)
         await self.read(self.reader.open)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._checkpoints, self.checkpointer.open)
         self.create_task(self._journal(), "journal")
+        self.create_task(self._checkpoint_loop(), "checkpoint")
         self.create_task(self._day_ticker(), "day-ticker")
         await self.execute(self.engine.tick)
         from qcall.webhooks import WebhookDispatcher
@@ -105,10 +113,12 @@ class Hub:
         if self._failure is None and self.committed_seq == self.engine.seq:
             snapshot = self.engine.to_snapshot()
             await self.write(self.store.save_snapshot, self.engine.seq, snapshot)
-        await self.write(self.store.close)
+        await asyncio.get_running_loop().run_in_executor(self._checkpoints, self.checkpointer.close)
         await self.read(self.reader.close)
+        await self.write(self.store.close)
         self._writer.shutdown(wait=True)
         self._reads.shutdown(wait=True)
+        self._checkpoints.shutdown(wait=True)
         _LOGGER.info("hub stopped at seq %d", self.engine.seq)
 
     def create_task(self, coro: Coroutine[Any, Any, T], name: str) -> asyncio.Task[T]:
@@ -134,12 +144,12 @@ class Hub:
         return await asyncio.get_running_loop().run_in_executor(self._reads, fn, *args)
 
     def _open_and_load(self) -> None:
-        self.store.open()
+        self.store.open_writer()
         try:
             self._load()
         except (ValueError, KeyError, TypeError) as err:
             self.store.quarantine(f"event log unreadable: {err!r}")
-            self.store.open()
+            self.store.open_writer()
             self.engine = Engine(self.config)
             self._load()
         self.committed_seq = self.engine.seq
@@ -184,7 +194,7 @@ class Hub:
             future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._pending.append((events, future))
             self._wake.set()
-            await asyncio.shield(future)
+            await future
         self.metrics.observe_command(time.perf_counter() - started, error)
         if error is not None:
             raise error
@@ -227,6 +237,19 @@ class Hub:
                     await self.write(
                         self.store.save_snapshot, self.engine.seq, self.engine.to_snapshot()
                     )
+
+    async def _checkpoint_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        last = -1
+        while True:
+            await asyncio.sleep(CHECKPOINT_INTERVAL_S)
+            if self.committed_seq == last:
+                continue
+            try:
+                await loop.run_in_executor(self._checkpoints, self.checkpointer.checkpoint)
+                last = self.committed_seq
+            except sqlite3.Error as err:
+                _LOGGER.warning("WAL checkpoint failed (will retry): %s", err)
 
     def _fail(self, err: BaseException) -> None:
         _LOGGER.critical(

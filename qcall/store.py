@@ -30,6 +30,9 @@ TOKEN_PREFIX: Final = "qc_"  # noqa: S105 (a marker, not a secret)
 # A busy writer (a report, the CLI) must not make the hub fail at once.
 BUSY_TIMEOUT_S: Final = 5.0
 REPLAY_BATCH: Final = 1000
+# The WAL is grown once to this size and then reused: overwriting allocated blocks makes a
+# durable commit about 10x cheaper than appending (no file-system metadata to flush).
+WAL_PRIME_BYTES: Final = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +142,25 @@ class Store:
         self.moved_aside: Path | None = None
 
     # ----------------------------------------------------------------- lifecycle
+
+    def open_writer(self) -> None:
+        """Open as the one writer: no automatic checkpoints (they stall commits), primed WAL."""
+        self.open()
+        db = self.db
+        db.execute("PRAGMA wal_autocheckpoint=0")
+        wal = Path(f"{self.path}-wal")
+        if not wal.exists() or wal.stat().st_size < WAL_PRIME_BYTES:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("CREATE TABLE IF NOT EXISTS wal_prime (b BLOB)")
+            db.execute("INSERT INTO wal_prime VALUES (zeroblob(?))", (WAL_PRIME_BYTES // 2,))
+            db.execute("DELETE FROM wal_prime")
+            db.execute("COMMIT")
+            db.execute("PRAGMA wal_checkpoint(RESTART)")
+
+    def checkpoint(self) -> tuple[int, int]:
+        """Copy committed WAL frames into the database without blocking the writer."""
+        _busy, frames, done = self.db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        return int(frames), int(done)
 
     def open(self) -> None:
         """Open (creating or migrating) the database; move a corrupt file aside."""

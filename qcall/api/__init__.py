@@ -10,7 +10,7 @@ from aiohttp import web
 
 from qcall.api.openapi import openapi_document
 from qcall.api.routes import HUB_KEY, ROUTES, error_response, json_response, make_handler
-from qcall.api.ws import events_ws
+from qcall.api.ws import STREAMS_KEY, close_streams, events_ws
 from qcall.hub import Hub
 from qcall.i18n import pick_language, text
 
@@ -46,6 +46,8 @@ def build_app(hub: Hub, *, manage_hub: bool = True) -> web.Application:
     for entry in ROUTES:
         app.router.add_route(entry.method, entry.path, make_handler(hub, entry))
     app.router.add_get("/api/v1/events", events_ws)
+    app[STREAMS_KEY] = set()
+    app.on_shutdown.append(close_streams)
     document = openapi_document()
 
     async def openapi(_request: web.Request) -> web.StreamResponse:

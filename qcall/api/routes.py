@@ -14,7 +14,7 @@ from typing import Any, Final
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from qcall import __version__
+from qcall import __version__, reports
 from qcall.api import schemas
 from qcall.config import format_loc
 from qcall.engine import Ticket
@@ -656,7 +656,6 @@ async def state(ctx: Context) -> web.StreamResponse:
 )
 async def daily_report(ctx: Context) -> web.StreamResponse:
     """The figures of one service day."""
-    from qcall import reports
 
     hub = ctx.hub
     raw = ctx.request.query.get("date") or hub.engine.local(hub.clock()).date().isoformat()

@@ -9,7 +9,7 @@ import logging
 from collections import OrderedDict
 from typing import Final
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from qcall.api.routes import DISPLAY_PLUS, HUB_KEY, authorize, error_response
 from qcall.errors import BadRequest, QcallError
@@ -26,6 +26,9 @@ WS_MAX_MESSAGE: Final = 4096
 # Close code telling a lagging client to reconnect with ``after=<last seq>``.
 CLOSE_LAGGING: Final = 4000
 ENCODED_CACHE: Final = 256
+# Open event streams, so a stopping hub can say goodbye (1001) instead of leaving clients to
+# time out and making the shutdown wait for every stream handler.
+STREAMS_KEY: Final = web.AppKey("event_streams", set[web.WebSocketResponse])
 
 
 class _Encoded:
@@ -73,6 +76,8 @@ async def events_ws(request: web.Request) -> web.StreamResponse:
         return error_response(err.status, err.code, err.message(lang))
     ws = web.WebSocketResponse(heartbeat=WS_HEARTBEAT_S, max_msg_size=WS_MAX_MESSAGE)
     await ws.prepare(request)
+    streams = request.app[STREAMS_KEY]
+    streams.add(ws)
     # Subscribe before reading the snapshot or the log, so nothing falls between them.
     subscription = hub.bus.subscribe_queue()
     reader = asyncio.get_running_loop().create_task(_drain_client(ws), name="qcall:ws-reader")
@@ -81,12 +86,25 @@ async def events_ws(request: web.Request) -> web.StreamResponse:
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:
+        streams.discard(ws)
         subscription.close()
         reader.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await reader
         await ws.close()
     return ws
+
+
+async def close_streams(app: web.Application) -> None:
+    """``on_shutdown``: close every open event stream with 1001 so clients reconnect at once."""
+    streams = app[STREAMS_KEY]
+    await asyncio.gather(
+        *(
+            ws.close(code=WSCloseCode.GOING_AWAY, message=b"hub shutting down")
+            for ws in list(streams)
+        ),
+        return_exceptions=True,
+    )
 
 
 async def _stream(
@@ -107,20 +125,20 @@ async def _stream(
         )
     else:
         last = await _replay(hub, ws, after)
-    getter: asyncio.Task[Event | None] | None = None
-    try:
-        while not reader.done():
-            getter = asyncio.ensure_future(subscription.get())
-            done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
-            if getter not in done:
-                return
-            event = getter.result()
-            getter = None
+    reader.add_done_callback(lambda _task: subscription.wake())
+    queue = subscription.queue
+    while True:
+        # One wake-up per burst: everything queued is sent back to back.
+        batch = [await queue.get()]
+        while not queue.empty():
+            batch.append(queue.get_nowait())
+        for event in batch:
             if event is None:
-                hub.metrics.ws_dropped.inc()
-                await ws.close(
-                    code=CLOSE_LAGGING, message=f"lagging; resume with after={last}".encode()
-                )
+                if subscription.overflowed:
+                    hub.metrics.ws_dropped.inc()
+                    await ws.close(
+                        code=CLOSE_LAGGING, message=f"lagging; resume with after={last}".encode()
+                    )
                 return
             if event.seq <= last:
                 continue
@@ -128,9 +146,6 @@ async def _stream(
                 last = await _replay(hub, ws, last, upto=event.seq - 1)
             await ws.send_str(_encode(event))
             last = event.seq
-    finally:
-        if getter is not None:
-            getter.cancel()
 
 
 async def _replay(hub: Hub, ws: web.WebSocketResponse, after: int, upto: int | None = None) -> int:

@@ -1,0 +1,297 @@
+"""The bus emulator speaks real QBus bytes: addressing, caching, acks, pacing, control, CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from devices.emulators.bus import (
+    CONTROL_HELP,
+    BusEmulator,
+    main,
+    parse_addresses,
+    parse_kinds,
+)
+from devices.qbus.frames import (
+    BROADCAST,
+    MASTER,
+    Command,
+    DeviceKind,
+    EventKind,
+    Frame,
+    FrameDecoder,
+    PingReply,
+    PollEvents,
+    PollReply,
+    SetIdleText,
+    ShowCall,
+    Status,
+    wire_time,
+)
+
+WAIT_S = 5.0
+D, K, R = DeviceKind.COUNTER_DISPLAY, DeviceKind.KEYPAD, DeviceKind.RATING_PAD
+
+
+class Wire:
+    """A raw master: writes frames, reads reply frames."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        self.decoder = FrameDecoder()
+        self.frames: list[Frame] = []
+
+    def send(self, dst: int, seq: int, cmd: int, payload: bytes = b"") -> Frame:
+        frame = Frame(dst, MASTER, seq, cmd, payload)
+        self.writer.write(frame.to_bytes())
+        return frame
+
+    async def reply(self) -> Frame:
+        async with asyncio.timeout(WAIT_S):
+            while not self.frames:
+                self.frames += self.decoder.feed(await self.reader.read(256))
+        return self.frames.pop(0)
+
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[BusEmulator]:
+    emu = BusEmulator({3: D, 5: K, 9: R}, baud=115200, control=("127.0.0.1", 0))
+    await emu.start()
+    yield emu
+    await emu.stop()
+
+
+@pytest.fixture
+async def wire(emulator: BusEmulator) -> AsyncIterator[Wire]:
+    host, port = emulator.url.removeprefix("socket://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    yield Wire(reader, writer)
+    writer.close()
+    await writer.wait_closed()
+
+
+async def test_only_the_addressed_device_answers(wire: Wire) -> None:
+    wire.send(77, 1, Command.PING)
+    wire.send(BROADCAST, 2, Command.PING)
+    wire.send(3, 3, Command.PING)
+    answer = await wire.reply()
+    assert (answer.src, answer.dst, answer.seq, answer.cmd) == (3, MASTER, 3, 0x82)
+    assert PingReply.from_payload(answer.payload) == PingReply(boot=1, flags=4, pending=0)
+
+
+async def test_status_codes(wire: Wire) -> None:
+    wire.send(5, 1, Command.SHOW_CALL, ShowCall("A1", 1).to_payload())
+    assert (await wire.reply()).payload == bytes([Status.UNKNOWN_COMMAND])
+    wire.send(3, 2, Command.BRIGHTNESS, b"\x20")
+    assert (await wire.reply()).payload == bytes([Status.BAD_PAYLOAD])
+    wire.send(3, 3, Command.SHOW_TEXT, bytes.fromhex("FF 00 00 01 FFFF"))
+    assert (await wire.reply()).payload == bytes([Status.NOT_IN_FONT])
+    wire.send(3, 4, 0x66)
+    assert (await wire.reply()).payload == bytes([Status.UNKNOWN_COMMAND])
+
+
+async def test_duplicate_seq_gets_the_cached_reply(emulator: BusEmulator, wire: Wire) -> None:
+    emulator.press(5, EventKind.NEXT)
+    wire.send(5, 40, Command.POLL_EVENTS, PollEvents().to_payload())
+    first = await wire.reply()
+    emulator.press(5, EventKind.RECALL)
+    wire.send(5, 40, Command.POLL_EVENTS, PollEvents().to_payload())
+    assert await wire.reply() == first
+    wire.send(5, 41, Command.POLL_EVENTS, PollEvents().to_payload())
+    fresh = PollReply.from_payload((await wire.reply()).payload)
+    assert [e.kind for e in fresh.events] == [EventKind.NEXT, EventKind.RECALL]
+
+
+async def test_ack_removes_events_only_for_the_current_boot(
+    emulator: BusEmulator, wire: Wire
+) -> None:
+    for _ in range(6):
+        emulator.press(5, EventKind.NEXT)
+    wire.send(5, 1, Command.POLL_EVENTS, PollEvents().to_payload())
+    poll = PollReply.from_payload((await wire.reply()).payload)
+    assert ([e.seq for e in poll.events], poll.remaining) == ([1, 2, 3, 4], 2)
+    wire.send(5, 2, Command.POLL_EVENTS, PollEvents(ack_boot=9, ack_upto=4).to_payload())
+    assert [e.seq for e in PollReply.from_payload((await wire.reply()).payload).events] == [
+        1,
+        2,
+        3,
+        4,
+    ]
+    wire.send(5, 3, Command.POLL_EVENTS, PollEvents(ack_boot=1, ack_upto=4).to_payload())
+    poll = PollReply.from_payload((await wire.reply()).payload)
+    assert ([e.seq for e in poll.events], poll.remaining) == ([5, 6], 0)
+
+
+async def test_power_cycle_loses_volatile_state_keeps_idle_text(
+    emulator: BusEmulator, wire: Wire
+) -> None:
+    wire.send(3, 1, Command.SET_IDLE_TEXT, SetIdleText("欢迎").to_payload())
+    await wire.reply()
+    wire.send(3, 2, Command.SHOW_CALL, ShowCall("A1", 2).to_payload())
+    await wire.reply()
+    emulator.press(5, EventKind.NEXT)
+    emulator.fault(3, "power_cycle")
+    emulator.fault(5, "power_cycle")
+    assert emulator.shown(3)["text"] == "欢迎"
+    assert emulator.shown(3)["boot"] == 2
+    assert emulator.shown(5)["queued"] == 0
+
+
+async def test_reset_answers_then_restarts(emulator: BusEmulator, wire: Wire) -> None:
+    wire.send(3, 1, Command.RESET)
+    assert (await wire.reply()).payload == b"\x00"
+    assert emulator.shown(3)["boot"] == 2
+
+
+async def test_bytes_are_paced_at_the_baud_rate() -> None:
+    emulator = BusEmulator({3: D}, baud=1200)
+    await emulator.start()
+    received: list[float] = []
+    emulator.subscribe(lambda _, at: received.append(at))
+    host, port = emulator.url.removeprefix("socket://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        slow = Wire(reader, writer)
+        loop = asyncio.get_running_loop()
+        sent_at = loop.time()
+        request = slow.send(3, 1, Command.PING)
+        answer = await slow.reply()
+        done_at = loop.time()
+        # Lower bounds only: the emulator must never be faster than the wire.
+        assert received[0] - sent_at >= wire_time(request.wire_size, 1200) - 0.001
+        assert done_at - sent_at >= wire_time(request.wire_size + answer.wire_size, 1200) - 0.001
+    finally:
+        writer.close()
+        await writer.wait_closed()
+        await emulator.stop()
+
+
+async def test_control_port(emulator: BusEmulator) -> None:
+    assert emulator.control_address is not None
+    reader, writer = await asyncio.open_connection(*emulator.control_address)
+
+    async def ask(command: dict[str, object]) -> dict[str, object]:
+        writer.write(json.dumps(command).encode() + b"\n")
+        async with asyncio.timeout(WAIT_S):
+            answer: dict[str, object] = json.loads(await reader.readline())
+        return answer
+
+    try:
+        assert await ask({"cmd": "press", "addr": 5, "event": "skip"}) == {"ok": True, "result": 1}
+        assert (await ask({"cmd": "press", "addr": 5, "event": "callback", "ticket": "A9"}))["ok"]
+        assert (await ask({"cmd": "press", "addr": 5, "event": "transfer", "window": 4}))["ok"]
+        assert (await ask({"cmd": "rating", "addr": 9, "score": 5}))["ok"]
+        assert (await ask({"cmd": "fault", "addr": 3, "kind": "late_reply", "late_ms": 50}))["ok"]
+        shown = await ask({"cmd": "shown", "addr": 5})
+        assert shown["result"]["queued"] == 3  # type: ignore[index]
+        state = await ask({"cmd": "state"})
+        assert set(state["result"]["devices"]) == {"3", "5", "9"}  # type: ignore[index]
+        assert (await ask({"cmd": "help"}))["result"] == CONTROL_HELP
+        for bad in (
+            {"cmd": "press", "addr": 3, "event": "next"},
+            {"cmd": "press", "addr": 5, "event": "dance"},
+            {"cmd": "fault", "addr": 3, "kind": "fire"},
+            {"cmd": "shown", "addr": 42},
+            {"cmd": "nope", "addr": 1},
+        ):
+            answer = await ask(bad)
+            assert answer["ok"] is False
+            assert answer["error"]
+        writer.write(b"not json\n")
+        assert json.loads(await reader.readline())["ok"] is False
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+async def test_state_file_follows_the_displays(tmp_path: Path) -> None:
+    state = tmp_path / "bus.json"
+    emulator = BusEmulator({3: D, 5: K}, baud=115200, state_file=state)
+    await emulator.start()
+    assert json.loads(state.read_text("utf-8"))["devices"]["3"]["mode"] == "idle"
+    host, port = emulator.url.removeprefix("socket://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        Wire(reader, writer).send(3, 1, Command.SHOW_CALL, ShowCall("C020", 7).to_payload())
+        await emulator.wait_until(lambda: emulator.shown(3)["ticket"] == "C020", WAIT_S)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+        await emulator.stop()  # flushes the pending state write
+    shown = json.loads(state.read_text("utf-8"))["devices"]["3"]
+    assert (shown["ticket"], shown["window"], shown["flashing"]) == ("C020", 7, True)
+    assert shown["text"] == "请C020号\n到7号窗口"
+
+
+def test_address_and_kind_parsing() -> None:
+    assert parse_addresses("1-3,7,9-10") == [1, 2, 3, 7, 9, 10]
+    kinds = parse_kinds("1-2=display,3=keypad,4=rating", parse_addresses("1-5"))
+    assert kinds == {1: D, 2: D, 3: K, 4: R, 5: D}
+    for bad in ("0-3", "5-2", "x", "1-200"):
+        with pytest.raises(ValueError, match="地址"):
+            parse_addresses(bad)
+    with pytest.raises(ValueError, match="unknown kind"):
+        parse_kinds("1=printer", [1])
+    with pytest.raises(ValueError, match="not in --addresses"):
+        parse_kinds("9=keypad", [1])
+
+
+def test_cli_help_and_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "--listen HOST:PORT" in out
+    assert "控制端口" in out
+    assert '"cmd": "press"' in out
+    with pytest.raises(SystemExit) as info:
+        main(["--listen", "127.0.0.1:0", "--addresses", "1-2", "--kinds", "3=keypad"])
+    assert info.value.code == 2
+    assert "--addresses" in capsys.readouterr().err
+
+
+async def test_cli_runs_and_stops_on_sigint() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "devices.emulators.bus",
+        "--listen",
+        "127.0.0.1:0",
+        "--addresses",
+        "1-4",
+        "--kinds",
+        "3-4=keypad",
+        "--pty",
+        "--control",
+        "127.0.0.1:0",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[3])},
+    )
+    assert process.stdout is not None
+    try:
+        lines = []
+        async with asyncio.timeout(WAIT_S * 2):
+            while len(lines) < 4:
+                lines.append((await process.stdout.readline()).decode())
+        assert lines[0].startswith("bus / 总线: socket://127.0.0.1:")
+        assert lines[1].startswith("pty: /dev/")
+        assert lines[2].startswith("control / 控制端口: 127.0.0.1:")
+        assert "3=keypad" in lines[3]
+        host, port = lines[2].split(": ", 1)[1].strip().rsplit(":", 1)
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(b'{"cmd": "press", "addr": 3, "event": "next"}\n')
+        assert json.loads(await reader.readline()) == {"ok": True, "result": 1}
+        writer.close()
+        await writer.wait_closed()
+    finally:
+        process.send_signal(signal.SIGINT)
+        async with asyncio.timeout(WAIT_S):
+            assert await process.wait() == 0
