@@ -171,6 +171,10 @@ def _report_daily(args: argparse.Namespace) -> int:
     except ValueError:
         print("日期格式应为 YYYY-MM-DD / date must be YYYY-MM-DD", file=sys.stderr)  # noqa: T201
         return EXIT_CONFIG
+    # A report only reads: a mistyped path must not become a new, empty database (all zeros).
+    if not args.db.exists():
+        print(f"找不到数据库 {args.db} / no database at {args.db}", file=sys.stderr)  # noqa: T201
+        return EXIT_CONFIG
     config, store = _open_store(args)
     try:
         report = reports.daily_report(config, store.day_events(day), day)

@@ -14,6 +14,7 @@ import datetime as dt
 import json
 import logging
 import random
+import urllib.parse
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from types import TracebackType
 from typing import Any, Final, Literal, NotRequired, Self, TypedDict, cast, overload
@@ -25,9 +26,12 @@ from qcall.errors import QcallError
 __all__ = [
     "CaseView",
     "Catalog",
+    "CatalogService",
     "DailyReport",
+    "Diagnostics",
     "FinishResult",
     "Health",
+    "InquiryResult",
     "IssuedTicket",
     "LoginResult",
     "QcallApiError",
@@ -37,6 +41,7 @@ __all__ = [
     "State",
     "StreamMessage",
     "TicketView",
+    "TrackCancelResult",
     "TrackView",
     "WindowView",
 ]
@@ -63,7 +68,13 @@ RECONNECT_INITIAL_S: Final = 0.1
 RECONNECT_MAX_S: Final = 5.0
 RECONNECT_FACTOR: Final = 2.0
 RECONNECT_JITTER: Final = 0.2
+
+
 # Handshake answers that retrying cannot fix: bad ``after``, no or wrong token, no route.
+class _LogEndsEarlier(Exception):
+    """The hub refused ``after`` because its log does not reach that far."""
+
+
 _FATAL_HANDSHAKE: Final = frozenset({400, 401, 403, 404})
 _HANDSHAKE_CODES: Final = {
     400: "bad_param",
@@ -382,10 +393,10 @@ class QcallClient:
         await self.close()
 
     async def close(self) -> None:
-        """Close the HTTP session if this client opened it."""
+        """Close the HTTP session if this client opened it (a shared one stays open)."""
         if self._session is not None and self._owns_session:
             await self._session.close()
-        self._session = None
+            self._session = None
 
     # ----------------------------------------------------------------- public, auth
 
@@ -409,11 +420,11 @@ class QcallClient:
 
     async def track(self, track_token: str) -> TrackView:
         """The public tracking view of one ticket (no token needed)."""
-        return cast(TrackView, await self._json("GET", f"/track/{track_token}", auth=False))
+        return cast(TrackView, await self._json("GET", f"/track/{_seg(track_token)}", auth=False))
 
     async def cancel_tracked(self, track_token: str) -> TrackCancelResult:
         """A resident cancels their waiting ticket through its tracking link."""
-        path = f"/track/{track_token}/cancel"
+        path = f"/track/{_seg(track_token)}/cancel"
         return cast(TrackCancelResult, await self._json("POST", path, auth=False))
 
     # ----------------------------------------------------------------- kiosk
@@ -440,16 +451,16 @@ class QcallClient:
 
     async def ticket(self, ticket_id: str) -> TicketView:
         """One of today's tickets."""
-        return cast(TicketView, await self._json("GET", f"/tickets/{ticket_id}"))
+        return cast(TicketView, await self._json("GET", f"/tickets/{_seg(ticket_id)}"))
 
     async def cancel(self, ticket_id: str) -> TicketView:
         """Staff cancel a waiting ticket."""
-        return await self._ticket("POST", f"/tickets/{ticket_id}/cancel")
+        return await self._ticket("POST", f"/tickets/{_seg(ticket_id)}/cancel")
 
     async def reactivate(self, ticket_id: str, position: Position = "last") -> TicketView:
         """Put a no-show back in line, first or last."""
         return await self._ticket(
-            "POST", f"/tickets/{ticket_id}/reactivate", {"position": position}
+            "POST", f"/tickets/{_seg(ticket_id)}/reactivate", {"position": position}
         )
 
     # ----------------------------------------------------------------- windows
@@ -538,7 +549,7 @@ class QcallClient:
 
     async def case_ready(self, case_id: str) -> CaseView:
         """The back office finished a case; the resident may collect it."""
-        data = await self._json("POST", f"/cases/{case_id}/ready")
+        data = await self._json("POST", f"/cases/{_seg(case_id)}/ready")
         return cast(CaseView, data["case"])
 
     async def log_inquiry(
@@ -603,24 +614,40 @@ class QcallClient:
 
         A dropped connection is resumed with ``after=<last seq>``, so no event is missed or
         repeated. Errors that retrying cannot fix (bad token, bad ``after``) raise
-        ``QcallApiError``; with ``reconnect=False`` the stream ends when the connection does.
+        ``QcallApiError``. With ``reconnect=False`` the stream ends when the connection does,
+        and a failure to connect raises ``QcallConnectionError``.
         """
         last = after
         delay = RECONNECT_INITIAL_S
+        failures = 0
         while True:
             try:
                 async with contextlib.aclosing(self._stream_once(last)) as stream:
                     async for message in stream:
+                        if failures:
+                            _LOGGER.info("event stream back after %d failed attempts", failures)
+                            failures = 0
                         # The snapshot's seq is the last event applied in it, so resuming
                         # after either kind of message continues exactly where it left off.
                         last = message["seq"]
                         delay = RECONNECT_INITIAL_S
                         yield message
+            except _LogEndsEarlier:
+                # The hub's log is shorter than what we saw (its database was replaced):
+                # start over from a snapshot rather than wait for seqs that will mean other things.
+                _LOGGER.warning("event stream: hub log ends before seq %s; resyncing", last)
+                last = None
+                continue
             except QcallConnectionError as err:
-                _LOGGER.debug("event stream lost after seq %s: %s", last, err)
+                if not reconnect:
+                    raise
+                failures += 1
+                log = _LOGGER.warning if failures == 1 else _LOGGER.debug
+                log("event stream to %s unavailable after seq %s: %s", self.base_url, last, err)
             if not reconnect:
                 return
-            await asyncio.sleep(delay * (1 + random.uniform(-RECONNECT_JITTER, RECONNECT_JITTER)))  # noqa: S311
+            jitter = 1 + random.uniform(-RECONNECT_JITTER, RECONNECT_JITTER)  # noqa: S311
+            await asyncio.sleep(delay * jitter)
             delay = min(delay * RECONNECT_FACTOR, RECONNECT_MAX_S)
 
     async def _stream_once(self, after: int | None) -> AsyncGenerator[StreamMessage, None]:
@@ -639,6 +666,8 @@ class QcallClient:
                 HANDSHAKE_TIMEOUT_S,
             )
         except aiohttp.WSServerHandshakeError as err:
+            if err.status == 409:
+                raise _LogEndsEarlier(f"the hub's log ends before seq {after}") from err
             if err.status in _FATAL_HANDSHAKE:
                 raise QcallApiError(
                     err.status, _HANDSHAKE_CODES[err.status], err.message or "handshake refused"
@@ -756,6 +785,11 @@ class QcallClient:
             raise QcallTimeout(f"{method} {path}: no answer in {self.timeout:g} s") from err
         except aiohttp.ClientError as err:
             raise QcallConnectionError(f"{method} {path}: {err}") from err
+
+
+def _seg(value: str) -> str:
+    """Quote an id for use as one path segment."""
+    return urllib.parse.quote(value, safe="")
 
 
 def _api_error(status: int, text: str) -> QcallApiError:

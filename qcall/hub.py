@@ -62,6 +62,7 @@ class Hub:
         self._checkpoints = ThreadPoolExecutor(1, thread_name_prefix="qcall-db-checkpoint")
         self._pending: list[tuple[list[Event], asyncio.Future[None]]] = []
         self._wake = asyncio.Event()
+        self._durable = asyncio.Event()
         self._failure: BaseException | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._token_cache: dict[str, tuple[Principal, float]] = {}
@@ -228,6 +229,8 @@ class Hub:
                             )
                     return
                 self.committed_seq = events[-1].seq
+                self._durable.set()
+                self._durable = asyncio.Event()
                 self.metrics.observe_commit(time.perf_counter() - started, events)
                 self.bus.publish(events)
                 for _, future in batch:
@@ -251,12 +254,28 @@ class Hub:
             except sqlite3.Error as err:
                 _LOGGER.warning("WAL checkpoint failed (will retry): %s", err)
 
+    async def durable_state(self) -> dict[str, Any]:
+        """The public snapshot, returned once every event it reflects is on disk.
+
+        A client must never hold a ``seq`` the log could lose: after a crash that seq would be
+        reused for another event and a client resuming with ``after=`` would skip it.
+        """
+        state = self.engine.state()
+        while self.committed_seq < int(state["seq"]):
+            if self._failure is not None:
+                raise StorageError(
+                    "storage failed; the hub is restarting", "数据存储故障，系统正在重启，请稍候"
+                )
+            await self._durable.wait()
+        return state
+
     def _fail(self, err: BaseException) -> None:
         _LOGGER.critical(
             "the event log could not be written; stopping so state is rebuilt", exc_info=err
         )
         self._failure = err
         self.fatal.set()
+        self._durable.set()
 
     async def _day_ticker(self) -> None:
         while True:

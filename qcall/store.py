@@ -258,11 +258,15 @@ class Store:
         try:
             db.execute("BEGIN IMMEDIATE")
             last = int(db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
-            if events[0].seq != last + 1:
-                raise StorageError(
-                    f"event seq {events[0].seq} does not follow {last}",
-                    f"事件序号 {events[0].seq} 与日志末尾 {last} 不连续",
-                )
+            # Every event, not just the first: a hole inside a batch would make the log
+            # unreplayable at the next start.
+            for event in events:
+                if event.seq != last + 1:
+                    raise StorageError(
+                        f"event seq {event.seq} does not follow {last}",
+                        f"事件序号 {event.seq} 与前一序号 {last} 不连续",
+                    )
+                last = event.seq
             db.executemany(
                 "INSERT INTO events (seq, type, at, data) VALUES (?, ?, ?, ?)",
                 [

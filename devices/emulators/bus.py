@@ -144,6 +144,9 @@ class VirtualDevice:
         except PayloadError as err:
             payload = bytes((err.status,))
         if broadcast:
+            action = self.take_after_reply()
+            if action is not None:
+                action()
             return None
         self._last = (frame.seq, crc, payload)
         return payload
@@ -174,10 +177,7 @@ class VirtualDevice:
             request = SetAddress.from_payload(payload)
             if request.serial != self.serial:
                 return bytes((Status.BAD_PAYLOAD,))
-            if broadcast:
-                self._readdress(request.address)
-            else:
-                self._after_reply = lambda: self._readdress(request.address)
+            self._after_reply = lambda: self._readdress(request.address)
             return _ok()
         if cmd == Command.RESET:
             self._after_reply = self.power_cycle

@@ -42,7 +42,7 @@ from devices.qbus.frames import (
 )
 from devices.qbus.protocol import LinkStats, QBusProtocol, char_time
 from devices.supervisor import DeviceSupervisor, SupervisorPolicy, describe
-from devices.transport import open_connection, parse_url
+from devices.transport import OPEN_TIMEOUT_S, open_connection, parse_url
 from qcall.config import Bus, WindowDevices
 from qcall.errors import DeviceError, DeviceProtocolError, DeviceTimeout, DeviceUnavailable
 
@@ -723,6 +723,12 @@ class _Port:
             rs485=config.rs485,
         )
         self._protocol = protocol
+        try:
+            async with asyncio.timeout(OPEN_TIMEOUT_S):
+                await protocol.wait_connected()
+        except TimeoutError:
+            protocol.close()
+            raise DeviceTimeout("bus port did not connect", "总线端口未能连接") from None
         master._port_opened(protocol)
 
     async def wait_closed(self) -> None:
@@ -750,8 +756,9 @@ class _Port:
         owner, master._owner = master._owner, None
         if owner is not None:
             owner.cancel()
-            with contextlib.suppress(asyncio.CancelledError, DeviceError):
-                await owner
+            await asyncio.wait({owner})
+            if not owner.cancelled():
+                owner.exception()  # a crash was logged by _run; only mark it retrieved
         protocol, self._protocol = self._protocol, None
         if protocol is None:
             return

@@ -102,7 +102,9 @@ class QBusProtocol(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._pending: tuple[tuple[int, int, int], asyncio.Future[Frame]] | None = None
         self._line_free_at = 0.0
-        self._closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self._connected: asyncio.Future[None] = loop.create_future()
+        self._closed: asyncio.Future[None] = loop.create_future()
 
     @property
     def is_open(self) -> bool:
@@ -116,6 +118,8 @@ class QBusProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Remember the transport."""
         self._transport = cast(asyncio.Transport, transport)
+        if not self._connected.done():
+            self._connected.set_result(None)
 
     def data_received(self, data: bytes) -> None:
         """Feed received bytes to the decoder."""
@@ -137,6 +141,10 @@ class QBusProtocol(asyncio.Protocol):
             self._pending[1].set_exception(error)
         if not self._closed.done():
             self._closed.set_result(None)
+
+    async def wait_connected(self) -> None:
+        """Wait for ``connection_made`` (serial transports call it on the next loop turn)."""
+        await asyncio.shield(self._connected)
 
     async def wait_closed(self) -> None:
         """Wait until the connection is lost or closed."""

@@ -643,7 +643,7 @@ async def log_inquiry(ctx: Context) -> web.StreamResponse:
 @route("GET", f"{API}/state", DISPLAY_PLUS, "Snapshot of the hall", tag="events")
 async def state(ctx: Context) -> web.StreamResponse:
     """Windows, waiting counts and recent calls."""
-    return json_response(ctx.hub.engine.state())
+    return json_response(await ctx.hub.durable_state())
 
 
 @route(

@@ -12,7 +12,7 @@ from typing import Final
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from qcall.api.routes import DISPLAY_PLUS, HUB_KEY, authorize, error_response
-from qcall.errors import BadRequest, QcallError
+from qcall.errors import BadRequest, Conflict, QcallError
 from qcall.events import Event
 from qcall.hub import Hub
 from qcall.i18n import pick_language
@@ -69,12 +69,25 @@ async def events_ws(request: web.Request) -> web.StreamResponse:
     """``GET /api/v1/events``: the WebSocket event stream."""
     hub = request.app[HUB_KEY]
     lang = pick_language(request.headers.get("Accept-Language"))
+    ws = web.WebSocketResponse(heartbeat=WS_HEARTBEAT_S, max_msg_size=WS_MAX_MESSAGE)
     try:
         await authorize(request, hub, DISPLAY_PLUS)
         after = _after(request)
+        if after is not None and after > hub.committed_seq:
+            raise Conflict(
+                f"the event log ends at seq {hub.committed_seq}; reconnect without after",
+                f"事件日志只到序号 {hub.committed_seq}，请不带 after 重新连接以获取快照",
+                code="after_beyond_log",
+                details={"last_seq": hub.committed_seq},
+            )
+        if not ws.can_prepare(request).ok:
+            raise BadRequest(
+                "this endpoint needs a WebSocket upgrade",
+                "此接口需要 WebSocket 连接",
+                code="websocket_required",
+            )
     except QcallError as err:
         return error_response(err.status, err.code, err.message(lang))
-    ws = web.WebSocketResponse(heartbeat=WS_HEARTBEAT_S, max_msg_size=WS_MAX_MESSAGE)
     await ws.prepare(request)
     streams = request.app[STREAMS_KEY]
     streams.add(ws)
@@ -118,7 +131,7 @@ async def _stream(
 
     assert isinstance(subscription, Subscription)
     if after is None:
-        state = hub.engine.state()
+        state = await hub.durable_state()
         last = int(state["seq"])
         await ws.send_str(
             json.dumps({"type": "snapshot", "seq": last, "data": state}, ensure_ascii=False)

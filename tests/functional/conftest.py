@@ -30,7 +30,9 @@ from qcall.client import QcallClient
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 CONFIG: Final = ROOT / "config" / "demo.toml"
-QCALL: Final = Path(sys.executable).with_name("qcall")
+# The console script of the interpreter running the tests (the venv's), else one on PATH.
+_SIBLING: Final = Path(sys.executable).with_name("qcall")
+QCALL: Final = _SIBLING if _SIBLING.exists() else Path(shutil.which("qcall") or _SIBLING)
 
 # Python start-up, config load, database open and migration: about a second here; the bound
 # only catches a hub that never comes up.

@@ -22,6 +22,7 @@ from tests.functional.conftest import PIN, SUPERVISOR, HubProcess
 
 CJK: Final = re.compile(r"[\u4e00-\u9fff]")
 MAX_BODY_BYTES: Final = 65536  # hub.max_body_bytes (default, not set in demo.toml)
+LOGIN_MAX_FAILURES: Final = 5  # wrong PINs per staff member per 15 minutes
 
 
 @dataclass(frozen=True)
@@ -193,6 +194,26 @@ CASES: Final = (
         {"staff": "nobody", "pin": "000000"},
         401,
         "login_failed",
+    ),
+    # no or wrong credentials
+    Bad(
+        "no token",
+        "anonymous",
+        "POST",
+        "/api/v1/tickets",
+        {"service": "social_card"},
+        401,
+        "unauthorized",
+    ),
+    Bad("wrong role", "display", "POST", "/api/v1/windows/1/next", None, 403, "forbidden_role"),
+    Bad(
+        "another clerk's window",
+        "c4",
+        "POST",
+        "/api/v1/windows/1/finish",
+        {"outcome": "done"},
+        403,
+        "not_your_window",
     ),
     # unknown ids
     Bad("unknown ticket", "kiosk", "GET", "/api/v1/tickets/20990101-A001", None, 404, "no_ticket"),
@@ -495,3 +516,25 @@ async def test_the_hall_still_works_after_the_bad_requests(hub: HubProcess, scen
         assert called is not None
         assert called["id"] == scene.waiting["id"]
         assert (await kiosk.ticket(scene.waiting["id"]))["state"] == "called"
+
+
+async def test_repeated_wrong_pins_lock_the_account_with_a_clear_message(hub: HubProcess) -> None:
+    url = f"{hub.url}/api/v1/login"
+    async with aiohttp.ClientSession() as session:
+        for attempt in range(LOGIN_MAX_FAILURES):
+            async with session.post(url, json={"staff": "c8", "pin": "999999"}) as response:
+                assert response.status == 401, attempt
+                assert (await response.json())["error"]["code"] == "login_failed"
+        # Now even the right PIN is refused until the window passes, in either language.
+        for lang, script in (("zh", CJK), ("en", re.compile(r"15 minutes"))):
+            headers = {"Accept-Language": lang}
+            async with session.post(
+                url, json={"staff": "c8", "pin": PIN}, headers=headers
+            ) as response:
+                assert response.status == 429
+                error = (await response.json())["error"]
+                assert error["code"] == "login_throttled"
+                assert script.search(error["message"]), error
+        # Other staff are not affected.
+        async with session.post(url, json={"staff": "c7", "pin": PIN}) as response:
+            assert response.status == 200

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import socket
 from collections.abc import AsyncIterator
 from typing import Any, Final
@@ -21,6 +22,7 @@ STREAM_TIMEOUT_S: Final = 10.0
 # 5 s; the restart itself takes about a second).
 RECONNECT_TIMEOUT_S: Final = 30.0
 EVENT_KEYS: Final = {"seq", "type", "at", "data"}
+CJK: Final = re.compile(r"[\u4e00-\u9fff]")
 # The stalled-subscriber test: events are generated in batches of this many requests, this
 # many at a time, until the hub drops the stalled subscriber (it queues 2,048 events per
 # subscriber after the socket buffers fill) or this many events were made.
@@ -206,6 +208,27 @@ async def test_after_the_current_seq_waits_for_the_next_event(
         assert (await _receive(ws))["seq"] == now + 2
 
 
+async def test_after_beyond_the_log_is_refused_not_left_waiting(
+    hub: HubProcess, display: QcallClient
+) -> None:
+    """A client holding a seq the hub never committed (say, a replaced database) must resync."""
+    now = (await display.state())["seq"]
+    url = f"{hub.url}/api/v1/events"
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            async with session.ws_connect(
+                url, params={"after": str(now + 50)}, headers=_auth(hub.token("display"))
+            ):
+                pass
+        assert refused.value.status == 409
+        headers = _auth(hub.token("display")) | {"Accept-Language": "en"}
+        async with session.get(url, params={"after": str(now + 50)}, headers=headers) as response:
+            error = (await response.json())["error"]
+    assert error["code"] == "after_beyond_log"
+    assert "reconnect without after" in error["message"]
+    assert (await display.state())["seq"] == now
+
+
 async def test_browser_token_parameter_and_refusals(hub: HubProcess) -> None:
     url = f"{hub.url}/api/v1/events"
     async with aiohttp.ClientSession() as session:
@@ -228,6 +251,14 @@ async def test_browser_token_parameter_and_refusals(hub: HubProcess) -> None:
                 assert response.status == status
                 body = await response.json()
                 assert body["error"]["code"] in {"unauthorized", "forbidden_role", "bad_param"}
+        # A plain GET with a good token is told, in the contract's form, to upgrade.
+        for lang, pattern in (("zh", CJK), ("en", re.compile("WebSocket upgrade"))):
+            headers = _auth(hub.token("display")) | {"Accept-Language": lang}
+            async with session.get(url, headers=headers) as response:
+                assert (response.status, response.content_type) == (400, "application/json")
+                error = (await response.json())["error"]
+                assert error["code"] == "websocket_required"
+                assert pattern.search(error["message"]), error
 
 
 async def test_client_yields_from_after_without_a_snapshot(

@@ -117,6 +117,8 @@ PROBES: Final[dict[tuple[str, str], tuple[str, Any]]] = {
 }
 CALLERS: Final = (*ROLES, "no token", "invalid token")
 INVALID_TOKEN: Final = "qc_this-token-was-never-issued"
+# The snapshot is the first frame after the upgrade; this bounds a hung stream.
+STREAM_TIMEOUT_S: Final = 10.0
 
 
 def _template(path: str) -> str:
@@ -215,7 +217,7 @@ async def test_event_stream_answers_each_role_as_designed(
             expected = _expect(EXPECTED["GET", "/api/v1/events"], caller)
             try:
                 async with session.ws_connect(f"{hub.url}/api/v1/events", headers=headers) as ws:
-                    first = await ws.receive_json(timeout=5.0)
+                    first = await ws.receive_json(timeout=STREAM_TIMEOUT_S)
                     assert first["type"] == "snapshot"
                     outcome = "allowed"
             except aiohttp.WSServerHandshakeError as err:

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import aiohttp
 import pytest
 from aiohttp import WSCloseCode, web
 from aiohttp.test_utils import TestServer
@@ -32,6 +33,8 @@ from qcall.errors import QcallError
 
 # The fake hub answers at once; this bounds a test whose client would hang instead.
 TEST_TIMEOUT_S: Final = 10.0
+# The client's timeout against a route that never answers: short, to keep the test quick.
+SILENT_HUB_TIMEOUT_S: Final = 0.05
 
 Script = Callable[[web.Request, web.WebSocketResponse], Awaitable[None]]
 
@@ -239,7 +242,8 @@ async def test_daily_report_json_and_csv(fake: FakeHub) -> None:
 
 
 async def test_a_silent_hub_times_out(fake: FakeHub) -> None:
-    async with QcallClient(fake.url, "qc_t", timeout=0.05) as hub:
+    # The fake hub never answers this route, so any short timeout shows the behaviour.
+    async with QcallClient(fake.url, "qc_t", timeout=SILENT_HUB_TIMEOUT_S) as hub:
         with pytest.raises(QcallTimeout) as timed_out:
             await hub.catalog()
     assert isinstance(timed_out.value, TimeoutError)
@@ -317,6 +321,20 @@ async def test_events_from_after_skip_the_snapshot(fake: FakeHub) -> None:
     assert fake.stream_afters == ["40"]
 
 
+async def test_a_hub_whose_log_ends_earlier_is_resynced_with_a_snapshot(fake: FakeHub) -> None:
+    async def script(request: web.Request, ws: web.WebSocketResponse) -> None:
+        await ws.send_str(json.dumps({"type": "snapshot", "seq": 7, "data": {}}))
+        await _send(ws, 8)
+        await _idle(ws)
+
+    fake.handshake_status = [409]
+    fake.stream_script = [script]
+    async with QcallClient(fake.url, "qc_display") as hub:
+        got = await _collect(hub, 2, after=500)
+    assert [(m["type"], m["seq"]) for m in got] == [("snapshot", 7), (got[1]["type"], 8)]
+    assert fake.stream_afters == ["500", None]
+
+
 async def test_a_refused_stream_raises_without_retrying(fake: FakeHub) -> None:
     fake.handshake_status = [401]
     async with QcallClient(fake.url, "qc_wrong") as hub:
@@ -350,3 +368,26 @@ async def test_without_reconnect_the_stream_ends_with_the_connection(fake: FakeH
             got = [m async for m in hub.events(after=7, reconnect=False)]
     assert [m["seq"] for m in got] == [8]
     assert fake.stream_afters == ["7"]
+
+
+async def test_without_reconnect_a_failed_connect_raises() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    async with QcallClient(f"http://127.0.0.1:{port}", "qc_display") as hub:
+        with pytest.raises(QcallConnectionError):
+            async with asyncio.timeout(TEST_TIMEOUT_S):
+                _ = [m async for m in hub.events(reconnect=False)]
+
+
+async def test_a_shared_session_is_left_open(fake: FakeHub) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with QcallClient(fake.url, "qc_t", session=session) as hub:
+            assert await hub.call_next(1) is None
+        assert not session.closed
+        async with QcallClient(fake.url, "qc_t", session=session) as again:
+            assert await again.call_next(2) is None
+    assert [path for _m, path, _h, _b in fake.requests] == [
+        "/api/v1/windows/1/next",
+        "/api/v1/windows/2/next",
+    ]

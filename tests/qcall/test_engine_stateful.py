@@ -44,7 +44,8 @@ OPS = [
     *["start"] * 4,
     *["advance"] * 4,
     *["finish"] * 3,
-    *["transfer", "hold", "callback", "call_number", "rate", "case_ready"] * 2,
+    *["transfer"] * 3,
+    *["hold", "callback", "call_number", "rate", "case_ready"] * 2,
     *["no_show", "reactivate", "recall", "cancel", "pause", "resume"],
     *["close_window", "open_window", "next_day", "inquiry", "device"],
 ]
@@ -373,9 +374,11 @@ class EngineMachine(RuleBasedStateMachine):
         to_service, to_window = data.draw(
             st.sampled_from(
                 [
-                    *[(s, None) for s in SERVICES],
-                    *[(None, w) for w in (1, 2, 3, 4)],
+                    *[(s, None) for s in SERVICES[:3]],
+                    *[(None, w) for w in (1, 2, 1, 2, 3)],
+                    ("pickup", None),
                     ("nope", None),
+                    (None, 4),
                     (None, 5),
                     ("social", 2),
                     (None, None),
@@ -506,6 +509,14 @@ class EngineMachine(RuleBasedStateMachine):
             assert ticket.state in TicketState
             if ticket.state not in ACTIVE_STATES:
                 assert ticket.finished_at is not None
+
+    @invariant()
+    def lines_keep_snapshot_order(self) -> None:
+        """Each line is in (front, queued_at, order) order: what load_snapshot rebuilds."""
+        engine = self.engine
+        for line in [*engine._lines.values(), *engine._pinned.values()]:
+            entries = list(line)
+            assert entries == sorted(entries, key=lambda t: (not t.front, t.queued_at, t.order))
 
     @invariant()
     def log_is_gap_free(self) -> None:

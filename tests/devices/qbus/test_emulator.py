@@ -30,6 +30,7 @@ from devices.qbus.frames import (
     PingReply,
     PollEvents,
     PollReply,
+    SetAddress,
     SetIdleText,
     ShowCall,
     Status,
@@ -148,6 +149,22 @@ async def test_reset_answers_then_restarts(emulator: BusEmulator, wire: Wire) ->
     wire.send(3, 1, Command.RESET)
     assert (await wire.reply()).payload == b"\x00"
     assert emulator.shown(3)["boot"] == 2
+
+
+async def test_broadcasts_act_on_every_device_without_reply(
+    emulator: BusEmulator, wire: Wire
+) -> None:
+    wire.send(BROADCAST, 0, Command.RESET)
+    serial = emulator.shown(5)["serial"]
+    wire.send(BROADCAST, 0, Command.SET_ADDRESS, SetAddress(serial, 15).to_payload())
+    wire.send(3, 1, Command.PING)
+    answer = await wire.reply()
+    assert (answer.src, PingReply.from_payload(answer.payload).boot) == (3, 2)
+    assert emulator.shown(15)["boot"] == 2
+    wire.send(15, 2, Command.SET_ADDRESS, SetAddress(serial, 16).to_payload())
+    answer = await wire.reply()
+    assert (answer.src, answer.payload) == (15, b"\x00")
+    assert emulator.shown(16)["kind"] == "keypad"
 
 
 async def test_bytes_are_paced_at_the_baud_rate() -> None:

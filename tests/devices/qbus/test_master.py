@@ -103,7 +103,7 @@ async def make_bench() -> AsyncIterator[Callable[..., Any]]:
         config = Bus(
             url=url,
             baud=baud,
-            **{"reply_timeout_ms": 50, "retries": 2, "poll_interval_ms": 10, **bus},
+            **{"reply_timeout_ms": 150, "retries": 2, "poll_interval_ms": 10, **bus},
         )
         master = BusMaster(
             config,
@@ -215,7 +215,7 @@ async def test_press_delivered_exactly_once_despite_faults(
 ) -> None:
     bench: Bench = await make_bench()
     emulator, rec = bench.emulator, bench.rec
-    emulator.fault(5, fault, count, late_s=0.12)
+    emulator.fault(5, fault, count, late_s=0.25)
     emulator.press(5, EventKind.NEXT)
     emulator.press(5, EventKind.HOLD)
     await rec.until(lambda: len(rec.events) == 2)
