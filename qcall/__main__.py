@@ -33,6 +33,20 @@ SHUTDOWN_TIMEOUT_S: Final = 5.0
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``qcall`` console script."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    # The device tools own their arguments (and their --help): hand the rest over as it is.
+    if words[:2] == ["emulate", "bus"]:
+        from devices.emulators import bus
+
+        return bus.main(words[2:])
+    if words[:2] == ["emulate", "printer"]:
+        from devices.emulators import printer
+
+        return printer.main(words[2:])
+    if words[:1] == ["selftest"]:
+        from devices import selftest
+
+        return selftest.main(words[1:])
     parser = _parser()
     args = parser.parse_args(argv)
     _configure_logging(args.log_level)
@@ -107,6 +121,17 @@ def _parser() -> argparse.ArgumentParser:
     daily.add_argument("--format", default="table", choices=["table", "csv", "json"])
     daily.add_argument("--lang", default="zh", choices=["zh", "en"])
     daily.set_defaults(handler=_report_daily)
+
+    emulate = sub.add_parser(
+        "emulate",
+        help="设备模拟器 / device emulators: 'qcall emulate bus --help', "
+        "'qcall emulate printer --help'",
+    )
+    emulate.add_argument("device", choices=["bus", "printer"])
+    sub.add_parser(
+        "selftest",
+        help="设备自检 / probe every configured device: 'qcall selftest --help'",
+    )
 
     demo = sub.add_parser("demo", help="演示：中心服务 + 模拟设备 / demo hub on emulated devices")
     demo.add_argument("--config", type=Path, default=Path("config/demo.toml"))
@@ -267,7 +292,64 @@ def _demo(args: argparse.Namespace) -> int:
         print(f"  {member['role']:<10} {member['id']:<8} PIN {member['pin']}")  # noqa: T201
     print(f"  kiosk token:   {credentials['tokens']['kiosk']}")  # noqa: T201
     print(f"  display token: {credentials['tokens']['display']}\n")  # noqa: T201
-    return asyncio.run(_run_hub(config, db, config.hub.host, port))
+    return asyncio.run(_demo_hall(config, db, folder, port))
+
+
+async def _demo_hall(config: CenterConfig, db: Path, folder: Path, port: int) -> int:
+    """Start the emulators the demo configuration points at, then the hub."""
+    from urllib.parse import urlsplit
+
+    from devices.emulators.bus import BusEmulator
+    from devices.emulators.printer import PrinterEmulator
+    from devices.qbus.master import kinds_from_windows
+
+    started: list[Callable[[], object]] = []
+    try:
+        bus = config.devices.bus
+        if bus is not None and bus.url.startswith("socket://"):
+            where = urlsplit(bus.url)
+            emulator = BusEmulator(
+                kinds_from_windows(w.devices for w in config.windows),
+                baud=bus.baud,
+                host=where.hostname or "127.0.0.1",
+                port=where.port or 0,
+                state_file=folder / "bus-state.json",
+                control=(where.hostname or "127.0.0.1", (where.port or 0) + 1),
+            )
+            await emulator.start()
+            started.append(emulator.stop)
+            print(  # noqa: T201
+                f"模拟总线 / emulated bus: {emulator.url} (显示内容 / shown: "
+                f"{folder / 'bus-state.json'}; 按键控制 / key control: "
+                f"{emulator.control_address})"
+            )
+        for printer in config.devices.printers:
+            where = urlsplit(printer.url)
+            if where.scheme not in ("tcp", "socket"):
+                continue
+            out = folder / f"printer-{printer.id}"
+            emulated = PrinterEmulator(
+                out,
+                host=where.hostname or "127.0.0.1",
+                port=where.port or 9100,
+                paper=printer.paper,
+            )
+            await emulated.start()
+            started.append(emulated.stop)
+            print(f"模拟打印机 / emulated printer {printer.id}: {printer.url} → {out}")  # noqa: T201
+        return await _run_hub(config, db, config.hub.host, port)
+    except OSError as err:
+        print(  # noqa: T201
+            f"无法启动模拟设备（端口被占用？是否已有演示在运行？）/ cannot start the emulators "
+            f"(port in use? is a demo already running?): {err}",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
+    finally:
+        for stop in reversed(started):
+            result = stop()
+            if asyncio.iscoroutine(result):
+                await result
 
 
 def _demo_credentials(store: Store, config: CenterConfig) -> dict[str, object]:

@@ -10,7 +10,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 from zoneinfo import ZoneInfo
 
 from qcall import __version__
@@ -20,6 +20,9 @@ from qcall.errors import QcallError, StorageError
 from qcall.events import Event, EventBus, EventType
 from qcall.metrics import Metrics
 from qcall.store import Principal, Store
+
+if TYPE_CHECKING:
+    from qcall.hall import Hall
 
 _LOGGER = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -66,8 +69,10 @@ class Hub:
         self._failure: BaseException | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._token_cache: dict[str, tuple[Principal, float]] = {}
+        self._revocations = 0  # bumped around each revoke (see principal())
         self._stoppers: list[Callable[[], Awaitable[None]]] = []
         self._diagnostics: list[Callable[[], dict[str, Any]]] = []
+        self.hall: Hall | None = None
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -88,6 +93,13 @@ class Hub:
             await dispatcher.start()
             self._stoppers.append(dispatcher.stop)
             self._diagnostics.append(dispatcher.diagnostics)
+        if self.config.devices.bus is not None:
+            from qcall.hall import Hall
+
+            self.hall = Hall(self)
+            await self.hall.start()
+            self._stoppers.append(self.hall.stop)
+            self._diagnostics.append(self.hall.diagnostics)
         _LOGGER.info(
             "hub started: %s, seq %d, %d windows",
             self.db_path,
@@ -158,15 +170,15 @@ class Hub:
 
     def _load(self) -> None:
         last = self.store.last_seq()
-        snapshot = self.store.latest_snapshot()
-        if snapshot is not None and int(snapshot["seq"]) <= last:
-            try:
+        # A snapshot is only derived data: when it cannot be read, the log is replayed whole
+        # (never moved aside, which would lose the day).
+        try:
+            snapshot = self.store.latest_snapshot()
+            if snapshot is not None and int(snapshot["seq"]) <= last:
                 self.engine.load_snapshot(snapshot)
-            except (ValueError, KeyError, TypeError):
-                _LOGGER.warning(
-                    "snapshot at seq %s unusable; replaying the whole log", snapshot["seq"]
-                )
-                self.engine = Engine(self.config)
+        except (ValueError, KeyError, TypeError) as err:
+            _LOGGER.warning("latest snapshot unusable (%r); replaying the whole log", err)
+            self.engine = Engine(self.config)
         count = 0
         for event in self.store.iter_events(self.engine.seq):
             self.engine.replay(event)
@@ -295,8 +307,11 @@ class Hub:
             principal = cached[0]
             if principal.expires_at is None or principal.expires_at > dt.datetime.now(dt.UTC):
                 return principal
+        revocations = self._revocations
         found: Principal | None = await self.read(self.reader.principal, token)
-        if found is None:
+        # A look-up that overlapped a revocation may have read the token before it; serve it
+        # this once but do not cache it, or a logged-out token would live on.
+        if found is None or revocations != self._revocations:
             self._token_cache.pop(token, None)
         else:
             self._token_cache[token] = (found, now)
@@ -304,8 +319,13 @@ class Hub:
 
     async def revoke(self, token: str) -> None:
         """Revoke a token everywhere at once."""
+        self._revocations += 1
         self._token_cache.pop(token, None)
-        await self.write(self.store.revoke_token, token)
+        try:
+            await self.write(self.store.revoke_token, token)
+        finally:
+            self._revocations += 1
+            self._token_cache.pop(token, None)
 
     # ----------------------------------------------------------------- reads
 

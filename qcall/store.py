@@ -26,6 +26,10 @@ DB_VERSION: Final = 2
 SCRYPT_N: Final = 2**14
 SCRYPT_R: Final = 8
 SCRYPT_P: Final = 1
+# Five wrong PINs in a quarter hour lock the account for the rest of it: a 6-digit PIN then
+# takes years to guess online.
+LOGIN_WINDOW: Final = dt.timedelta(minutes=15)
+LOGIN_MAX_FAILURES: Final = 5
 TOKEN_PREFIX: Final = "qc_"  # noqa: S105 (a marker, not a secret)
 # A busy writer (a report, the CLI) must not make the hub fail at once.
 BUSY_TIMEOUT_S: Final = 5.0

@@ -11,6 +11,7 @@ import time
 from typing import TYPE_CHECKING, Final
 
 import aiohttp
+from yarl import URL
 
 from qcall.config import Webhook
 from qcall.events import Event
@@ -34,6 +35,16 @@ FETCH_BATCH: Final = 200
 def sign(secret: str, body: bytes) -> str:
     """Return the signature header value for a body: ``sha256=<hex HMAC-SHA256>``."""
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def redacted_url(url: str) -> str:
+    """The URL with what may be a credential masked: its password and its query values."""
+    parsed = URL(url)
+    if parsed.password is not None:
+        parsed = parsed.with_password("***")
+    if parsed.query:
+        parsed = parsed.with_query(dict.fromkeys(parsed.query, "***"))
+    return str(parsed)
 
 
 class WebhookDispatcher:
@@ -71,7 +82,7 @@ class WebhookDispatcher:
         """State of this webhook, without its secret."""
         return {
             "id": self.hook.id,
-            "url": self.hook.url,
+            "url": redacted_url(self.hook.url),
             "cursor": self.cursor,
             "delivered": self.delivered,
             "failures": self.failures,

@@ -22,7 +22,7 @@ from qcall.errors import AuthError, BadRequest, Forbidden, NotFound, QcallError
 from qcall.hub import Hub
 from qcall.i18n import pick_language, text
 from qcall.model import Outcome, Role
-from qcall.store import Principal
+from qcall.store import LOGIN_MAX_FAILURES, LOGIN_WINDOW, Principal
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -37,10 +37,6 @@ ISSUERS: Final = frozenset({Role.KIOSK, Role.CLERK, Role.SUPERVISOR})
 WINDOW_STAFF: Final = frozenset({Role.CLERK, Role.SUPERVISOR})
 MANAGERS: Final = frozenset({Role.SUPERVISOR, Role.ADMIN})
 ADMINS: Final = frozenset({Role.ADMIN})
-LOGIN_WINDOW: Final = dt.timedelta(minutes=15)
-# Five wrong PINs in a quarter hour locks the account for the rest of it: a 6-digit PIN
-# then takes years to guess online.
-LOGIN_MAX_FAILURES: Final = 5
 
 
 @dataclass(slots=True)

@@ -8,6 +8,7 @@ import datetime as dt
 import json
 import logging
 import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -390,7 +391,8 @@ async def test_principal_is_cached_and_revoke_takes_effect_at_once(
 
 
 async def test_diagnostics_carry_no_secrets(db_path: Path, clock: Clock) -> None:
-    hook = {"id": "crm", "url": "http://127.0.0.1:9/hook", "secret": SECRET}
+    url = "http://crm:p4ssw0rd-in-url@127.0.0.1:9/hook?key=k3y-in-query&v=1"
+    hook = {"id": "crm", "url": url, "secret": SECRET}
     h = Hub(make_config(webhooks=[hook]), db_path, clock=clock)
     await h.start()
     try:
@@ -399,7 +401,7 @@ async def test_diagnostics_carry_no_secrets(db_path: Path, clock: Clock) -> None
         assert await h.principal(token) is not None  # now in the token cache
         diagnostics = h.diagnostics()
         text = json.dumps(diagnostics, ensure_ascii=False)
-        for secret in (SECRET, token, PIN, "scrypt$"):
+        for secret in (SECRET, token, PIN, "scrypt$", "p4ssw0rd-in-url", "k3y-in-query"):
             assert secret not in text
         assert diagnostics["seq"] == diagnostics["committed_seq"] == 1
         assert diagnostics["storage_failed"] is False
@@ -408,7 +410,7 @@ async def test_diagnostics_carry_no_secrets(db_path: Path, clock: Clock) -> None
         assert "qcall:webhook:crm" in diagnostics["tasks"]
         [webhook] = diagnostics["device_details"]
         assert webhook["id"] == "crm"
-        assert webhook["url"] == "http://127.0.0.1:9/hook"
+        assert webhook["url"] == "http://crm:***@127.0.0.1:9/hook?key=***&v=***"
     finally:
         await h.stop()
 
@@ -423,3 +425,55 @@ async def test_stop_saves_a_snapshot_and_closes_storage(db_path: Path, clock: Cl
     assert json.loads(snapshot[0][1])["windows"][0]["staff"] == "c1"
     with pytest.raises(QcallError):
         h.store.last_seq()
+
+
+@pytest.mark.parametrize("bad", ["{not json", "{}", '{"seq": "x"}', "[]"])
+async def test_an_unusable_snapshot_means_a_full_replay_not_a_lost_log(
+    db_path: Path, clock: Clock, caplog: pytest.LogCaptureFixture, bad: str
+) -> None:
+    first = Hub(make_config(), db_path, clock=clock)
+    await first.start()
+    await busy_morning(first, clock)
+    state = first.engine.state()
+    await first.stop()
+    db = sqlite3.connect(db_path)
+    with db:
+        db.execute("UPDATE snapshots SET state = ?", (bad,))  # derived data, all of it broken
+    db.close()
+
+    caplog.set_level(logging.WARNING)
+    second = Hub(make_config(), db_path, clock=clock)
+    await second.start()
+    try:
+        assert second.store.moved_aside is None
+        assert second.engine.state() == state
+        assert any("snapshot" in r.getMessage() for r in caplog.records)
+        ticket = await run(second, second.engine.issue, "social")
+        assert ticket.number == "A005"  # never a number issued twice in a day
+    finally:
+        await second.stop()
+    assert not list(db_path.parent.glob("*.corrupt.*"))
+
+
+async def test_a_lookup_in_flight_cannot_revive_a_revoked_token(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = await hub.write(hub.store.create_token, Role.CLERK, "张三")
+    real = hub.reader.principal
+    looked_up = threading.Event()
+    go_on = threading.Event()
+
+    def slow_lookup(raw: str) -> Any:
+        found = real(raw)  # reads the token before it is revoked ...
+        looked_up.set()
+        go_on.wait(POLL_TIMEOUT_S)  # ... and answers only after the logout
+        return found
+
+    monkeypatch.setattr(hub.reader, "principal", slow_lookup)
+    in_flight = asyncio.ensure_future(hub.principal(token))
+    await asyncio.get_running_loop().run_in_executor(None, looked_up.wait, POLL_TIMEOUT_S)
+    await hub.revoke(token)
+    go_on.set()
+    await in_flight  # a request that started before the logout may still pass
+    monkeypatch.setattr(hub.reader, "principal", real)
+    assert await hub.principal(token) is None
