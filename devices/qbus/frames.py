@@ -68,6 +68,7 @@ class Command(WireEnum):
     CLEAR = 0x12
     BRIGHTNESS = 0x13
     SET_IDLE_TEXT = 0x14
+    QUERY_TEXT = 0x15
     POLL_EVENTS = 0x20
     KEYPAD_LCD = 0x21
     RATING_START = 0x22
@@ -488,6 +489,28 @@ class SetIdleText:
 
 
 @dataclass(frozen=True, slots=True)
+class QueryText:
+    """QUERY_TEXT request: read back one line or (``ALL_LINES``) the whole screen of a display."""
+
+    command: ClassVar[Command] = Command.QUERY_TEXT
+
+    line: int = ALL_LINES
+
+    def to_payload(self) -> bytes:
+        """Return the payload bytes."""
+        if not 0 <= self.line <= 0xFF:
+            raise ValueError(f"line must be 0-255, got {self.line}")
+        return bytes((self.line,))
+
+    @classmethod
+    def from_payload(cls, payload: bytes) -> QueryText:
+        """Parse the payload; raise PayloadError."""
+        if len(payload) != 1:
+            raise PayloadError("QUERY_TEXT payload must be 1 byte", "QUERY_TEXT 数据须为 1 字节")
+        return cls(payload[0])
+
+
+@dataclass(frozen=True, slots=True)
 class KeypadLcd:
     """KEYPAD_LCD request: the text on a keypad's LCD, lines separated by newlines."""
 
@@ -648,6 +671,48 @@ class PingReply:
         _require_ok(payload, "PING")
         _need(payload, 4, "PING reply")
         return cls(payload[1], PingFlag(payload[2] & 0x07), payload[3])
+
+
+@dataclass(frozen=True, slots=True)
+class ShownText:
+    """QUERY_TEXT reply: what a display shows now, lines separated by newlines.
+
+    ``encoding`` is the encoding byte on the wire; None when building a reply means "ASCII
+    when every character is ASCII, else GB2312" (the rule of PROTOCOL.md §5).
+    """
+
+    max_text: ClassVar[int] = MAX_PAYLOAD - 4
+
+    text: str
+    effect: Effect = Effect.STATIC
+    colour: Colour = Colour.RED
+    encoding: Encoding | None = None
+
+    def to_payload(self) -> bytes:
+        """Return the payload bytes (status OK first); raise TextEncodingError."""
+        encoding, data = encode_text(self.text, max_bytes=self.max_text, multiline=True)
+        if self.encoding is Encoding.GB2312:
+            encoding, data = Encoding.GB2312, self.text.encode("gb2312")
+        elif self.encoding is Encoding.ASCII and encoding is not Encoding.ASCII:
+            raise TextEncodingError(
+                "non-ASCII text cannot be sent with encoding 00", "非 ASCII 文字不能用编码 00 发送"
+            )
+        return bytes((Status.OK, self.effect, self.colour, encoding)) + data
+
+    @classmethod
+    def from_payload(cls, payload: bytes) -> ShownText:
+        """Parse an OK payload; raise DeviceProtocolError."""
+        _require_ok(payload, "QUERY_TEXT")
+        _need(payload, 4, "QUERY_TEXT reply")
+        effect = Effect.convert(payload[1])
+        colour = Colour.convert(payload[2])
+        encoding = Encoding.convert(payload[3])
+        if effect is None or colour is None or encoding is None:
+            raise PayloadError(
+                "QUERY_TEXT reply has an unknown effect, colour or encoding",
+                "QUERY_TEXT 应答含未知的显示效果、颜色或编码",
+            )
+        return cls(decode_text(encoding, payload[4:]), effect, colour, encoding)
 
 
 @dataclass(frozen=True, slots=True)
@@ -817,6 +882,7 @@ class PollReply:
 MAX_REPLY_PAYLOAD: Final[dict[Command, int]] = {
     Command.IDENT: 13 + MAX_MODEL_LEN,
     Command.PING: 4,
+    Command.QUERY_TEXT: MAX_PAYLOAD,
     Command.POLL_EVENTS: POLL_MAX_PAYLOAD,
 }
 """Largest reply payload per command; the rest answer a status and an optional detail byte."""
