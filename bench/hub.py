@@ -88,8 +88,10 @@ def _line(name: str, value: float, unit: str, target: float, higher_is_better: b
     ratio = value / target
     ok = value >= target if higher_is_better else value <= target
     mark = "PASS" if ok else "MISS"
-    print(f"  {name:<44} {value:9.2f} {unit:<6} target {'≥' if higher_is_better else '≤'}"
-          f" {target:g} {unit:<6} ratio {ratio:5.2f}  {mark}")
+    print(
+        f"  {name:<44} {value:9.2f} {unit:<6} target {'≥' if higher_is_better else '≤'}"
+        f" {target:g} {unit:<6} ratio {ratio:5.2f}  {mark}"
+    )
 
 
 def subscriber_process(base: str, token: str, count: int, pipe: Any) -> None:
@@ -158,9 +160,23 @@ class Bench:
         log = (self.folder / "hub.log").open("wb")
         prefix = self.args.hub_prefix.split() if self.args.hub_prefix else []
         self.proc = subprocess.Popen(
-            [*prefix, sys.executable, *(self.args.hub_module.split() if self.args.hub_module else ["-m", "qcall"]), "--log-level", "warning", "serve", "--config",
-             str(config), "--db", str(db), "--port", str(self.port)],
-            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            [
+                *prefix,
+                sys.executable,
+                *(self.args.hub_module.split() if self.args.hub_module else ["-m", "qcall"]),
+                "--log-level",
+                "warning",
+                "serve",
+                "--config",
+                str(config),
+                "--db",
+                str(db),
+                "--port",
+                str(self.port),
+            ],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
 
     def stop(self) -> None:
@@ -176,8 +192,10 @@ class Bench:
         async with aiohttp.ClientSession(connector=connector) as session:
             await self._wait_healthy(session)
             await self._open_windows(session)
-            print(f"hub pid {self.proc.pid if self.proc else '?'}; "
-                  f"{self.args.windows} windows open; {os.cpu_count()} cores")
+            print(
+                f"hub pid {self.proc.pid if self.proc else '?'}; "
+                f"{self.args.windows} windows open; {os.cpu_count()} cores"
+            )
             issued = await self._issue(session)
             await self._calls(session)
             await self._fill_to(session, 10_000, issued)
@@ -208,7 +226,9 @@ class Bench:
             self.clerks[n] = token
 
         for start in range(1, self.args.windows + 1, 10):
-            await asyncio.gather(*(one(n) for n in range(start, min(start + 10, self.args.windows + 1))))
+            await asyncio.gather(
+                *(one(n) for n in range(start, min(start + 10, self.args.windows + 1)))
+            )
 
     async def _issue(self, session: aiohttp.ClientSession) -> int:
         """(b) 8 kiosks issuing back to back; each answer means the ticket is on disk."""
@@ -221,7 +241,9 @@ class Bench:
             for n in counter:
                 body = {"service": self.services[(n + index) % len(self.services)]}
                 started = time.perf_counter()
-                async with session.post(f"{self.base}/api/v1/tickets", json=body, headers=headers) as r:
+                async with session.post(
+                    f"{self.base}/api/v1/tickets", json=body, headers=headers
+                ) as r:
                     await r.read()
                     assert r.status == 201, await r.text()
                 latencies.append((time.perf_counter() - started) * 1000)
@@ -230,10 +252,14 @@ class Bench:
         await asyncio.gather(*(kiosk(i) for i in range(KIOSKS)))
         elapsed = time.perf_counter() - started
         rate = total / elapsed
-        print(f"\n(b) durable ticket issuing over HTTP, {KIOSKS} concurrent kiosks, {total} tickets")
+        print(
+            f"\n(b) durable ticket issuing over HTTP, {KIOSKS} concurrent kiosks, {total} tickets"
+        )
         _line("throughput", rate, "tkt/s", TARGET_ISSUE_RATE, higher_is_better=True)
         print(f"  {'latency p50':<44} {statistics.median(latencies):9.2f} ms")
-        _line("latency p99", _pct(latencies, 0.99), "ms", TARGET_ISSUE_P99_MS, higher_is_better=False)
+        _line(
+            "latency p99", _pct(latencies, 0.99), "ms", TARGET_ISSUE_P99_MS, higher_is_better=False
+        )
         return total
 
     async def _calls(self, session: aiohttp.ClientSession) -> None:
@@ -272,7 +298,9 @@ class Bench:
                 if delay > 0:
                     await asyncio.sleep(delay)
                 t0 = time.perf_counter()
-                async with session.post(f"{self.base}/api/v1/windows/{n}/next", headers=headers) as r:
+                async with session.post(
+                    f"{self.base}/api/v1/windows/{n}/next", headers=headers
+                ) as r:
                     body = await r.json()
                     assert r.status == 200, body
                 sent[body["ticket"]["id"]] = t0
@@ -294,11 +322,20 @@ class Bench:
             if len(received.get(t, ())) == subscribers
         ]
         missing = len(sent) - len(latencies)
-        print(f"\n(a) call latency: {windows} windows × 1 call/s for {seconds} s "
-              f"({len(sent)} calls), {subscribers} WebSocket subscribers in 2 processes")
-        print(f"  {'POST → event at every subscriber, p50':<44} {statistics.median(latencies):9.2f} ms")
-        _line("POST → event at every subscriber, p99", _pct(latencies, 0.99), "ms",
-              TARGET_CALL_P99_MS, higher_is_better=False)
+        print(
+            f"\n(a) call latency: {windows} windows × 1 call/s for {seconds} s "
+            f"({len(sent)} calls), {subscribers} WebSocket subscribers in 2 processes"
+        )
+        print(
+            f"  {'POST → event at every subscriber, p50':<44} {statistics.median(latencies):9.2f} ms"
+        )
+        _line(
+            "POST → event at every subscriber, p99",
+            _pct(latencies, 0.99),
+            "ms",
+            TARGET_CALL_P99_MS,
+            higher_is_better=False,
+        )
         print(f"  {'max':<44} {max(latencies):9.2f} ms; calls not seen by all: {missing}")
 
     async def _fill_to(self, session: aiohttp.ClientSession, total: int, issued: int) -> None:
@@ -308,7 +345,9 @@ class Bench:
         async def kiosk() -> None:
             for n in counter:
                 body = {"service": self.services[n % len(self.services)]}
-                async with session.post(f"{self.base}/api/v1/tickets", json=body, headers=headers) as r:
+                async with session.post(
+                    f"{self.base}/api/v1/tickets", json=body, headers=headers
+                ) as r:
                     assert r.status == 201, await r.text()
 
         await asyncio.gather(*(kiosk() for _ in range(KIOSKS)))

@@ -37,6 +37,9 @@ RECENT_CALLS: Final = 10
 HANDLE_TIME_ALPHA: Final = 0.2
 MAX_RATING: Final = 5
 LOOKAHEAD_DAYS: Final = 60
+# Collected cases stay in memory this long (then only in the log): long enough that a resident
+# who tries the same pickup code again is told it was collected, not that it is unknown.
+COLLECTED_CASE_DAYS: Final = 30
 
 
 @dataclass(slots=True)
@@ -114,6 +117,7 @@ class Case:
     state: CaseState = CaseState.OPEN
     ready_at: dt.datetime | None = None
     pickup_ticket: str | None = None
+    picked_up_at: dt.datetime | None = None
 
     def to_public(self) -> dict[str, Any]:
         """Return the API form of the case."""
@@ -1252,6 +1256,13 @@ class Engine:
             pinned.back.clear()
         for window in self.windows.values():
             self.windows[window.number] = WindowRun(window.number)
+        horizon = self.day - dt.timedelta(days=COLLECTED_CASE_DAYS)
+        for case_id in [
+            c.id
+            for c in self.cases.values()
+            if c.picked_up_at is not None and self.local(c.picked_up_at).date() < horizon
+        ]:
+            del self.cases[case_id]
 
     def _apply_day_closed(self, event: Event, data: Mapping[str, Any]) -> None:
         for ticket_id in data["expired"]:
@@ -1435,8 +1446,10 @@ class Engine:
         case.ready_at = event.at
 
     def _apply_case_picked_up(self, event: Event, data: Mapping[str, Any]) -> None:
-        # Collected cases leave memory; the log keeps them for reports.
-        self.cases.pop(data["case"], None)
+        # Kept a while so a reused pickup code is told "already collected"; pruned at day open.
+        case = self.cases[data["case"]]
+        case.state = CaseState.PICKED_UP
+        case.picked_up_at = event.at
 
     def _apply_nothing(self, event: Event, data: Mapping[str, Any]) -> None:
         return
@@ -1511,6 +1524,7 @@ def _dump(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 _DATETIME_FIELDS: Final = {
+    "picked_up_at",
     "issued_at",
     "queued_at",
     "called_at",

@@ -23,8 +23,11 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 
 # Keypad LCDs show the waiting count; it changes with every ticket, so refreshes are coalesced
-# to at most one per keypad per interval (the bus is 9600 baud, shared with the displays).
+# to at most one per keypad per interval: an LCD write holds a 9600-baud line ~40 ms, time a
+# call to a display would otherwise wait behind.
 LCD_REFRESH_INTERVAL_S: Final = 0.5
+# Waiting counts change with every ticket issued anywhere; every keypad gets them this often.
+LCD_COUNTS_INTERVAL_S: Final = 10.0
 # A message on the keypad (an error, "nobody waiting") stays this long before the status line.
 LCD_NOTE_S: Final = 4.0
 # How long a rating pad waits for the resident's score after a ticket is finished.
@@ -128,14 +131,11 @@ class Hall:
                 self._show_window(number)
             self._dirty.update(self.windows)
         elif kind in (
-            EventType.TICKET_ISSUED,
-            EventType.TICKET_CANCELLED,
-            EventType.TICKET_REACTIVATED,
             EventType.TICKET_TRANSFERRED,
             EventType.TICKET_NO_SHOW,
             EventType.TICKET_HELD,
         ):
-            self._dirty.update(self.windows)
+            self._dirty.add(data["window"] if "window" in data else data["from_window"])
 
     def _call(self, address: int, ticket: str, number: int, flash: int) -> None:
         self._fire(lambda: self.master.show_call(address, ticket, number, flash))
@@ -176,8 +176,12 @@ class Hall:
         return f"当前{current} 等候{waiting}"
 
     async def _refresh_lcds(self) -> None:
+        counts_due = time.monotonic() + LCD_COUNTS_INTERVAL_S
         while True:
             await asyncio.sleep(LCD_REFRESH_INTERVAL_S)
+            if time.monotonic() >= counts_due:
+                counts_due = time.monotonic() + LCD_COUNTS_INTERVAL_S
+                self._dirty.update(self.windows)
             dirty, self._dirty = self._dirty, set()
             dirty.update(self._notes)
             for number in dirty:

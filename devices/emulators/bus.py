@@ -42,10 +42,12 @@ from devices.qbus.frames import (
     PingReply,
     PollEvents,
     PollReply,
+    QueryText,
     RatingStart,
     SetAddress,
     SetIdleText,
     ShowCall,
+    ShownText,
     ShowText,
     Status,
     TransferPosition,
@@ -271,10 +273,23 @@ class VirtualDisplay(VirtualDevice):
             self.idle_text = SetIdleText.from_payload(payload).text
             if self.mode == "idle":
                 self._blank()
+        elif cmd == Command.QUERY_TEXT:
+            return self.query(QueryText.from_payload(payload).line).to_payload()
         else:
             return bytes((Status.UNKNOWN_COMMAND,))
         self._on_change()
         return _ok()
+
+    def query(self, line: int) -> ShownText:
+        """Answer QUERY_TEXT: the text of ``line`` (or every line) as ``view()`` reports it."""
+        if line == ALL_LINES:
+            text = "\n".join(self.shown_lines)
+        elif line < self.lines:
+            text = self.shown_lines[line] if line < len(self.shown_lines) else ""
+        else:
+            raise PayloadError(f"no line {line}", f"没有第 {line} 行")
+        effect = Effect.BLINK if self.flashing else self.effect
+        return ShownText(_fit(text, ShownText.max_text), effect, self.colour)
 
     def ping_flags(self) -> PingFlag:
         """Report IDLE while the idle text is shown."""
@@ -486,6 +501,14 @@ _DEVICE_CLASSES: Final[dict[DeviceKind, type[VirtualDevice]]] = {
 
 def _ok() -> bytes:
     return bytes((Status.OK,))
+
+
+def _fit(text: str, max_bytes: int) -> str:
+    """Cut ``text`` after the last whole character whose encoding fits in ``max_bytes``."""
+    encoding = "ascii" if text.isascii() else "gb2312"
+    while len(text.encode(encoding)) > max_bytes:
+        text = text[:-1]
+    return text
 
 
 # --- ports ----------------------------------------------------------------------------------

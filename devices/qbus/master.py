@@ -31,10 +31,12 @@ from devices.qbus.frames import (
     PingReply,
     PollEvents,
     PollReply,
+    QueryText,
     RatingStart,
     SetAddress,
     SetIdleText,
     ShowCall,
+    ShownText,
     ShowText,
     Status,
     max_reply_size,
@@ -51,9 +53,10 @@ _LOGGER = logging.getLogger(__name__)
 # An offline device gets one PING this often: a returning display is found well before the
 # next call, and even 20 offline devices cost under 3 % of the bus at 9600.
 REPROBE_INTERVAL_S: Final = 2.0
-# Displays are otherwise only written on calls; a ping every 5 s tells staff a display is dead
-# before a resident misses a call, for ~25 ms of bus time each.
-IDLE_PING_INTERVAL_S: Final = 5.0
+# Displays are otherwise only written on calls (whose replies prove them alive too); a ping every
+# 15 s tells staff a display is dead within a quarter minute, and keeps the bus free for calls:
+# each ping holds the line ~25 ms at 9600, time a call would have to wait.
+IDLE_PING_INTERVAL_S: Final = 15.0
 # A busy device is writing flash (tens of ms); 50 ms avoids hammering it.
 BUSY_RETRY_DELAY_S: Final = 0.05
 # Events waiting in one events() stream; a consumer this far behind is broken (logged, dropped).
@@ -64,13 +67,14 @@ DEFAULT_FLASH: Final = 3
 EventCallback = Callable[[int, BusEvent], None]
 """``on_event(address, event)`` for every key press or rating, exactly once."""
 
-_WRITABLE: Final[dict[Command, frozenset[DeviceKind]]] = {
+_ONLY_FOR: Final[dict[Command, frozenset[DeviceKind]]] = {
     Command.SHOW_TEXT: frozenset({DeviceKind.COUNTER_DISPLAY}),
     Command.SHOW_CALL: frozenset({DeviceKind.COUNTER_DISPLAY}),
     Command.BRIGHTNESS: frozenset({DeviceKind.COUNTER_DISPLAY}),
     Command.SET_IDLE_TEXT: frozenset({DeviceKind.COUNTER_DISPLAY}),
     Command.KEYPAD_LCD: frozenset({DeviceKind.KEYPAD}),
     Command.RATING_START: frozenset({DeviceKind.RATING_PAD}),
+    Command.QUERY_TEXT: frozenset({DeviceKind.COUNTER_DISPLAY}),
 }
 
 
@@ -211,6 +215,7 @@ class BusMaster(Device):
         self._subscribers: list[Callable[[AddressedEvent], None]] = []
         if on_event is not None:
             self.subscribe(lambda item: on_event(item.address, item.event))
+        self._calls: collections.deque[_Job] = collections.deque()
         self._urgent: collections.deque[_Job] = collections.deque()
         self._wakeup = asyncio.Event()
         self._protocol: QBusProtocol | None = None
@@ -317,6 +322,14 @@ class BusMaster(Device):
     async def ping(self, address: int) -> PingReply:
         """Ping the device at ``address``."""
         reply: PingReply = await self._submit(self._node(address), Command.PING, _parse_ping)
+        return reply
+
+    async def query_text(self, address: int, line: int = ALL_LINES) -> ShownText:
+        """Read back what the counter display at ``address`` shows (one line or every line)."""
+        node = self._node(address)
+        _check_kind(node, Command.QUERY_TEXT)
+        payload = QueryText(line).to_payload()
+        reply: ShownText = await self._submit(node, Command.QUERY_TEXT, _parse_shown, payload)
         return reply
 
     async def reset(self, address: int) -> None:
@@ -440,12 +453,7 @@ class BusMaster(Device):
         self, address: int, command: Command, payload: bytes, slot: str | None, restore: bytes
     ) -> asyncio.Future[None]:
         node = self._node(address)
-        allowed = _WRITABLE.get(command)
-        if allowed is not None and node.kind not in allowed:
-            raise ValueError(
-                f"{command.name} is not for a {node.kind.role} (address {address}) / "
-                f"地址 {address} 的设备不支持 {command.name}"
-            )
+        _check_kind(node, command)
         if slot == "screen":
             for key in [key for key in node.content if key.startswith("line")]:
                 del node.content[key]
@@ -460,17 +468,18 @@ class BusMaster(Device):
         return future
 
     def _submit(
-        self, node: _Node, command: Command, parse: Callable[[Frame], Any]
+        self, node: _Node, command: Command, parse: Callable[[Frame], Any], payload: bytes = b""
     ) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         if not self._port_open():
             future.set_exception(_port_down(self.name))
             return future
-        self._enqueue(_Job(node, command, b"", future, parse))
+        self._enqueue(_Job(node, command, payload, future, parse))
         return future
 
     def _enqueue(self, job: _Job) -> None:
-        self._urgent.append(job)
+        # A call is what residents wait for: it overtakes every other queued write.
+        (self._calls if job.command is Command.SHOW_CALL else self._urgent).append(job)
         self._wakeup.set()
 
     def _port_open(self) -> bool:
@@ -487,10 +496,11 @@ class BusMaster(Device):
 
     def _port_closed(self, reason: str) -> None:
         self._protocol = None
-        while self._urgent:
-            job = self._urgent.popleft()
-            if job.future is not None and not job.future.done():
-                job.future.set_exception(_port_down(self.name))
+        for queue in (self._calls, self._urgent):
+            while queue:
+                job = queue.popleft()
+                if job.future is not None and not job.future.done():
+                    job.future.set_exception(_port_down(self.name))
         for node in self._nodes.values():
             self._set_node_state(node, DeviceState.DISCONNECTED, reason)
 
@@ -520,6 +530,8 @@ class BusMaster(Device):
                     await self._wakeup.wait()
 
     def _next_job(self, now: float) -> _Job | None:
+        if self._calls:
+            return self._calls.popleft()
         if self._urgent:
             return self._urgent.popleft()
         if not self._nodes:
@@ -788,6 +800,19 @@ def _parse_ping(reply: Frame) -> PingReply:
 
 def _parse_poll(reply: Frame) -> PollReply:
     return PollReply.from_payload(reply.payload)
+
+
+def _parse_shown(reply: Frame) -> ShownText:
+    return ShownText.from_payload(reply.payload)
+
+
+def _check_kind(node: _Node, command: Command) -> None:
+    allowed = _ONLY_FOR.get(command)
+    if allowed is not None and node.kind not in allowed:
+        raise ValueError(
+            f"{command.name} is not for a {node.kind.role} (address {node.address}) / "
+            f"地址 {node.address} 的设备不支持 {command.name}"
+        )
 
 
 def _settle(

@@ -282,9 +282,7 @@ async def test_back_office_case_then_pickup_at_the_reply_window(
     assert (await reply.rate(8, 5))["rating"] == 5
     with pytest.raises(QcallApiError) as collected:
         await kiosk.issue_ticket("case_pickup", case_code=case["pickup_code"])
-    # Refused either way; the engine forgets collected cases, so today it answers 404
-    # ("unknown pickup code") rather than its own 409 "already collected" (reported).
-    assert (collected.value.status, collected.value.code) in {(409, "case_state"), (404, "no_case")}
+    assert (collected.value.status, collected.value.code) == (409, "case_state")
     assert (await display.state())["waiting"]["case_pickup"] == 0
     await clerk.close_window(5)
     await reply.close_window(8)

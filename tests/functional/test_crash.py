@@ -43,8 +43,18 @@ def _cli(*args: str) -> str:
 def _start(db: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "qcall", "serve", "--config", str(CONFIG), "--db", str(db),
-             "--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "qcall",
+                "serve",
+                "--config",
+                str(CONFIG),
+                "--db",
+                str(db),
+                "--port",
+                str(port),
+            ],
             cwd=ROOT,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -127,8 +137,22 @@ async def test_sigkill_under_load_loses_no_acknowledged_ticket(tmp_path: Path) -
     db = tmp_path / "hub.db"
     log = tmp_path / "hub.log"
     config = ["--config", str(CONFIG), "--db", str(db)]
-    _cli("staff", "add", *config, "--id", "c1", "--name", "测试", "--pin", "246810", "--role", "clerk")
-    kiosk = _cli("token", "create", *config, "--role", "kiosk", "--name", "k").strip().splitlines()[-1]
+    _cli(
+        "staff",
+        "add",
+        *config,
+        "--id",
+        "c1",
+        "--name",
+        "测试",
+        "--pin",
+        "246810",
+        "--role",
+        "clerk",
+    )
+    kiosk = (
+        _cli("token", "create", *config, "--role", "kiosk", "--name", "k").strip().splitlines()[-1]
+    )
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
 
@@ -150,7 +174,9 @@ async def test_sigkill_under_load_loses_no_acknowledged_ticket(tmp_path: Path) -
         headers = {"Authorization": f"Bearer {kiosk}"}
         async with aiohttp.ClientSession() as session:
             for ticket in acknowledged:
-                async with session.get(f"{base}/api/v1/tickets/{ticket['id']}", headers=headers) as r:
+                async with session.get(
+                    f"{base}/api/v1/tickets/{ticket['id']}", headers=headers
+                ) as r:
                     assert r.status == 200, f"acknowledged {ticket} lost: {await r.text()}"
                     assert (await r.json())["number"] == ticket["number"]
             # New tickets after the restart continue the numbering, never repeating one.

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from qcall.config import CenterConfig, parse_config
-from qcall.engine import Engine, Ticket
+from qcall.engine import COLLECTED_CASE_DAYS, Engine, Ticket
 from qcall.errors import (
     BadRequest,
     Conflict,
@@ -907,6 +907,11 @@ def test_case_ready_pickup_and_collection(eng: Engine, clock: Clock) -> None:
     assert finished.type is EventType.TICKET_FINISHED
     assert picked.type is EventType.CASE_PICKED_UP
     assert picked.data == {"case": case.id, "ticket": pickup.id, "window": 4}
+    assert eng.cases[case.id].state is CaseState.PICKED_UP
+    refused(eng, Conflict, lambda: eng.issue(clock(), "pickup", case_code=code), "case_state")
+    # A month later the collected case is only in the log.
+    clock.advance(days=COLLECTED_CASE_DAYS + 1)
+    eng.open_window(clock(), 4, "s4")
     assert case.id not in eng.cases
     refused(eng, NotFound, lambda: eng.issue(clock(), "pickup", case_code=code), "no_case")
 
@@ -1099,6 +1104,43 @@ def test_ahead_fifo(clock: Clock) -> None:
     t3 = engine.issue(clock.advance(seconds=10), "housing")
     assert [engine.ahead(t) for t in (t1, t2, t3)] == [0, 1, 2]
     assert engine.estimated_wait_s("medical", engine.ahead(t2)) == 450
+
+
+@pytest.mark.parametrize("mode", ["strict", "ratio", "fifo"])
+def test_ahead_for_new_is_the_new_tickets_ahead(clock: Clock, mode: str) -> None:
+    engine = new_engine(make_config(policy={"mode": mode, "ratio": 2}))
+    engine.open_window(clock(), 1, "s1")
+    engine.open_window(clock(), 2, "s2")
+    plan = [
+        ("social", False),
+        ("medical", True),
+        ("housing", False),
+        ("medical", False),
+        ("social", True),
+        ("social", False),
+        ("housing", False),
+        ("medical", False),
+    ]
+    for service, priority in plan:
+        expected = engine.ahead_for_new(service, priority)
+        ticket = engine.issue(clock.advance(seconds=5), service, priority=priority)
+        assert engine.ahead(ticket) == expected
+    engine.call_next(clock(), 1, "s1")
+    engine.hold(clock(), 1, "s1")
+    engine.close_window(clock(), 1, "s1")  # a requeued ticket at the front
+    assert engine.ahead_for_new("social") == engine.ahead(
+        engine.issue(clock.advance(seconds=5), "social")
+    )
+
+
+def test_ahead_for_new_simple_values(eng: Engine, clock: Clock) -> None:
+    assert eng.ahead_for_new("social") == 0
+    issue_many(eng, clock, "social", 3)
+    eng.issue(clock(), "social", priority=True)
+    assert eng.ahead_for_new("social") == 4
+    assert eng.ahead_for_new("social", priority=True) == 1
+    # Medical is weighted 3 at window 2, so under strict it goes before social.
+    assert eng.ahead_for_new("medical") == 1
 
 
 def test_estimated_wait_learns_handle_times(eng: Engine, clock: Clock) -> None:

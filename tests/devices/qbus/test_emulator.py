@@ -22,17 +22,23 @@ from devices.emulators.bus import (
 from devices.qbus.frames import (
     BROADCAST,
     MASTER,
+    Colour,
     Command,
     DeviceKind,
+    Effect,
+    Encoding,
     EventKind,
     Frame,
     FrameDecoder,
     PingReply,
     PollEvents,
     PollReply,
+    QueryText,
     SetAddress,
     SetIdleText,
     ShowCall,
+    ShownText,
+    ShowText,
     Status,
     wire_time,
 )
@@ -96,6 +102,48 @@ async def test_status_codes(wire: Wire) -> None:
     assert (await wire.reply()).payload == bytes([Status.NOT_IN_FONT])
     wire.send(3, 4, 0x66)
     assert (await wire.reply()).payload == bytes([Status.UNKNOWN_COMMAND])
+
+
+async def test_query_text_reads_back_what_the_display_shows(
+    emulator: BusEmulator, wire: Wire
+) -> None:
+    seq = 0
+
+    async def ask(dst: int, cmd: Command, payload: bytes = b"") -> bytes:
+        nonlocal seq
+        seq += 1
+        wire.send(dst, seq, cmd, payload)
+        return (await wire.reply()).payload
+
+    async def shown(line: int = 0xFF) -> ShownText:
+        return ShownText.from_payload(
+            await ask(3, Command.QUERY_TEXT, QueryText(line).to_payload())
+        )
+
+    assert await shown() == ShownText("", encoding=Encoding.ASCII)
+    await ask(3, Command.SHOW_TEXT, ShowText("测试 TEST", effect=Effect.SCROLL).to_payload())
+    assert await shown() == ShownText("测试 TEST", Effect.SCROLL, Colour.RED, Encoding.GB2312)
+    await ask(3, Command.SHOW_TEXT, ShowText("8888", line=1, colour=Colour.GREEN).to_payload())
+    assert (await shown()).text == "测试 TEST\n8888" == emulator.shown(3)["text"]
+    assert await shown(1) == ShownText("8888", Effect.STATIC, Colour.GREEN, Encoding.ASCII)
+    await ask(3, Command.SHOW_CALL, ShowCall("A012", 3, 3).to_payload())
+    call = await shown()
+    assert (call.text, call.effect) == ("请A012号\n到3号窗口", Effect.BLINK)
+    assert call.text == emulator.shown(3)["text"]
+    await ask(3, Command.SHOW_CALL, ShowCall("B7", 12, 0).to_payload())
+    assert await shown() == ShownText("请B7号\n到12号窗口", encoding=Encoding.GB2312)
+    assert (await shown(1)).text == "到12号窗口"
+    await ask(3, Command.SET_IDLE_TEXT, SetIdleText("欢迎" * 59 + "光").to_payload())  # 238 B
+    await ask(3, Command.CLEAR)
+    idle = await shown()
+    assert idle.text == "欢迎" * 59  # cut after the last whole character that fits 236 bytes
+    assert await ask(3, Command.QUERY_TEXT, QueryText(2).to_payload()) == bytes(
+        [Status.BAD_PAYLOAD]
+    )
+    assert await ask(3, Command.QUERY_TEXT) == bytes([Status.BAD_PAYLOAD])
+    assert await ask(5, Command.QUERY_TEXT, QueryText().to_payload()) == bytes(
+        [Status.UNKNOWN_COMMAND]
+    )
 
 
 async def test_duplicate_seq_gets_the_cached_reply(emulator: BusEmulator, wire: Wire) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from devices.qbus.frames import (
+    ALL_LINES,
     MASTER,
     MAX_FRAME_SIZE,
     Brightness,
@@ -18,6 +19,7 @@ from devices.qbus.frames import (
     CommandRejected,
     DeviceKind,
     Effect,
+    Encoding,
     EventKind,
     Frame,
     IdentReply,
@@ -27,10 +29,12 @@ from devices.qbus.frames import (
     PingReply,
     PollEvents,
     PollReply,
+    QueryText,
     RatingStart,
     SetAddress,
     SetIdleText,
     ShowCall,
+    ShownText,
     ShowText,
     Status,
     TextEncodingError,
@@ -142,6 +146,20 @@ def test_set_idle_text() -> None:
     assert request(3, 5, Command.SET_IDLE_TEXT, payload) == expected(3, 0xF0, 5, 0x14, "01BBB6D3AD")
 
 
+def test_query_text_request() -> None:
+    assert QueryText().to_payload() == b"\xff"
+    assert QueryText().line == ALL_LINES
+    assert request(3, 0x12, Command.QUERY_TEXT, QueryText().to_payload()) == bytes.fromhex(
+        "5AA5 01 03 F0 12 15 01 FF 84CB"
+    )
+    assert request(3, 0x12, Command.QUERY_TEXT, QueryText().to_payload()) == expected(
+        3, 0xF0, 0x12, 0x15, "FF"
+    )
+    assert QueryText(1).to_payload() == b"\x01"
+    with pytest.raises(ValueError, match="0-255"):
+        QueryText(256).to_payload()
+
+
 def test_poll_events_request() -> None:
     assert PollEvents().to_payload() == b"\x00\x00"
     payload = PollEvents(ack_boot=1, ack_upto=0x2A).to_payload()
@@ -230,6 +248,35 @@ def test_poll_reply_with_events() -> None:
     assert PollReply(boot=4).to_payload() == bytes.fromhex("00 04 00 00")
 
 
+def test_shown_text_reply() -> None:
+    call = ShownText("请A012号\n到3号窗口", Effect.BLINK, Colour.RED)
+    payload = call.to_payload()
+    assert payload == bytes.fromhex("00 02 00 01  C7EB 41303132 BAC5 0A B5BD 33 BAC5 B4B0 BFDA")
+    assert reply(3, 0x12, Command.QUERY_TEXT, payload) == expected(
+        0xF0, 3, 0x12, 0x95, payload.hex()
+    )
+    assert ShownText.from_payload(payload) == ShownText(
+        "请A012号\n到3号窗口", Effect.BLINK, Colour.RED, Encoding.GB2312
+    )
+    text = ShownText("Window 3", Effect.SCROLL, Colour.GREEN)
+    assert text.to_payload() == bytes.fromhex("00 01 01 00") + b"Window 3"
+    assert ShownText("").to_payload() == bytes.fromhex("00 00 00 00")
+    # A device may report ASCII text with encoding 01; masters accept it.
+    forced = ShownText("A012", encoding=Encoding.GB2312)
+    assert forced.to_payload() == bytes.fromhex("00 00 00 01 41303132")
+    assert ShownText.from_payload(forced.to_payload()) == forced
+    with pytest.raises(TextEncodingError):
+        ShownText("请", encoding=Encoding.ASCII).to_payload()
+    with pytest.raises(TextEncodingError, match="at most 236"):
+        ShownText("字" * 119).to_payload()
+
+
+def test_bad_shown_text_replies_are_protocol_errors() -> None:
+    for bad in ("00 07 00 00", "00 00 09 00", "00 00 00 05", "00 00 00 01 FFFF", "00 00 00", "02"):
+        with pytest.raises(DeviceProtocolError):
+            ShownText.from_payload(bytes.fromhex(bad))
+
+
 EVENT_RECORDS = [
     (BusEvent(1, EventKind.NEXT), "01 01 00"),
     (BusEvent(2, EventKind.RECALL), "02 02 00"),
@@ -307,6 +354,8 @@ def test_truncated_poll_reply_is_a_protocol_error() -> None:
         PollEvents(255, 255),
         RatingStart("", 0),
         SetAddress(0xFFFFFFFF, 1),
+        QueryText(0),
+        QueryText(),
     ],
 )
 def test_requests_round_trip(
@@ -317,7 +366,8 @@ def test_requests_round_trip(
     | KeypadLcd
     | PollEvents
     | RatingStart
-    | SetAddress,
+    | SetAddress
+    | QueryText,
 ) -> None:
     assert type(item).from_payload(item.to_payload()) == item
 
@@ -333,6 +383,8 @@ def test_bad_request_payloads_map_to_status_codes() -> None:
         ShowCall.from_payload(bytes.fromhex("0300 03 61"))
     with pytest.raises(PayloadError):
         Brightness.from_payload(b"\x10")
+    with pytest.raises(PayloadError):
+        QueryText.from_payload(b"")
 
 
 # --- frames -------------------------------------------------------------------------------
@@ -376,6 +428,7 @@ def test_frame_rejects_out_of_range_fields() -> None:
 def test_max_reply_sizes() -> None:
     assert max_reply_size(Command.POLL_EVENTS) == 74
     assert max_reply_size(Command.SHOW_CALL) == 12
+    assert max_reply_size(Command.QUERY_TEXT) == 250
 
 
 def test_command_rejected_names_status_in_both_languages() -> None:
@@ -447,6 +500,13 @@ def test_protocol_md_examples_are_exact() -> None:
         Frame(
             0, MASTER, 0, Command.SET_ADDRESS, SetAddress(0x51420007, 0x0C).to_payload()
         ).to_bytes(),
+        request(3, 0x12, Command.QUERY_TEXT, QueryText().to_payload()),
+        reply(
+            3,
+            0x12,
+            Command.QUERY_TEXT,
+            ShownText("请A012号\n到3号窗口", Effect.BLINK, Colour.RED).to_payload(),
+        ),
     ]
     assert [bytes.fromhex(line) for line in lines] == built
     assert "5A A5 01 03 F0 07 01 00 8E 8C" in text

@@ -13,8 +13,11 @@ from devices.base import DeviceState
 from devices.emulators.bus import BusEmulator
 from devices.qbus.frames import (
     BusEvent,
+    Colour,
     Command,
+    CommandRejected,
     DeviceKind,
+    Effect,
     EventKind,
     Frame,
     TextEncodingError,
@@ -149,6 +152,28 @@ async def test_display_text_lcd_brightness_and_idle_text(make_bench: Callable[..
     assert emulator.shown(3)["brightness"] == 7
     assert emulator.shown(4)["text"] == "欢迎光临"
     assert emulator.shown(5)["lcd"] == "A012\n等候 5 人"
+
+
+async def test_query_text_reads_back_the_display(make_bench: Callable[..., Any]) -> None:
+    bench: Bench = await make_bench(baud=9600, reply_timeout_ms=100)
+    master, emulator = bench.master, bench.emulator
+    await master.show_text(3, "测试 TEST 8888\n3号窗口", colour=Colour.GREEN)
+    shown = await master.query_text(3)
+    assert (shown.text, shown.effect, shown.colour) == (
+        "测试 TEST 8888\n3号窗口",
+        Effect.STATIC,
+        Colour.GREEN,
+    )
+    assert shown.text == emulator.shown(3)["text"]
+    assert (await master.query_text(3, line=1)).text == "3号窗口"
+    await master.show_call(4, "A012", 7)
+    call = await master.query_text(4)
+    assert (call.text, call.effect) == ("请A012号\n到7号窗口", Effect.BLINK)
+    with pytest.raises(CommandRejected) as info:
+        await master.query_text(3, line=5)
+    assert info.value.command == Command.QUERY_TEXT
+    with pytest.raises(ValueError, match="keypad"):
+        await master.query_text(5)
 
 
 async def test_gb2312_refusal_sends_nothing(make_bench: Callable[..., Any]) -> None:
