@@ -21,8 +21,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from devices.emulators.bus import BusEmulator  # noqa: E402
-from devices.qbus.frames import (  # noqa: E402
+from devices_bus import Figures, _figures
+from devices_printer import IMAGE_TICKET, TICKET, measure
+
+from devices.emulators.bus import BusEmulator
+from devices.qbus.frames import (
     MASTER,
     Command,
     DeviceKind,
@@ -31,13 +34,11 @@ from devices.qbus.frames import (  # noqa: E402
     ShowCall,
     wire_time,
 )
-from devices_bus import Figures, _figures  # noqa: E402
-from devices_printer import IMAGE_TICKET, TICKET, measure  # noqa: E402
-from qcall.config import parse_config  # noqa: E402
-from qcall.events import Event, EventType  # noqa: E402
-from qcall.hub import Hub  # noqa: E402
-from qcall.model import Role  # noqa: E402
-from tests.common import small_center  # noqa: E402
+from qcall.config import parse_config
+from qcall.events import Event, EventType
+from qcall.hub import Hub
+from qcall.model import Role
+from tests.common import small_center
 
 BUDGET_S = 0.005
 TARGET_KEYPAD_P99_MS = 300.0
@@ -79,9 +80,13 @@ async def _hall(folder: Path, baud: int, keypads: bool) -> tuple[Hub, BusEmulato
     hub = Hub(parse_config(_center(emulator.url, baud, keypads)), folder / f"d{keypads}.db")
     await hub.start()
     names = {f"bus:{kind.role}@{address}" for address, kind in kinds.items()}
+    changed = asyncio.Event()
+    unsubscribe = hub.bus.subscribe(lambda _event: changed.set())
     async with asyncio.timeout(30):
         while not all(hub.engine.devices.get(n, {}).get("state") == "ready" for n in names):
-            await asyncio.sleep(0.05)
+            changed.clear()
+            await changed.wait()
+    unsubscribe()
     for n in range(1, WINDOWS + 1):
         await hub.write(hub.store.add_staff, f"s{n}", f"bench {n}", PIN, Role.CLERK)
         await hub.execute(lambda now, n=n: hub.engine.open_window(now, n, f"s{n}"))

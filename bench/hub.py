@@ -45,7 +45,8 @@ PIN = "135790"
 
 def _load_dumps() -> Any:
     spec = importlib.util.spec_from_file_location("make_demo", ROOT / "config" / "make_demo.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.dumps
@@ -327,7 +328,8 @@ class Bench:
             f"({len(sent)} calls), {subscribers} WebSocket subscribers in 2 processes"
         )
         print(
-            f"  {'POST → event at every subscriber, p50':<44} {statistics.median(latencies):9.2f} ms"
+            f"  {'POST → event at every subscriber, p50':<44} "
+            f"{statistics.median(latencies):9.2f} ms"
         )
         _line(
             "POST → event at every subscriber, p99",

@@ -112,7 +112,7 @@ async def _issue_until_killed(
                     else:
                         refused.append(await r.text())
                         stop.set()
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError):
                 return
 
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
