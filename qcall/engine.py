@@ -1153,12 +1153,14 @@ class Engine:
         if policy.mode is Policy.FIFO:
             return min(heads, key=lambda h: (not h[0].front, h[0].queued_at, h[0].order))[0]
         if policy.mode is Policy.STRICT:
+            # "First in line" means first in its own line: the priority lane and the service
+            # weights still come before it, exactly as ``ahead`` counts.
             return min(
                 heads,
                 key=lambda h: (
-                    not h[0].front,
                     not h[0].priority,
                     -h[1],
+                    not h[0].front,
                     h[0].queued_at,
                     h[0].order,
                 ),

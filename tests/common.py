@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import importlib.util
+import tomllib
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -69,6 +72,25 @@ def small_center(**overrides: Any) -> dict[str, Any]:
     merged = copy.deepcopy(raw)
     merged.update(overrides)
     return merged
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def standalone_demo_config(folder: Path) -> Path:
+    """Write ``config/demo.toml`` without its devices: a hub on its own, touching no bus."""
+    spec = importlib.util.spec_from_file_location("make_demo", ROOT / "config" / "make_demo.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    raw = tomllib.loads((ROOT / "config" / "demo.toml").read_text(encoding="utf-8"))
+    raw.pop("devices", None)
+    for window in raw["windows"]:
+        window.pop("devices", None)
+    path = folder / "standalone.toml"
+    path.write_text(module.dumps(raw), encoding="utf-8")
+    return path
 
 
 def make_config(**overrides: Any) -> CenterConfig:

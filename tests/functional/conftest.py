@@ -27,9 +27,9 @@ from typing import Any, Final
 import pytest
 
 from qcall.client import QcallClient
+from tests.common import standalone_demo_config
 
 ROOT: Final = Path(__file__).resolve().parents[2]
-CONFIG: Final = ROOT / "config" / "demo.toml"
 # The console script of the interpreter running the tests (the venv's), else one on PATH.
 _SIBLING: Final = Path(sys.executable).with_name("qcall")
 QCALL: Final = _SIBLING if _SIBLING.exists() else Path(shutil.which("qcall") or _SIBLING)
@@ -77,6 +77,7 @@ class Credentials:
     """What the CLI created in the template database."""
 
     template: Path
+    config: Path  # config/demo.toml without devices: these tests run the hub alone
     staff: dict[str, str]  # staff id -> role
     tokens: dict[str, str]  # device role -> token
 
@@ -86,7 +87,8 @@ def credentials(tmp_path_factory: pytest.TempPathFactory) -> Credentials:
     """Staff and device tokens made with ``qcall staff add`` / ``qcall token create``."""
     folder = tmp_path_factory.mktemp("template")
     db = folder / "qcall.db"
-    base = ("--config", str(CONFIG), "--db", str(db))
+    config = standalone_demo_config(folder)
+    base = ("--config", str(config), "--db", str(db))
     staff = dict.fromkeys(CLERKS, "clerk") | {SUPERVISOR: "supervisor"}
     commands = [
         ("staff", "add", *base, "--id", sid, "--name", f"测试{sid}", "--pin", PIN, "--role", role)
@@ -102,7 +104,7 @@ def credentials(tmp_path_factory: pytest.TempPathFactory) -> Credentials:
         outputs += list(pool.map(lambda cmd: _run_cli(*cmd), commands[1:]))
     made = outputs[len(staff) :]
     tokens = {role: _token_from(out) for role, out in zip(DEVICE_ROLES, made, strict=True)}
-    return Credentials(db, staff, tokens)
+    return Credentials(db, config, staff, tokens)
 
 
 def _token_from(output: str) -> str:
@@ -163,7 +165,7 @@ class HubProcess:
 
     def create_token(self, role: str, name: str) -> str:
         """A new device token, made with the CLI on this hub's (live) database."""
-        args = ("token", "create", "--config", str(CONFIG), "--db", str(self.db))
+        args = ("token", "create", "--config", str(self.credentials.config), "--db", str(self.db))
         return _token_from(_run_cli(*args, "--role", role, "--name", name))
 
     def start(self, *, keep_port: bool = False) -> None:
@@ -177,7 +179,7 @@ class HubProcess:
                         str(QCALL),
                         "serve",
                         "--config",
-                        str(CONFIG),
+                        str(self.credentials.config),
                         "--db",
                         str(self.db),
                         "--host",

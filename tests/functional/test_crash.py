@@ -16,8 +16,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from tests.common import standalone_demo_config
+
 ROOT = Path(__file__).resolve().parents[2]
-CONFIG = ROOT / "config" / "demo.toml"
 KIOSKS = 8
 # The hub needs a moment to start; this bounds a broken start, it is not a timing assertion.
 START_TIMEOUT_S = 20.0
@@ -40,7 +41,7 @@ def _cli(*args: str) -> str:
     return result.stdout
 
 
-def _start(db: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+def _start(db: Path, port: int, log: Path, config: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
             [
@@ -49,7 +50,7 @@ def _start(db: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
                 "qcall",
                 "serve",
                 "--config",
-                str(CONFIG),
+                str(config),
                 "--db",
                 str(db),
                 "--port",
@@ -80,7 +81,7 @@ def _service_ids() -> list[str]:
     """The intake services with the largest daily caps (so no cap is reached here)."""
     import tomllib
 
-    raw = tomllib.loads(CONFIG.read_text(encoding="utf-8"))
+    raw = tomllib.loads((ROOT / "config" / "demo.toml").read_text(encoding="utf-8"))
     intake = [s for s in raw["services"] if s.get("kind", "intake") == "intake"]
     intake.sort(key=lambda s: -int(s["daily_cap"]))
     return [s["id"] for s in intake[:6]]
@@ -136,7 +137,8 @@ async def _open_window(base: str, staff: str, pin: str) -> None:
 async def test_sigkill_under_load_loses_no_acknowledged_ticket(tmp_path: Path) -> None:
     db = tmp_path / "hub.db"
     log = tmp_path / "hub.log"
-    config = ["--config", str(CONFIG), "--db", str(db)]
+    standalone = standalone_demo_config(tmp_path)
+    config = ["--config", str(standalone), "--db", str(db)]
     _cli(
         "staff",
         "add",
@@ -156,7 +158,7 @@ async def test_sigkill_under_load_loses_no_acknowledged_ticket(tmp_path: Path) -
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
 
-    proc = _start(db, port, log)
+    proc = _start(db, port, log, standalone)
     try:
         await _wait_healthy(base, proc)
         await _open_window(base, "c1", "246810")
@@ -168,7 +170,7 @@ async def test_sigkill_under_load_loses_no_acknowledged_ticket(tmp_path: Path) -
     assert proc.returncode == -signal.SIGKILL
     assert len(acknowledged) >= 300
 
-    proc = _start(db, port, log)
+    proc = _start(db, port, log, standalone)
     try:
         await _wait_healthy(base, proc)
         headers = {"Authorization": f"Bearer {kiosk}"}

@@ -17,7 +17,7 @@ from qcall.config import load_config
 from qcall.hub import Hub
 from qcall.model import Outcome, Role
 from qcall.store import Store
-from tests.common import Clock
+from tests.common import Clock, standalone_demo_config
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 DEMO: Final = ROOT / "config" / "demo.toml"
@@ -188,7 +188,7 @@ def test_token_create_refuses_a_staff_role(tmp_path: Path) -> None:
 
 async def _fill(db: Path) -> int:
     clock = Clock()
-    hub = Hub(load_config(DEMO), db, clock=clock)
+    hub = Hub(load_config(standalone_demo_config(db.parent)), db, clock=clock)
     await hub.start()
     e = hub.engine
     try:
