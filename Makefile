@@ -32,6 +32,7 @@ test: sysdeps $(STAMP)
 
 bench: sysdeps $(STAMP)
 	$(PY) bench/hub.py
+	$(PY) bench/devices.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
