@@ -195,6 +195,11 @@ class Bus(_Frozen):
     reply_timeout_ms: int = Field(default=100, ge=10, le=5000)
     retries: int = Field(default=2, ge=0, le=10)
     poll_interval_ms: int = Field(default=100, ge=10, le=10000)
+    group_poll: bool = Field(
+        default=True,
+        description="ask all keypads and rating pads at once (POLL_ANY); false for devices "
+        "without it, which are then polled one by one",
+    )
 
 
 class Printer(_Frozen):

@@ -493,39 +493,15 @@ class Engine:
 
     def recall(self, now: dt.datetime, number: int, staff: str) -> Ticket:
         """Call the current ticket again (重呼)."""
-        window = self._acting(now, number, staff)
-        ticket = self._current(window)
-        self._require_state(ticket, TicketState.CALLED)
-        self._emit(
-            now,
-            EventType.TICKET_RECALLED,
-            {"id": ticket.id, "number": ticket.number, "window": number, "staff": staff},
-        )
-        return ticket
+        return self._on_current(now, number, staff, EventType.TICKET_RECALLED, TicketState.CALLED)
 
     def start(self, now: dt.datetime, number: int, staff: str) -> Ticket:
         """Mark that the called resident has arrived and service begins."""
-        window = self._acting(now, number, staff)
-        ticket = self._current(window)
-        self._require_state(ticket, TicketState.CALLED)
-        self._emit(
-            now,
-            EventType.TICKET_STARTED,
-            {"id": ticket.id, "number": ticket.number, "window": number},
-        )
-        return ticket
+        return self._on_current(now, number, staff, EventType.TICKET_STARTED, TicketState.CALLED)
 
     def no_show(self, now: dt.datetime, number: int, staff: str) -> Ticket:
         """The called resident did not come (过号)."""
-        window = self._acting(now, number, staff)
-        ticket = self._current(window)
-        self._require_state(ticket, TicketState.CALLED)
-        self._emit(
-            now,
-            EventType.TICKET_NO_SHOW,
-            {"id": ticket.id, "number": ticket.number, "window": number, "staff": staff},
-        )
-        return ticket
+        return self._on_current(now, number, staff, EventType.TICKET_NO_SHOW, TicketState.CALLED)
 
     def reactivate(
         self, now: dt.datetime, ticket_id: str, position: Position = Position.LAST
@@ -543,14 +519,7 @@ class Engine:
 
     def hold(self, now: dt.datetime, number: int, staff: str) -> Ticket:
         """Park the current ticket at this window (挂起)."""
-        window = self._acting(now, number, staff)
-        ticket = self._current(window)
-        self._emit(
-            now,
-            EventType.TICKET_HELD,
-            {"id": ticket.id, "number": ticket.number, "window": number, "staff": staff},
-        )
-        return ticket
+        return self._on_current(now, number, staff, EventType.TICKET_HELD)
 
     def callback(self, now: dt.datetime, number: int, staff: str, ticket_ref: str) -> Ticket:
         """Call a ticket held at this window back (回呼); ``ticket_ref`` is an id or number."""
@@ -960,6 +929,23 @@ class Engine:
                 code="no_current_ticket",
             )
         return self.tickets[window.current]
+
+    def _on_current(
+        self,
+        now: dt.datetime,
+        number: int,
+        staff: str,
+        type_: EventType,
+        required: TicketState | None = None,
+    ) -> Ticket:
+        window = self._acting(now, number, staff)
+        ticket = self._current(window)
+        if required is not None:
+            self._require_state(ticket, required)
+        self._emit(
+            now, type_, {"id": ticket.id, "number": ticket.number, "window": number, "staff": staff}
+        )
+        return ticket
 
     def _require_state(self, ticket: Ticket, *states: TicketState) -> None:
         if ticket.state not in states:

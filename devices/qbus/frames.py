@@ -468,10 +468,10 @@ class Brightness:
 
 
 @dataclass(frozen=True, slots=True)
-class SetIdleText:
-    """SET_IDLE_TEXT request: the persisted text a display shows when idle."""
+class _TextPayload:
+    """A payload of one encoding byte and the text (SET_IDLE_TEXT, KEYPAD_LCD)."""
 
-    command: ClassVar[Command] = Command.SET_IDLE_TEXT
+    command: ClassVar[Command]
     max_text: ClassVar[int] = MAX_PAYLOAD - 1
 
     text: str
@@ -482,10 +482,17 @@ class SetIdleText:
         return bytes((encoding,)) + data
 
     @classmethod
-    def from_payload(cls, payload: bytes) -> SetIdleText:
+    def from_payload(cls, payload: bytes) -> Self:
         """Parse the payload; raise PayloadError."""
-        _need(payload, 1, "SET_IDLE_TEXT")
+        _need(payload, 1, cls.command.name)
         return cls(decode_text(payload[0], payload[1:]))
+
+
+@dataclass(frozen=True, slots=True)
+class SetIdleText(_TextPayload):
+    """SET_IDLE_TEXT request: the persisted text a display shows when idle."""
+
+    command: ClassVar[Command] = Command.SET_IDLE_TEXT
 
 
 @dataclass(frozen=True, slots=True)
@@ -511,24 +518,10 @@ class QueryText:
 
 
 @dataclass(frozen=True, slots=True)
-class KeypadLcd:
+class KeypadLcd(_TextPayload):
     """KEYPAD_LCD request: the text on a keypad's LCD, lines separated by newlines."""
 
     command: ClassVar[Command] = Command.KEYPAD_LCD
-    max_text: ClassVar[int] = MAX_PAYLOAD - 1
-
-    text: str
-
-    def to_payload(self) -> bytes:
-        """Return the payload bytes; raise TextEncodingError."""
-        encoding, data = encode_text(self.text, max_bytes=self.max_text, multiline=True)
-        return bytes((encoding,)) + data
-
-    @classmethod
-    def from_payload(cls, payload: bytes) -> KeypadLcd:
-        """Parse the payload; raise PayloadError."""
-        _need(payload, 1, "KEYPAD_LCD")
-        return cls(decode_text(payload[0], payload[1:]))
 
 
 @dataclass(frozen=True, slots=True)
