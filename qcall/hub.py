@@ -234,6 +234,9 @@ class Hub:
                     await self.write(self.store.append, events)
                 except Exception as err:  # noqa: BLE001 - task boundary: any failure is fatal
                     self._fail(err)
+                    # Nothing after the failed batch can be committed either: tell them all.
+                    batch += self._pending
+                    self._pending = []
                     for _, future in batch:
                         if not future.done():
                             future.set_exception(
