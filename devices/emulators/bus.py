@@ -40,6 +40,7 @@ from devices.qbus.frames import (
     PayloadError,
     PingFlag,
     PingReply,
+    PollAny,
     PollEvents,
     PollReply,
     QueryText,
@@ -793,6 +794,8 @@ class BusEmulator:
                 if each.plugged:
                     each.handle(frame)
             self._rekey()
+            if frame.cmd == Command.POLL_ANY:
+                self._attention(port, frame, received_at)
             return
         device = self._devices.get(frame.dst)
         if device is None or not device.plugged:
@@ -808,6 +811,24 @@ class BusEmulator:
         if after is not None:
             after()
             self._rekey()
+
+    def _attention(self, port: _Port, frame: Frame, received_at: float) -> None:
+        # Every listed event source with unacknowledged events sends its address in its slot;
+        # an unplugged device, or one whose next reply is to be lost, stays silent.
+        try:
+            request = PollAny.from_payload(frame.payload)
+        except PayloadError:
+            return
+        for slot, address in enumerate(request.addresses):
+            device = self._devices.get(address)
+            if (
+                not isinstance(device, _EventSource)
+                or not device.plugged
+                or not device.pending()
+                or self._faults[address].counts[Fault.NO_REPLY] > 0
+            ):
+                continue
+            port.send(bytes((address,)), received_at + slot * request.slot_chars * self.char_time)
 
     def _reply(
         self, port: _Port, frame: Frame, payload: bytes, faults: _Faults, received_at: float

@@ -5,6 +5,7 @@ from __future__ import annotations
 import binascii
 import enum
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, Final, Self
 
@@ -34,6 +35,8 @@ POLL_MAX_PAYLOAD: Final = 64
 DEFAULT_RATING_TIMEOUT_S: Final = 30
 MAX_MODEL_LEN: Final = 16
 MAX_STAFF_LEN: Final = 16
+DEFAULT_SLOT_CHARS: Final = 3
+MAX_POLL_ANY_ADDRESSES: Final = MAX_PAYLOAD - 2
 
 _TICKET_RE: Final = re.compile(r"[0-9A-Z]{1,8}")
 _PREFIX_RE: Final = re.compile(r"[A-Z]{1,2}")
@@ -72,6 +75,7 @@ class Command(WireEnum):
     POLL_EVENTS = 0x20
     KEYPAD_LCD = 0x21
     RATING_START = 0x22
+    POLL_ANY = 0x23
     SET_ADDRESS = 0x30
     RESET = 0x31
 
@@ -543,6 +547,70 @@ class PollEvents:
         if len(payload) != 2:
             raise PayloadError("POLL_EVENTS payload must be 2 bytes", "POLL_EVENTS 数据须为 2 字节")
         return cls(payload[0], payload[1])
+
+
+@dataclass(frozen=True, slots=True)
+class PollAny:
+    """POLL_ANY broadcast: devices listed with unacknowledged events answer one byte in a slot."""
+
+    command: ClassVar[Command] = Command.POLL_ANY
+
+    slot_chars: int = DEFAULT_SLOT_CHARS
+    addresses: tuple[int, ...] = ()
+
+    def to_payload(self) -> bytes:
+        """Return the payload bytes; raise ValueError for a bad slot width or address list."""
+        _check_poll_any(self.slot_chars, self.addresses, ValueError)
+        return bytes((self.slot_chars, len(self.addresses))) + bytes(self.addresses)
+
+    @classmethod
+    def from_payload(cls, payload: bytes) -> PollAny:
+        """Parse the payload; raise PayloadError."""
+        _need(payload, 2, "POLL_ANY")
+        count = payload[1]
+        if len(payload) != 2 + count:
+            raise PayloadError(
+                f"POLL_ANY lists {count} addresses in {len(payload) - 2} bytes",
+                f"POLL_ANY 地址数 {count} 与数据长度不符",
+            )
+        addresses = tuple(payload[2:])
+
+        def error(message: str) -> PayloadError:
+            return PayloadError(message, "POLL_ANY 参数错误")
+
+        _check_poll_any(payload[0], addresses, error)
+        return cls(payload[0], addresses)
+
+    @property
+    def window_chars(self) -> int:
+        """Return how many character times the slots take after the frame's end (n × s)."""
+        return self.slot_chars * len(self.addresses)
+
+    def slot_of(self, address: int) -> int | None:
+        """Return the 0-based slot of ``address``, None when it is not listed."""
+        try:
+            return self.addresses.index(address)
+        except ValueError:
+            return None
+
+    def slot_start_chars(self, address: int) -> int | None:
+        """Return when ``address`` may send its attention byte, in characters after the frame."""
+        slot = self.slot_of(address)
+        return None if slot is None else slot * self.slot_chars
+
+
+def _check_poll_any(
+    slot_chars: int, addresses: tuple[int, ...], error: Callable[[str], Exception]
+) -> None:
+    if not 1 <= slot_chars <= 0xFF:
+        raise error(f"POLL_ANY slot must be 1-255 characters, got {slot_chars}")
+    if not 1 <= len(addresses) <= MAX_POLL_ANY_ADDRESSES:
+        raise error(f"POLL_ANY lists 1-{MAX_POLL_ANY_ADDRESSES} addresses, got {len(addresses)}")
+    for address in addresses:
+        if not MIN_DEVICE_ADDRESS <= address <= MAX_DEVICE_ADDRESS:
+            raise error(f"POLL_ANY address must be 1-127, got {address}")
+    if len(set(addresses)) != len(addresses):
+        raise error("POLL_ANY lists an address twice")
 
 
 @dataclass(frozen=True, slots=True)

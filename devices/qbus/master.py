@@ -16,6 +16,7 @@ from devices.qbus.frames import (
     ALL_LINES,
     BROADCAST,
     DEFAULT_RATING_TIMEOUT_S,
+    DEFAULT_SLOT_CHARS,
     MASTER,
     Brightness,
     BusEvent,
@@ -29,6 +30,7 @@ from devices.qbus.frames import (
     IdentReply,
     KeypadLcd,
     PingReply,
+    PollAny,
     PollEvents,
     PollReply,
     QueryText,
@@ -42,7 +44,7 @@ from devices.qbus.frames import (
     max_reply_size,
     reply_status,
 )
-from devices.qbus.protocol import LinkStats, QBusProtocol, char_time
+from devices.qbus.protocol import MIN_GAP_S, LinkStats, QBusProtocol, char_time
 from devices.supervisor import DeviceSupervisor, SupervisorPolicy, describe
 from devices.transport import OPEN_TIMEOUT_S, open_connection, parse_url
 from qcall.config import Bus, WindowDevices
@@ -63,6 +65,11 @@ BUSY_RETRY_DELAY_S: Final = 0.05
 EVENT_QUEUE_SIZE: Final = 1024
 # Default flash count of a call on a counter display (3 s of flashing).
 DEFAULT_FLASH: Final = 3
+# After the POLL_ANY slots the master listens this much longer: attention bytes come through
+# the same USB adapters (bursts up to ~16 ms apart) as replies do.
+ATTENTION_MARGIN_S: Final = MIN_GAP_S
+# Keypads and rating pads: what group polling (POLL_ANY) covers.
+_EVENT_SOURCES: Final = frozenset({DeviceKind.KEYPAD, DeviceKind.RATING_PAD})
 
 EventCallback = Callable[[int, BusEvent], None]
 """``on_event(address, event)`` for every key press or rating, exactly once."""
@@ -85,6 +92,8 @@ class BusTiming:
     reprobe_interval_s: float = REPROBE_INTERVAL_S
     idle_ping_interval_s: float = IDLE_PING_INTERVAL_S
     busy_retry_delay_s: float = BUSY_RETRY_DELAY_S
+    slot_chars: int = DEFAULT_SLOT_CHARS
+    attention_margin_s: float = ATTENTION_MARGIN_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +131,7 @@ class _Node:
     state: DeviceState = DeviceState.DISCONNECTED
     seq: int = field(default_factory=lambda: random.randrange(256))  # noqa: S311
     due: float = 0.0
+    poll_due: float = 0.0
     boot: int | None = None
     acked: int = 0
     ident: IdentReply | None = None
@@ -156,6 +166,8 @@ class _Counters:
     events_delivered: int = 0
     duplicate_events: int = 0
     bad_replies: int = 0
+    poll_any_cycles: int = 0
+    attention_polls: int = 0
 
 
 class EventStream:
@@ -217,6 +229,9 @@ class BusMaster(Device):
             self.subscribe(lambda item: on_event(item.address, item.event))
         self._calls: collections.deque[_Job] = collections.deque()
         self._urgent: collections.deque[_Job] = collections.deque()
+        # Group polling: event sources that signalled in the last POLL_ANY, in slot order.
+        self._signalled: collections.deque[_Node] = collections.deque()
+        self._broadcast_seq = random.randrange(256)  # noqa: S311
         self._wakeup = asyncio.Event()
         self._protocol: QBusProtocol | None = None
         self._owner: asyncio.Task[None] | None = None
@@ -364,6 +379,9 @@ class BusMaster(Device):
             "bad_replies": self._counters.bad_replies,
             "events_delivered": self._counters.events_delivered,
             "duplicate_events": self._counters.duplicate_events,
+            "poll_any_cycles": self._counters.poll_any_cycles,
+            "attention_bytes": self._link_stats.attention_bytes,
+            "attention_polls": self._counters.attention_polls,
             "reconnects": self._supervisor.reconnects,
         }
         devices = {}
@@ -492,10 +510,13 @@ class BusMaster(Device):
         now = asyncio.get_running_loop().time()
         for node in self._nodes.values():
             node.due = now
+            node.poll_due = now
+        self._signalled.clear()
         self._owner = asyncio.create_task(self._run(protocol), name=f"qbus-owner:{self.name}")
 
     def _port_closed(self, reason: str) -> None:
         self._protocol = None
+        self._signalled.clear()
         for queue in (self._calls, self._urgent):
             while queue:
                 job = queue.popleft()
@@ -519,34 +540,87 @@ class BusMaster(Device):
         loop = asyncio.get_running_loop()
         while True:
             job = self._next_job(loop.time())
-            if job is not None:
+            if isinstance(job, _Job):
                 await self._execute(protocol, job)
                 continue
+            if job is not None:
+                await self._poll_group(protocol, job)
+                continue
             self._wakeup.clear()
-            due = min((node.due for node in self._nodes.values()), default=None)
+            dues = [node.due for node in self._nodes.values()]
+            dues += [node.poll_due for node in self._group()]
+            due = min(dues, default=None)
             delay = None if due is None else max(due - loop.time(), 0.0)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await self._wakeup.wait()
 
-    def _next_job(self, now: float) -> _Job | None:
+    def _next_job(self, now: float) -> _Job | list[_Node] | None:
+        # Calls, other writes, polls of devices that signalled, then whatever is due first:
+        # a device's probe or ping (or, one by one, its poll), or the group's POLL_ANY.
         if self._calls:
             return self._calls.popleft()
         if self._urgent:
             return self._urgent.popleft()
+        while self._signalled:
+            node = self._signalled.popleft()
+            if node.state is DeviceState.READY:
+                return self._poll_job(node)
         if not self._nodes:
             return None
         node = min(self._nodes.values(), key=lambda n: n.due)
+        group = self._group()
+        if group and min(n.poll_due for n in group) <= min(now, node.due):
+            return group
         if node.due > now:
             return None
         if node.state is DeviceState.DISCONNECTED:
             return _Job(node, Command.IDENT, b"", None, _parse_ident, attempts=1)
         if node.state is DeviceState.OFFLINE:
             return _Job(node, Command.PING, b"", None, _parse_ping, attempts=1)
-        if node.kind is DeviceKind.COUNTER_DISPLAY:
+        if node.kind is DeviceKind.COUNTER_DISPLAY or self._grouped(node):
             return _Job(node, Command.PING, b"", None, _parse_ping)
+        return self._poll_job(node)
+
+    def _poll_job(self, node: _Node) -> _Job:
         ack = PollEvents(node.boot or 0, node.acked).to_payload()
         return _Job(node, Command.POLL_EVENTS, ack, None, _parse_poll)
+
+    def _grouped(self, node: _Node) -> bool:
+        """Return whether ``node`` is asked by POLL_ANY rather than polled one by one."""
+        return self.config.group_poll and node.kind in _EVENT_SOURCES
+
+    def _group(self) -> list[_Node]:
+        """Return the READY keypads and rating pads POLL_ANY covers (empty when it is off)."""
+        if not self.config.group_poll:
+            return []
+        return [
+            node
+            for node in self._nodes.values()
+            if node.kind in _EVENT_SOURCES and node.state is DeviceState.READY
+        ]
+
+    async def _poll_group(self, protocol: QBusProtocol, group: list[_Node]) -> None:
+        """Broadcast POLL_ANY for ``group``; queue a POLL_EVENTS for every device that signalled."""
+        request = PollAny(self._timing.slot_chars, tuple(node.address for node in group))
+        self._broadcast_seq = (self._broadcast_seq + 1) & 0xFF
+        payload = request.to_payload()
+        frame = Frame(BROADCAST, MASTER, self._broadcast_seq, Command.POLL_ANY, payload)
+        window = protocol.wire_time(request.window_chars) + self._timing.attention_margin_s
+        # Every device is asked at most every poll_interval_ms, counted from the cycle's start.
+        due = asyncio.get_running_loop().time() + self.config.poll_interval_ms / 1000
+        heard = await protocol.poll_any(frame, window)
+        self._counters.poll_any_cycles += 1
+        for node in group:
+            node.poll_due = due
+        signalled = set(heard)
+        for node in group:  # slot order
+            if node.address in signalled:
+                self._counters.attention_polls += 1
+                self._signalled.append(node)
+        unknown = signalled.difference(request.addresses)
+        if unknown:
+            _LOGGER.debug("%s: attention bytes from unlisted addresses %s", self.name, unknown)
 
     async def _execute(self, protocol: QBusProtocol, job: _Job) -> None:
         node = job.node
@@ -654,6 +728,7 @@ class BusMaster(Device):
                 _LOGGER.info("%s answers again", node.name)
             self._set_node_state(node, DeviceState.READY, "")
             node.due = now
+            node.poll_due = now
             restore = True
         if boot is not None and boot != node.boot:
             if node.boot is not None:
@@ -663,7 +738,7 @@ class BusMaster(Device):
             node.acked = 0
         if restore:
             self._restore(node)
-        if node.kind is DeviceKind.COUNTER_DISPLAY:
+        if node.kind is DeviceKind.COUNTER_DISPLAY or self._grouped(node):
             node.due = now + self._timing.idle_ping_interval_s
 
     def _went_silent(self, node: _Node, err: DeviceError) -> None:
@@ -678,15 +753,23 @@ class BusMaster(Device):
         self._set_node_state(node, DeviceState.OFFLINE, describe(err))
 
     def _take_events(self, node: _Node, poll: PollReply) -> None:
+        fresh = False
         for event in poll.events:
             if node.acked and not _seq_after(event.seq, node.acked):
                 self._counters.duplicate_events += 1
                 _LOGGER.debug("%s: duplicate event %d dropped", node.name, event.seq)
                 continue
             node.acked = event.seq
+            fresh = True
             node.events += 1
             self._counters.events_delivered += 1
             self._deliver(AddressedEvent(node.address, node.kind, event))
+        if self._grouped(node):
+            # Poll again at once while events remain, and after new ones to acknowledge them
+            # now (the device would otherwise signal again for events already delivered).
+            if poll.remaining or fresh:
+                self._signalled.appendleft(node)
+            return
         now = asyncio.get_running_loop().time()
         node.due = now if poll.remaining else now + self.config.poll_interval_ms / 1000
 

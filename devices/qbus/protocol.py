@@ -10,7 +10,10 @@ from typing import Final, cast
 
 from devices.qbus.frames import (
     MASTER,
+    MAX_DEVICE_ADDRESS,
+    MIN_DEVICE_ADDRESS,
     REPLY_FLAG,
+    SOF,
     DecoderStats,
     Frame,
     FrameDecoder,
@@ -57,6 +60,11 @@ class StreamFramer:
             loop = asyncio.get_running_loop()
             self._timer = loop.call_later(self._gap_s, self._gap_expired)
 
+    @property
+    def pending(self) -> int:
+        """Return how many bytes of an incomplete frame are buffered."""
+        return self._decoder.pending
+
     def close(self) -> None:
         """Stop the idle timer and forget any partial frame."""
         if self._timer is not None:
@@ -78,6 +86,7 @@ class LinkStats:
     frames_rx: int = 0
     stray_frames: int = 0
     echo_frames: int = 0
+    attention_bytes: int = 0
 
 
 class QBusProtocol(asyncio.Protocol):
@@ -102,6 +111,10 @@ class QBusProtocol(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._pending: tuple[tuple[int, int, int], asyncio.Future[Frame]] | None = None
         self._line_free_at = 0.0
+        # While a POLL_ANY window is open: the attention bytes heard, and whether a 5A is held
+        # back until the next byte tells an attention byte from the start of a frame (5A A5).
+        self._attention: list[int] | None = None
+        self._held_sof = False
         loop = asyncio.get_running_loop()
         self._connected: asyncio.Future[None] = loop.create_future()
         self._closed: asyncio.Future[None] = loop.create_future()
@@ -124,7 +137,10 @@ class QBusProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         """Feed received bytes to the decoder."""
         self._line_free_at = max(self._line_free_at, asyncio.get_running_loop().time())
-        self._framer.feed(data)
+        if self._attention is None:
+            self._framer.feed(data)
+        else:
+            self._feed_window(data)
 
     def eof_received(self) -> bool | None:
         """Close on EOF (the TCP peer went away)."""
@@ -183,6 +199,56 @@ class QBusProtocol(asyncio.Protocol):
         """Send a frame that gets no reply (broadcast)."""
         await self._wait_line_idle()
         self._write(frame)
+
+    async def poll_any(self, frame: Frame, window_s: float) -> list[int]:
+        """Broadcast POLL_ANY ``frame``; return the attention bytes heard ``window_s`` after it.
+
+        While the window is open, single bytes 01-7F received outside a frame are attention
+        bytes (in arrival order, duplicates kept); frames are still decoded as usual. Raise
+        DeviceUnavailable when the port is or goes down.
+        """
+        if self._pending is not None or self._attention is not None:
+            raise RuntimeError("QBusProtocol allows one outstanding request")
+        await self._wait_line_idle()
+        heard: list[int] = []
+        self._attention = heard
+        try:
+            self._write(frame)
+            delay = self._line_free_at + window_s - asyncio.get_running_loop().time()
+            await asyncio.sleep(max(delay, 0.0))
+        finally:
+            if self._held_sof:
+                self._held_sof = False
+                self._attend(SOF[0])
+            self._attention = None
+        if not self.is_open:
+            raise DeviceUnavailable("bus connection closed", "总线连接已关闭")
+        return heard
+
+    def _feed_window(self, data: bytes) -> None:
+        # Byte by byte (a handful of bytes per window): a byte that arrives while no frame is
+        # being assembled and is a device address is an attention byte, except that 5A may
+        # begin a frame, so it waits for the next byte.
+        for byte in data:
+            if self._held_sof:
+                self._held_sof = False
+                if byte == SOF[1]:
+                    self._framer.feed(SOF)
+                    continue
+                self._attend(SOF[0])
+            if self._framer.pending:
+                self._framer.feed(bytes((byte,)))
+            elif byte == SOF[0]:
+                self._held_sof = True
+            elif MIN_DEVICE_ADDRESS <= byte <= MAX_DEVICE_ADDRESS:
+                self._attend(byte)
+            else:
+                self._framer.feed(bytes((byte,)))
+
+    def _attend(self, address: int) -> None:
+        if self._attention is not None:
+            self._attention.append(address)
+            self.stats.attention_bytes += 1
 
     async def _wait_line_idle(self) -> None:
         delay = self._line_free_at + self._inter_frame_s - asyncio.get_running_loop().time()

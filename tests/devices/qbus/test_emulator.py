@@ -31,6 +31,7 @@ from devices.qbus.frames import (
     Frame,
     FrameDecoder,
     PingReply,
+    PollAny,
     PollEvents,
     PollReply,
     QueryText,
@@ -360,3 +361,42 @@ async def test_cli_runs_and_stops_on_sigint() -> None:
         process.send_signal(signal.SIGINT)
         async with asyncio.timeout(WAIT_S):
             assert await process.wait() == 0
+
+
+async def test_poll_any_attention_bytes_in_their_slots() -> None:
+    baud = 9600
+    emulator = BusEmulator({3: D, 5: K, 6: K, 7: K, 9: R}, baud=baud)
+    await emulator.start()
+    host, port = emulator.url.removeprefix("socket://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        emulator.press(7, EventKind.NEXT)
+        emulator.press(5, EventKind.NEXT)
+        emulator.rating(9, 5)
+        emulator.press(6, EventKind.NEXT)
+        emulator.fault(6, "no_reply")  # its next reply is to be lost: it stays silent
+        received: list[float] = []
+        emulator.subscribe(lambda _, at: received.append(at))
+        loop = asyncio.get_running_loop()
+        payload = PollAny(3, (3, 9, 6, 7, 5)).to_payload()
+        writer.write(Frame(BROADCAST, MASTER, 1, Command.POLL_ANY, payload).to_bytes())
+        heard: list[tuple[int, float]] = []
+        async with asyncio.timeout(WAIT_S):
+            while len(heard) < 3:
+                for byte in await reader.read(16):
+                    heard.append((byte, loop.time()))
+        assert [byte for byte, _ in heard] == [9, 7, 5]
+        # Slot i starts 3 * i characters after the frame; a byte ends one character later.
+        char = wire_time(1, baud)
+        for (_, at), slot in zip(heard, (1, 3, 4), strict=True):
+            assert at - received[0] >= (3 * slot + 1) * char - 0.001
+        assert heard[-1][1] - received[0] < (3 * 5 + 1) * char + 0.05
+        emulator.fault(7, "unplug")
+        writer.write(Frame(BROADCAST, MASTER, 2, Command.POLL_ANY, payload).to_bytes())
+        async with asyncio.timeout(WAIT_S):
+            again = await reader.read(16)
+        assert again[:1] == b"\x09"
+    finally:
+        writer.close()
+        await writer.wait_closed()
+        await emulator.stop()

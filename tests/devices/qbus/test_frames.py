@@ -27,6 +27,7 @@ from devices.qbus.frames import (
     PayloadError,
     PingFlag,
     PingReply,
+    PollAny,
     PollEvents,
     PollReply,
     QueryText,
@@ -164,6 +165,45 @@ def test_poll_events_request() -> None:
     assert PollEvents().to_payload() == b"\x00\x00"
     payload = PollEvents(ack_boot=1, ack_upto=0x2A).to_payload()
     assert request(5, 0x20, Command.POLL_EVENTS, payload) == expected(5, 0xF0, 0x20, 0x20, "012A")
+
+
+def test_poll_any_broadcast() -> None:
+    payload = PollAny(3, (5, 6, 7, 8, 9, 10, 11, 12)).to_payload()
+    assert payload == bytes.fromhex("03 08 0506070809 0A0B0C")
+    data = Frame(0, MASTER, 0x17, Command.POLL_ANY, payload).to_bytes()
+    assert data == expected(0, 0xF0, 0x17, 0x23, "030805060708090A0B0C")
+    assert data == bytes.fromhex("5AA5 01 00 F0 17 23 0A 03 08 05060708090A0B0C 6EC2")
+    assert len(data) == 20
+    assert PollAny(2, (0x5A,)).to_payload() == bytes.fromhex("02 01 5A")
+    request = PollAny(3, (9, 4, 0x7F))
+    assert request.window_chars == 9
+    assert [request.slot_start_chars(a) for a in (9, 4, 0x7F, 1)] == [0, 3, 6, None]
+
+
+@pytest.mark.parametrize(
+    ("slot_chars", "addresses", "message"),
+    [
+        (0, (1,), "slot"),
+        (256, (1,), "slot"),
+        (3, (), "1-238"),
+        (3, tuple(range(1, 128)) * 2, "1-238"),
+        (3, (0,), "1-127"),
+        (3, (0x80,), "1-127"),
+        (3, (5, 5), "twice"),
+    ],
+)
+def test_bad_poll_any_is_refused(slot_chars: int, addresses: tuple[int, ...], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        PollAny(slot_chars, addresses).to_payload()
+
+
+@pytest.mark.parametrize(
+    "payload", ["03", "0302 05", "0301 05 06", "0001 05", "0301 00", "0302 0505"]
+)
+def test_bad_poll_any_payload_is_bad_payload(payload: str) -> None:
+    with pytest.raises(PayloadError) as info:
+        PollAny.from_payload(bytes.fromhex(payload))
+    assert info.value.status is Status.BAD_PAYLOAD
 
 
 def test_keypad_lcd() -> None:
@@ -352,6 +392,8 @@ def test_truncated_poll_reply_is_a_protocol_error() -> None:
         SetIdleText(""),
         KeypadLcd("工号 s01\n已登录"),
         PollEvents(255, 255),
+        PollAny(3, (5, 6, 0x5A, 0x7F)),
+        PollAny(255, (1,)),
         RatingStart("", 0),
         SetAddress(0xFFFFFFFF, 1),
         QueryText(0),
@@ -365,6 +407,7 @@ def test_requests_round_trip(
     | SetIdleText
     | KeypadLcd
     | PollEvents
+    | PollAny
     | RatingStart
     | SetAddress
     | QueryText,
@@ -499,6 +542,9 @@ def test_protocol_md_examples_are_exact() -> None:
         ),
         Frame(
             0, MASTER, 0, Command.SET_ADDRESS, SetAddress(0x51420007, 0x0C).to_payload()
+        ).to_bytes(),
+        Frame(
+            0, MASTER, 0x17, Command.POLL_ANY, PollAny(3, tuple(range(5, 13))).to_payload()
         ).to_bytes(),
         request(3, 0x12, Command.QUERY_TEXT, QueryText().to_payload()),
         reply(

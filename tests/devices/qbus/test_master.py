@@ -20,6 +20,7 @@ from devices.qbus.frames import (
     Effect,
     EventKind,
     Frame,
+    PollAny,
     TextEncodingError,
     TransferPosition,
     TransferTarget,
@@ -224,6 +225,7 @@ async def test_key_presses_are_delivered_in_order(make_bench: Callable[..., Any]
     await emulator.wait_until(lambda: emulator.shown(5)["queued"] == 0, WAIT_S)
 
 
+@pytest.mark.parametrize("group_poll", [True, False])
 @pytest.mark.parametrize(
     ("fault", "count", "counter"),
     [
@@ -236,9 +238,9 @@ async def test_key_presses_are_delivered_in_order(make_bench: Callable[..., Any]
     ],
 )
 async def test_press_delivered_exactly_once_despite_faults(
-    make_bench: Callable[..., Any], fault: str, count: int, counter: str
+    make_bench: Callable[..., Any], fault: str, count: int, counter: str, group_poll: bool
 ) -> None:
-    bench: Bench = await make_bench()
+    bench: Bench = await make_bench(group_poll=group_poll)
     emulator, rec = bench.emulator, bench.rec
     emulator.fault(5, fault, count, late_s=0.25)
     emulator.press(5, EventKind.NEXT)
@@ -257,8 +259,11 @@ async def test_press_delivered_exactly_once_despite_faults(
     assert bench.master.diagnostics()["counters"][counter] >= count
 
 
-async def test_events_survive_the_keypad_going_offline(make_bench: Callable[..., Any]) -> None:
-    bench: Bench = await make_bench()
+@pytest.mark.parametrize("group_poll", [True, False])
+async def test_events_survive_the_keypad_going_offline(
+    make_bench: Callable[..., Any], group_poll: bool
+) -> None:
+    bench: Bench = await make_bench(group_poll=group_poll)
     emulator, rec = bench.emulator, bench.rec
     emulator.fault(5, "unplug")
     await rec.until(lambda: rec.state_of("bus:keypad@5") is DeviceState.OFFLINE)
@@ -354,13 +359,144 @@ async def test_rating_and_rating_timeout(make_bench: Callable[..., Any]) -> None
     assert len(rec.events) == 2
 
 
-async def test_eight_keypads(make_bench: Callable[..., Any]) -> None:
+@pytest.mark.parametrize("group_poll", [True, False])
+async def test_eight_keypads(make_bench: Callable[..., Any], group_poll: bool) -> None:
     kinds = dict.fromkeys(range(1, 9), K)
-    bench: Bench = await make_bench(kinds)
+    bench: Bench = await make_bench(kinds, group_poll=group_poll)
     for address in kinds:
         bench.emulator.press(address, EventKind.NEXT)
     await bench.rec.until(lambda: len(bench.rec.events) == 8)
     assert sorted(address for address, _ in bench.rec.events) == list(kinds)
+
+
+# --- group polling (POLL_ANY) ------------------------------------------------------------------
+
+
+def frames_seen(bench: Bench) -> list[Frame]:
+    seen: list[Frame] = []
+    bench.emulator.subscribe(lambda frame, _: seen.append(frame))
+    return seen
+
+
+async def test_group_poll_asks_every_keypad_at_once(make_bench: Callable[..., Any]) -> None:
+    bench: Bench = await make_bench(baud=9600, reply_timeout_ms=100)
+    seen = frames_seen(bench)
+    await asyncio.sleep(0.5)
+    polls = [f for f in seen if f.cmd == Command.POLL_ANY]
+    assert polls
+    assert all(f.dst == 0 and PollAny.from_payload(f.payload).addresses == (5, 6, 9) for f in polls)
+    # Nobody pressed anything: no one-by-one polls, but idle pings keep liveness known.
+    assert not [f for f in seen if f.cmd == Command.POLL_EVENTS]
+    assert {f.dst for f in seen if f.cmd == Command.PING} >= {5, 6, 9}
+    bench.emulator.press(6, EventKind.NEXT)
+    await bench.rec.until(lambda: len(bench.rec.events) == 1)
+    await bench.emulator.wait_until(lambda: bench.emulator.shown(6)["queued"] == 0, WAIT_S)
+    assert {f.dst for f in seen if f.cmd == Command.POLL_EVENTS} == {6}
+    counters = bench.master.diagnostics()["counters"]
+    assert counters["poll_any_cycles"] >= len(polls)
+    assert counters["attention_bytes"] >= 1
+
+
+async def test_group_poll_lost_poll_reply_delivers_once(make_bench: Callable[..., Any]) -> None:
+    bench: Bench = await make_bench(baud=9600, reply_timeout_ms=100)
+    emulator, rec = bench.emulator, bench.rec
+    lost: list[Frame] = []
+
+    def lose_first_poll(frame: Frame, _: float) -> None:
+        if frame.cmd == Command.POLL_EVENTS and frame.dst == 5 and not lost:
+            lost.append(frame)
+            emulator.fault(5, "no_reply")  # this very request's reply is lost
+
+    emulator.subscribe(lose_first_poll)
+    emulator.press(5, EventKind.NEXT)
+    emulator.press(5, EventKind.CALL_SPECIFIC, ticket="A012")
+    await rec.until(lambda: len(rec.events) == 2)
+    await emulator.wait_until(lambda: emulator.shown(5)["queued"] == 0, WAIT_S)
+    emulator.press(5, EventKind.RECALL)
+    await rec.until(lambda: len(rec.events) == 3)
+    await emulator.wait_until(lambda: emulator.shown(5)["queued"] == 0, WAIT_S)
+    assert lost
+    assert [(a, e.seq, e.kind) for a, e in rec.events] == [
+        (5, 1, EventKind.NEXT),
+        (5, 2, EventKind.CALL_SPECIFIC),
+        (5, 3, EventKind.RECALL),
+    ]
+    counters = bench.master.diagnostics()["counters"]
+    assert counters["retries"] >= 1
+    assert counters["duplicate_events"] == 0
+    assert rec.state_of("bus:keypad@5") is DeviceState.READY
+
+
+async def test_group_poll_lost_attention_byte_is_signalled_again(
+    make_bench: Callable[..., Any],
+) -> None:
+    bench: Bench = await make_bench()
+    emulator, rec = bench.emulator, bench.rec
+    emulator.fault(5, "no_reply")  # silent in POLL_ANY until a reply has been lost
+    emulator.press(5, EventKind.HOLD)
+    await rec.until(lambda: len(rec.events) == 1)
+    await emulator.wait_until(lambda: emulator.shown(5)["queued"] == 0, WAIT_S)
+    assert [(a, e.kind) for a, e in rec.events] == [(5, EventKind.HOLD)]
+
+
+async def test_group_poll_eight_keypads_pressed_at_once(make_bench: Callable[..., Any]) -> None:
+    kinds = dict.fromkeys(range(1, 9), K)
+    bench: Bench = await make_bench(kinds)
+    emulator, rec = bench.emulator, bench.rec
+    sequence = [EventKind.NEXT, EventKind.RECALL, EventKind.HOLD, EventKind.RESUME]
+    presses = {1: sequence, 3: sequence * 2, 4: sequence[:1], 8: sequence[::-1]}
+    for round_ in range(8):
+        for address, kinds_pressed in presses.items():
+            if round_ < len(kinds_pressed):
+                emulator.press(address, kinds_pressed[round_])
+    total = sum(len(kinds_pressed) for kinds_pressed in presses.values())
+    await rec.until(lambda: len(rec.events) == total)
+    for address, kinds_pressed in presses.items():
+        mine = [event for a, event in rec.events if a == address]
+        assert [event.kind for event in mine] == kinds_pressed
+        assert [event.seq for event in mine] == list(range(1, len(kinds_pressed) + 1))
+    await emulator.wait_until(lambda: all(emulator.shown(a)["queued"] == 0 for a in kinds), WAIT_S)
+    assert bench.master.diagnostics()["counters"]["duplicate_events"] == 0
+
+
+async def test_group_poll_silent_keypad_goes_offline_and_recovers(
+    make_bench: Callable[..., Any],
+) -> None:
+    bench: Bench = await make_bench({3: D, 5: K, 6: K})
+    emulator, rec = bench.emulator, bench.rec
+    seen = frames_seen(bench)
+    emulator.fault(6, "unplug")
+    await rec.until(lambda: rec.state_of("bus:keypad@6") is DeviceState.OFFLINE)
+    seen.clear()
+    await asyncio.sleep(0.1)
+    listed = {
+        a
+        for f in seen
+        if f.cmd == Command.POLL_ANY
+        for a in PollAny.from_payload(f.payload).addresses
+    }
+    assert listed == {5}
+    emulator.press(6, EventKind.NEXT)
+    emulator.press(5, EventKind.NEXT)
+    await rec.until(lambda: len(rec.events) == 1)
+    emulator.fault(6, "plug")
+    await rec.until(lambda: rec.state_of("bus:keypad@6") is DeviceState.READY)
+    await rec.until(lambda: len(rec.events) == 2)
+    assert sorted(a for a, _ in rec.events) == [5, 6]
+
+
+async def test_without_group_poll_keypads_are_polled_one_by_one(
+    make_bench: Callable[..., Any],
+) -> None:
+    bench: Bench = await make_bench(group_poll=False)
+    seen = frames_seen(bench)
+    await asyncio.sleep(0.3)
+    assert not [f for f in seen if f.cmd == Command.POLL_ANY]
+    assert {f.dst for f in seen if f.cmd == Command.POLL_EVENTS} == {5, 6, 9}
+    bench.emulator.press(5, EventKind.NEXT)
+    await bench.rec.until(lambda: len(bench.rec.events) == 1)
+    counters = bench.master.diagnostics()["counters"]
+    assert (counters["poll_any_cycles"], counters["attention_bytes"]) == (0, 0)
 
 
 async def test_over_a_pty(make_bench: Callable[..., Any]) -> None:

@@ -7,7 +7,7 @@ import contextlib
 
 import pytest
 
-from devices.qbus.frames import MASTER, Command, Frame
+from devices.qbus.frames import BROADCAST, MASTER, Command, Frame, PollAny
 from devices.qbus.protocol import QBusProtocol, char_time
 from qcall.errors import DeviceTimeout, DeviceUnavailable
 
@@ -101,3 +101,56 @@ async def test_one_request_at_a_time() -> None:
     first.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await first
+
+
+def poll_any_frame(*addresses: int) -> Frame:
+    return Frame(BROADCAST, MASTER, 1, Command.POLL_ANY, PollAny(3, addresses).to_payload())
+
+
+async def test_poll_any_collects_attention_bytes_and_decodes_frames() -> None:
+    protocol, transport = connected()
+    frame = poll_any_frame(5, 0x5A, 7, 9)
+    window = asyncio.ensure_future(protocol.poll_any(frame, 0.05))
+    await asyncio.sleep(0)
+    assert transport.written == [frame.to_bytes()]
+    protocol.data_received(frame.to_bytes())  # adapter echo, in the window
+    protocol.data_received(b"\x05")
+    protocol.data_received(b"\x5a")  # address 5A: not the start of a frame
+    protocol.data_received(b"\x07\xff")  # FF is noise, not an address
+    # A late reply from an earlier request is still decoded, split where 5A could mislead.
+    late = Frame(MASTER, 3, 4, 0x82, b"\x00\x01\x00\x00").to_bytes()
+    protocol.data_received(late[:1])
+    protocol.data_received(late[1:])
+    protocol.data_received(b"\x5a")  # held back until the window closes
+    async with asyncio.timeout(WAIT_S):
+        heard = await window
+    assert heard == [5, 0x5A, 7, 0x5A]
+    assert protocol.stats.attention_bytes == 4
+    assert (protocol.stats.echo_frames, protocol.stats.stray_frames) == (1, 1)
+    # Outside the window, bytes are noise again and a request works as before.
+    protocol.data_received(b"\x06")
+    request = Frame(9, MASTER, 2, Command.PING)
+    pending = asyncio.ensure_future(protocol.request(request, WAIT_S))
+    await asyncio.sleep(0.01)
+    protocol.data_received(request.make_reply(b"\x00\x01\x00\x00").to_bytes())
+    async with asyncio.timeout(WAIT_S):
+        assert (await pending).src == 9
+    assert protocol.stats.attention_bytes == 4
+
+
+async def test_poll_any_window_lasts_from_the_frame_end() -> None:
+    protocol, _ = connected()
+    loop = asyncio.get_running_loop()
+    frame = poll_any_frame(*range(1, 9))
+    start = loop.time()
+    assert await protocol.poll_any(frame, 0.03) == []
+    assert loop.time() - start >= protocol.wire_time(frame.wire_size) + 0.03 - 0.002
+
+
+async def test_poll_any_on_a_lost_connection_raises() -> None:
+    protocol, _ = connected()
+    window = asyncio.ensure_future(protocol.poll_any(poll_any_frame(5), 0.05))
+    await asyncio.sleep(0)
+    protocol.connection_lost(None)
+    with pytest.raises(DeviceUnavailable):
+        await window
