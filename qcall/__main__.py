@@ -63,6 +63,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     except KeyboardInterrupt:
         return EXIT_OK
+    except BrokenPipeError:
+        # `qcall report daily ... | head`: the reader has what it wanted.
+        sys.stderr.close()
+        return EXIT_OK
 
 
 def _configure_logging(level: str) -> None:
