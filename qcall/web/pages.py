@@ -1,0 +1,71 @@
+"""The public tracking page a ticket's QR code opens (no login: the link is the credential)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from aiohttp import web
+
+from qcall.api.routes import HUB_KEY
+from qcall.errors import QcallError
+from qcall.i18n import pick_language
+from qcall.model import ACTIVE_STATES
+from qcall.web import render
+
+# Phones re-read the page this often while the ticket is still in play.
+REFRESH_S: Final = 15
+
+
+async def track_page(request: web.Request) -> web.StreamResponse:
+    """``GET /t/{token}``: number, place in line, window when called; bilingual."""
+    hub = request.app[HUB_KEY]
+    token = request.match_info["token"]
+    lang = pick_language(request.headers.get("Accept-Language"))
+    center = hub.config.center
+    context: dict[str, object] = {
+        "lang": lang,
+        "center_zh": center.name_zh,
+        "center_en": center.name_en,
+        "refresh": 0,
+        "found": False,
+        "number": "",
+    }
+    try:
+        ticket = hub.engine.ticket_by_token(token)
+    except QcallError:
+        html = render("track.html", **context)
+        return web.Response(text=html, status=404, content_type="text/html")
+    service = hub.config.service(ticket.service)
+    assert service is not None
+    ahead = hub.engine.ahead(ticket)
+    wait_s = hub.engine.estimated_wait_s(ticket.service, ahead)
+    context |= {
+        "found": True,
+        "number": ticket.number,
+        "state": str(ticket.state),
+        "service_zh": service.name_zh,
+        "service_en": service.name_en,
+        "ahead": ahead,
+        "wait_min": max(1, round(wait_s / 60)),
+        "window": ticket.window,
+        "issued": hub.engine.local(ticket.issued_at).strftime("%H:%M"),
+        "refresh": REFRESH_S if ticket.state in ACTIVE_STATES else 0,
+        "cancel_path": f"/t/{token}/cancel",
+    }
+    return web.Response(
+        text=render("track.html", **context),
+        content_type="text/html",
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+async def track_cancel(request: web.Request) -> web.StreamResponse:
+    """``POST /t/{token}/cancel``: the resident gives up a waiting ticket, then sees the page."""
+    hub = request.app[HUB_KEY]
+    token = request.match_info["token"]
+    try:
+        ticket = hub.engine.ticket_by_token(token)
+        await hub.execute(lambda now: hub.engine.cancel(now, ticket.id))
+    except QcallError:
+        pass  # the page shows the ticket as it is (already called, unknown link …)
+    raise web.HTTPSeeOther(f"/t/{token}")
