@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -296,8 +297,11 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> CenterConfig:
         config = CenterConfig.model_validate(raw)
     except ValidationError as err:
         problems = [(format_loc(e["loc"]), _describe(e)) for e in err.errors()]
+        # Cross-references are checked too, among the parts that did validate, so one run
+        # of check-config shows every error.
+        problems += [p for p in _cross_check(_Parts.from_raw(raw)) if p not in problems]
         raise ConfigError(source, problems) from None
-    problems = _cross_check(config)
+    problems = _cross_check(_Parts.from_config(config))
     if problems:
         raise ConfigError(source, problems)
     return config
@@ -326,10 +330,93 @@ def _describe(error: Any) -> str:
     return msg
 
 
-def _duplicates(items: list[Any], key: str, where: str) -> list[tuple[str, str]]:
+Indexed = list[tuple[int, Any]]
+
+
+@dataclass(slots=True)
+class _Parts:
+    """The items a cross-check looks at, each with its index in the file."""
+
+    departments: Indexed
+    services: Indexed
+    windows: Indexed
+    webhooks: Indexed
+    printers: Indexed
+    overrides: Indexed
+    day_types: set[DayType] | None  # None: the calendar itself is invalid
+    has_bus: bool | None  # None: [devices] itself is invalid
+    # Ids named by items that failed on their own: referring to them is not another error.
+    broken_ids: frozenset[str] = frozenset()
+    complete: bool = True  # every department, service and window validated
+
+    @classmethod
+    def from_config(cls, config: CenterConfig) -> _Parts:
+        return cls(
+            list(enumerate(config.departments)),
+            list(enumerate(config.services)),
+            list(enumerate(config.windows)),
+            list(enumerate(config.webhooks)),
+            list(enumerate(config.devices.printers)),
+            list(enumerate(config.calendar.overrides)),
+            set(config.calendar.day_types),
+            config.devices.bus is not None,
+        )
+
+    @classmethod
+    def from_raw(cls, raw: dict[str, Any]) -> _Parts:
+        """The parts of an invalid document that validate on their own."""
+        calendar = _valid(Calendar, raw.get("calendar"))
+        devices = _valid(Devices, raw.get("devices", {}))
+        sections: dict[str, tuple[type[BaseModel], list[Any]]] = {
+            name: (model, raw[name] if isinstance(raw.get(name), list) else [])
+            for name, model in (
+                ("departments", Department),
+                ("services", Service),
+                ("windows", Window),
+            )
+        }
+        valid = {name: _valid_items(model, items) for name, (model, items) in sections.items()}
+        broken = frozenset(
+            str(item["id"])
+            for name, (_model, items) in sections.items()
+            for index, item in enumerate(items)
+            if isinstance(item, dict) and "id" in item and index not in {i for i, _ in valid[name]}
+        )
+        return cls(
+            valid["departments"],
+            valid["services"],
+            valid["windows"],
+            _valid_items(Webhook, raw.get("webhooks")),
+            [] if devices is None else list(enumerate(devices.printers)),
+            [] if calendar is None else list(enumerate(calendar.overrides)),
+            None if calendar is None else set(calendar.day_types),
+            None if devices is None else devices.bus is not None,
+            broken,
+            all(
+                isinstance(raw.get(name), list) and len(valid[name]) == len(items)
+                for name, (_model, items) in sections.items()
+            ),
+        )
+
+
+def _valid(model: type[BaseModel], value: Any) -> Any:
+    try:
+        return model.model_validate(value)
+    except ValidationError:
+        return None
+
+
+def _valid_items(model: type[BaseModel], value: Any) -> Indexed:
+    if not isinstance(value, list):
+        return []
+    valid = ((index, _valid(model, item)) for index, item in enumerate(value))
+    return [(index, item) for index, item in valid if item is not None]
+
+
+def _duplicates(items: Indexed, key: str, where: str) -> list[tuple[str, str]]:
     seen: dict[Any, int] = {}
     problems = []
-    for index, item in enumerate(items):
+    for index, item in items:
         value = getattr(item, key)
         if value in seen:
             problems.append(
@@ -340,24 +427,24 @@ def _duplicates(items: list[Any], key: str, where: str) -> list[tuple[str, str]]
     return problems
 
 
-def _cross_check(config: CenterConfig) -> list[tuple[str, str]]:
-    problems = _duplicates(config.departments, "id", "departments")
-    problems += _duplicates(config.services, "id", "services")
-    problems += _duplicates(config.windows, "number", "windows")
-    problems += _duplicates(config.webhooks, "id", "webhooks")
-    problems += _duplicates(config.calendar.overrides, "date", "calendar.overrides")
-    departments = {d.id for d in config.departments}
-    services = {s.id: s for s in config.services}
+def _cross_check(parts: _Parts) -> list[tuple[str, str]]:
+    problems = _duplicates(parts.departments, "id", "departments")
+    problems += _duplicates(parts.services, "id", "services")
+    problems += _duplicates(parts.windows, "number", "windows")
+    problems += _duplicates(parts.webhooks, "id", "webhooks")
+    problems += _duplicates(parts.overrides, "date", "calendar.overrides")
+    departments = {d.id for _, d in parts.departments}
+    services: dict[str, Service] = {s.id: s for _, s in parts.services}
     prefix_kind: dict[str, tuple[str, int]] = {}
-    for index, service in enumerate(config.services):
-        if service.department not in departments:
+    for index, service in parts.services:
+        if service.department not in departments | parts.broken_ids:
             problems.append(
                 (f"services[{index}].department", f"unknown department {service.department!r}")
             )
         for day_type in service.hours:
             if day_type is DayType.CLOSED:
                 problems.append((f"services[{index}].hours.closed", "closed days have no hours"))
-            elif day_type not in config.calendar.day_types:
+            elif parts.day_types is not None and day_type not in parts.day_types:
                 problems.append(
                     (f"services[{index}].hours.{day_type}", "day type has no calendar hours")
                 )
@@ -374,12 +461,14 @@ def _cross_check(config: CenterConfig) -> list[tuple[str, str]]:
             )
         prefix_kind.setdefault(service.prefix, (service.id, index))
     addresses: dict[int, str] = {}
-    for index, window in enumerate(config.windows):
+    for index, window in parts.windows:
         for sindex, ref in enumerate(window.services):
             where = f"windows[{index}].services[{sindex}].id"
             served = services.get(ref.id)
-            if served is None:
+            if served is None and ref.id not in parts.broken_ids:
                 problems.append((where, f"unknown service {ref.id!r}"))
+            elif served is None:
+                continue
             elif window.type is WindowType.REPLY and served.kind is not ServiceKind.PICKUP:
                 problems.append((where, "a reply window serves pickup services only"))
         if window.type is WindowType.DEDICATED and not window.services:
@@ -395,20 +484,21 @@ def _cross_check(config: CenterConfig) -> list[tuple[str, str]]:
                 )
             else:
                 addresses[address] = where
-            if config.devices.bus is None:
+            if parts.has_bus is False:
                 problems.append((where, "a bus device needs [devices.bus]"))
+    windows = [w for _, w in parts.windows]
+    # "No window serves …" is only meaningful when every service and window is known.
     for kind in ServiceKind:
-        offered = [s for s in config.services if s.kind is kind]
-        if offered and not any(_window_serves_kind(config, w, kind) for w in config.windows):
+        offered = [s for s in services.values() if s.kind is kind]
+        if parts.complete and offered and not any(_serves_kind(services, w, kind) for w in windows):
             problems.append(("windows", f"no window serves {kind} services"))
-    problems += _duplicates(config.devices.printers, "id", "devices.printers")
+    problems += _duplicates(parts.printers, "id", "devices.printers")
     return problems
 
 
-def _window_serves_kind(config: CenterConfig, window: Window, kind: ServiceKind) -> bool:
+def _serves_kind(services: dict[str, Service], window: Window, kind: ServiceKind) -> bool:
     if window.type is WindowType.COMPREHENSIVE and kind is ServiceKind.INTAKE:
         return True
     if window.type is WindowType.REPLY and kind is ServiceKind.PICKUP:
         return True
-    listed = {ref.id for ref in window.services}
-    return any(s.kind is kind and s.id in listed for s in config.services)
+    return any(ref.id in services and services[ref.id].kind is kind for ref in window.services)

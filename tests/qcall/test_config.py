@@ -535,3 +535,27 @@ def test_config_error_message_lists_file_and_paths(tmp_path: Path, raw: dict[str
     assert f"{path}: windows[2].services[0].id: unknown service" in error.message("en")
     assert "1 处错误" in error.message("zh")
     assert error.code == "invalid_config"
+
+
+def test_schema_and_reference_errors_are_reported_in_one_run(
+    tmp_path: Path, raw: dict[str, Any]
+) -> None:
+    raw["windows"][1]["number"] = "two"  # a schema error
+    raw["windows"][2]["services"] = [{"id": "no_such_service"}]  # a reference error
+    raw["services"][0]["department"] = "no_such_department"  # another reference error
+    problems = dict(_problems(tmp_path, raw))
+    assert "windows[1].number" in problems
+    assert problems["windows[2].services[0].id"] == "unknown service 'no_such_service'"
+    assert problems["services[0].department"] == "unknown department 'no_such_department'"
+
+
+def test_references_to_an_item_that_failed_are_not_reported_again(
+    tmp_path: Path, raw: dict[str, Any]
+) -> None:
+    served = raw["windows"][2]["services"][0]["id"]
+    broken = next(s for s in raw["services"] if s["id"] == served)
+    broken["prefix"] = "a1"  # the service itself is invalid …
+    problems = _problems(tmp_path, raw)
+    # … so its own error is reported, not an "unknown service" where a window names it.
+    assert [where for where, _ in problems if where.endswith("prefix")]
+    assert not [msg for _, msg in problems if msg.startswith("unknown service")]
