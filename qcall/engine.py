@@ -802,27 +802,27 @@ class Engine:
         """Services (with weights) a window may call."""
         return self._serves[number]
 
+    def window_view(self, number: int) -> dict[str, Any]:
+        """Return one window's public state."""
+        window = self._window(number)
+        current = self.tickets[window.current] if window.current else None
+        return {
+            "number": number,
+            "type": str(self._windows_cfg[number].type),
+            "state": str(self.window_state(number)),
+            "staff": window.staff,
+            "pause_reason": window.pause_reason if window.paused else None,
+            "current": (
+                {"id": current.id, "number": current.number, "service": current.service}
+                if current
+                else None
+            ),
+            "held": [self.tickets[t].number for t in window.held],
+        }
+
     def state(self) -> dict[str, Any]:
         """Return the public snapshot (``GET /state``)."""
-        windows = []
-        for number in sorted(self.windows):
-            window = self.windows[number]
-            current = self.tickets[window.current] if window.current else None
-            windows.append(
-                {
-                    "number": number,
-                    "type": str(self._windows_cfg[number].type),
-                    "state": str(self.window_state(number)),
-                    "staff": window.staff,
-                    "pause_reason": window.pause_reason if window.paused else None,
-                    "current": (
-                        {"id": current.id, "number": current.number, "service": current.service}
-                        if current
-                        else None
-                    ),
-                    "held": [self.tickets[t].number for t in window.held],
-                }
-            )
+        windows = [self.window_view(number) for number in sorted(self.windows)]
         return {
             "seq": self.seq,
             "day": self.day.isoformat() if self.day else None,

@@ -85,6 +85,13 @@ class AuthError(QcallError):
     status = 401
 
 
+class TooManyAttempts(QcallError):
+    """Too many wrong PINs; the account is locked for a while."""
+
+    code = "login_throttled"
+    status = 429
+
+
 class Forbidden(QcallError):
     """The caller is known but may not do this here."""
 

@@ -14,8 +14,7 @@ from devices import registry
 from devices.registry import BusEvent, DeviceState, EventKind, TransferPosition
 from qcall.errors import QcallError
 from qcall.events import Event, EventType
-from qcall.model import STAFF_ROLES, Position, Role, ServiceKind
-from qcall.store import LOGIN_MAX_FAILURES, LOGIN_WINDOW
+from qcall.model import WINDOW_ROLES, Position, ServiceKind
 
 if TYPE_CHECKING:
     from qcall.hub import Hub
@@ -34,7 +33,6 @@ LCD_NOTE_S: Final = 4.0
 RATING_TIMEOUT_S: Final = 30
 CALL_FLASH: Final = 3
 PAUSED_TEXT: Final = "暂停服务"
-_WINDOW_ROLES: Final = frozenset({Role.CLERK, Role.SUPERVISOR})
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,18 +340,9 @@ class Hall:
 
     async def _login(self, number: int, staff_id: str, pin: str) -> str:
         hub = self.hub
-        now = dt.datetime.now(dt.UTC)
-        failures = await hub.read(hub.reader.login_failures_since, staff_id, now - LOGIN_WINDOW)
-        if failures >= LOGIN_MAX_FAILURES:
-            return "错误过多 稍后再试"
-        member = await hub.read(hub.reader.check_pin, staff_id, pin)
-        if member is None:
-            await hub.write(hub.store.record_login_failure, staff_id, now)
-            _LOGGER.warning("keypad login failed at window %d for staff id %r", number, staff_id)
-            return "工号或密码错误"
-        if member.role not in _WINDOW_ROLES or member.role not in STAFF_ROLES:
+        member = await hub.authenticate(staff_id, pin)
+        if member.role not in WINDOW_ROLES:
             return "无权限"
-        await hub.write(hub.store.clear_login_failures, staff_id)
         await hub.execute(lambda now: hub.engine.open_window(now, number, member.id))
         return f"{member.name} 已登录"
 

@@ -16,10 +16,11 @@ from zoneinfo import ZoneInfo
 from qcall import __version__
 from qcall.config import CenterConfig
 from qcall.engine import Engine
-from qcall.errors import QcallError, StorageError
+from qcall.errors import AuthError, QcallError, StorageError, TooManyAttempts
 from qcall.events import Event, EventBus, EventType
+from qcall.i18n import text
 from qcall.metrics import Metrics
-from qcall.store import Principal, Store
+from qcall.store import LOGIN_MAX_FAILURES, LOGIN_WINDOW, Principal, StaffMember, Store
 
 if TYPE_CHECKING:
     from qcall.hall import Hall
@@ -107,10 +108,6 @@ class Hub:
             len(self.config.windows),
         )
 
-    def add_stopper(self, stopper: Callable[[], Awaitable[None]]) -> None:
-        """Register something to stop (in reverse order) before storage closes."""
-        self._stoppers.append(stopper)
-
     async def stop(self) -> None:
         """Stop workers in reverse order, flush the journal, snapshot and close storage."""
         for stopper in reversed(self._stoppers):
@@ -192,9 +189,7 @@ class Hub:
     async def execute(self, command: Callable[[dt.datetime], T]) -> T:
         """Run an engine command now; return only after its events are durably committed."""
         if self._failure is not None:
-            raise StorageError(
-                "storage failed; the hub is restarting", "数据存储故障，系统正在重启，请稍候"
-            )
+            raise _storage_failed()
         started = time.perf_counter()
         error: BaseException | None = None
         result: T | None = None
@@ -278,9 +273,7 @@ class Hub:
         state = self.engine.state()
         while self.committed_seq < int(state["seq"]):
             if self._failure is not None:
-                raise StorageError(
-                    "storage failed; the hub is restarting", "数据存储故障，系统正在重启，请稍候"
-                )
+                raise _storage_failed()
             await self._durable.wait()
         return state
 
@@ -320,6 +313,22 @@ class Hub:
             self._token_cache[token] = (found, now)
         return found
 
+    async def authenticate(self, staff_id: str, pin: str) -> StaffMember:
+        """Check a staff PIN (web login and keypad login alike), with the lockout."""
+        now = dt.datetime.now(dt.UTC)
+        failures = await self.read(self.reader.login_failures_since, staff_id, now - LOGIN_WINDOW)
+        if failures >= LOGIN_MAX_FAILURES:
+            raise TooManyAttempts(text("login_throttled", "en"), text("login_throttled", "zh"))
+        member: StaffMember | None = await self.read(self.reader.check_pin, staff_id, pin)
+        if member is None:
+            await self.write(self.store.record_login_failure, staff_id, now)
+            _LOGGER.warning("failed login for staff id %r", staff_id)
+            raise AuthError(
+                text("login_failed", "en"), text("login_failed", "zh"), code="login_failed"
+            )
+        await self.write(self.store.clear_login_failures, staff_id)
+        return member
+
     async def revoke(self, token: str) -> None:
         """Revoke a token everywhere at once."""
         self._revocations += 1
@@ -349,10 +358,12 @@ class Hub:
             "device_details": [provider() for provider in self._diagnostics],
         }
 
-    def add_diagnostics(self, provider: Callable[[], dict[str, Any]]) -> None:
-        """Register a device or worker whose diagnostics the hub reports."""
-        self._diagnostics.append(provider)
-
     async def events_after(self, seq: int, limit: int = 1000) -> list[Event]:
         """Committed events after ``seq`` from the log."""
         return await self.read(self.reader.events_after, seq, limit)
+
+
+def _storage_failed() -> StorageError:
+    return StorageError(
+        "storage failed; the hub is restarting", "数据存储故障，系统正在重启，请稍候"
+    )

@@ -110,3 +110,5 @@ class Role(StrEnum):
 
 
 STAFF_ROLES = frozenset({Role.CLERK, Role.SUPERVISOR, Role.ADMIN})
+# Who may take a window and act there (web panel or caller keypad).
+WINDOW_ROLES = frozenset({Role.CLERK, Role.SUPERVISOR})

@@ -18,11 +18,11 @@ from qcall import __version__, reports
 from qcall.api import schemas
 from qcall.config import format_loc
 from qcall.engine import Ticket
-from qcall.errors import AuthError, BadRequest, Forbidden, NotFound, QcallError
+from qcall.errors import AuthError, BadRequest, Forbidden, QcallError
 from qcall.hub import Hub
 from qcall.i18n import pick_language, text
-from qcall.model import Outcome, Role
-from qcall.store import LOGIN_MAX_FAILURES, LOGIN_WINDOW, Principal
+from qcall.model import WINDOW_ROLES, Outcome, Role
+from qcall.store import Principal
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ DISPLAY_PLUS: Final = frozenset(
     {Role.DISPLAY, Role.CLERK, Role.SUPERVISOR, Role.ADMIN, Role.INTEGRATION}
 )
 ISSUERS: Final = frozenset({Role.KIOSK, Role.CLERK, Role.SUPERVISOR})
-WINDOW_STAFF: Final = frozenset({Role.CLERK, Role.SUPERVISOR})
+WINDOW_STAFF: Final = WINDOW_ROLES
 MANAGERS: Final = frozenset({Role.SUPERVISOR, Role.ADMIN})
 ADMINS: Final = frozenset({Role.ADMIN})
 
@@ -210,14 +210,6 @@ def ticket_view(hub: Hub, ticket: Ticket) -> dict[str, Any]:
     return view
 
 
-def window_view(hub: Hub, number: int) -> dict[str, Any]:
-    """One window's public state."""
-    for window in hub.engine.state()["windows"]:
-        if window["number"] == number:
-            return dict(window)
-    raise NotFound(f"no window {number}", f"没有 {number} 号窗口", code="no_window")
-
-
 # --------------------------------------------------------------------------- public
 
 
@@ -245,17 +237,8 @@ async def login(ctx: Context) -> web.StreamResponse:
     """Check a staff PIN and hand out a session token."""
     hub = ctx.hub
     body: schemas.Login = ctx.body
-    now = dt.datetime.now(dt.UTC)
-    failures = await hub.read(hub.reader.login_failures_since, body.staff, now - LOGIN_WINDOW)
-    if failures >= LOGIN_MAX_FAILURES:
-        return error_response(429, "login_throttled", text("login_throttled", ctx.lang))
-    member = await hub.read(hub.reader.check_pin, body.staff, body.pin)
-    if member is None:
-        await hub.write(hub.store.record_login_failure, body.staff, now)
-        _LOGGER.warning("failed login for staff id %r", body.staff)
-        return error_response(401, "login_failed", text("login_failed", ctx.lang))
-    expires = now + dt.timedelta(hours=hub.config.hub.session_hours)
-    await hub.write(hub.store.clear_login_failures, body.staff)
+    member = await hub.authenticate(body.staff, body.pin)
+    expires = dt.datetime.now(dt.UTC) + dt.timedelta(hours=hub.config.hub.session_hours)
     token = await hub.write(
         lambda: hub.store.create_token(
             member.role, f"login:{member.id}", staff_id=member.id, expires_at=expires
@@ -466,7 +449,7 @@ async def window_open(ctx: Context) -> web.StreamResponse:
     """Open a window for the logged-in staff member."""
     hub, number, staff = ctx.hub, ctx.int_param("n"), ctx.staff
     await hub.execute(lambda now: hub.engine.open_window(now, number, staff))
-    return json_response({"window": window_view(hub, number)})
+    return json_response({"window": hub.engine.window_view(number)})
 
 
 @_window_route("close", "Staff leaves the window")
@@ -474,7 +457,7 @@ async def window_close(ctx: Context) -> web.StreamResponse:
     """Close the window."""
     hub, number, staff = ctx.hub, ctx.int_param("n"), ctx.staff
     await hub.execute(lambda now: hub.engine.close_window(now, number, staff))
-    return json_response({"window": window_view(hub, number)})
+    return json_response({"window": hub.engine.window_view(number)})
 
 
 @route(
@@ -526,7 +509,7 @@ async def window_pause(ctx: Context) -> web.StreamResponse:
     hub, number, staff = ctx.hub, ctx.int_param("n"), ctx.staff
     body: schemas.Pause = ctx.body
     await hub.execute(lambda now: hub.engine.pause(now, number, staff, body.reason))
-    return json_response({"window": window_view(hub, number)})
+    return json_response({"window": hub.engine.window_view(number)})
 
 
 @_window_route("resume", "Resume the window (恢复)")
@@ -534,7 +517,7 @@ async def window_resume(ctx: Context) -> web.StreamResponse:
     """End the break."""
     hub, number, staff = ctx.hub, ctx.int_param("n"), ctx.staff
     await hub.execute(lambda now: hub.engine.resume(now, number, staff))
-    return json_response({"window": window_view(hub, number)})
+    return json_response({"window": hub.engine.window_view(number)})
 
 
 @_window_route("callback", "Call a held ticket back (回呼)", schemas.Callback)

@@ -6,7 +6,7 @@ from typing import Final
 
 from aiohttp import web
 
-from qcall.api.routes import HUB_KEY
+from qcall.api.routes import HUB_KEY, ticket_view
 from qcall.errors import QcallError
 from qcall.i18n import pick_language
 from qcall.model import ACTIVE_STATES
@@ -37,16 +37,15 @@ async def track_page(request: web.Request) -> web.StreamResponse:
         return web.Response(text=html, status=404, content_type="text/html")
     service = hub.config.service(ticket.service)
     assert service is not None
-    ahead = hub.engine.ahead(ticket)
-    wait_s = hub.engine.estimated_wait_s(ticket.service, ahead)
+    view = ticket_view(hub, ticket)
     context |= {
         "found": True,
         "number": ticket.number,
         "state": str(ticket.state),
         "service_zh": service.name_zh,
         "service_en": service.name_en,
-        "ahead": ahead,
-        "wait_min": max(1, round(wait_s / 60)),
+        "ahead": view["ahead"],
+        "wait_min": max(1, round(view["estimated_wait_s"] / 60)),
         "window": ticket.window,
         "issued": hub.engine.local(ticket.issued_at).strftime("%H:%M"),
         "refresh": REFRESH_S if ticket.state in ACTIVE_STATES else 0,
