@@ -21,6 +21,14 @@ MESSAGES: Final[dict[str, tuple[str, str]]] = {
         "密码错误次数过多，请 15 分钟后再试",
         "too many wrong PINs; try again in 15 minutes",
     ),
+    "login_busy": (
+        "登录请求过多，请稍后再试",
+        "too many logins at once; try again in a moment",
+    ),
+    "login_address_throttled": (
+        "此设备登录失败次数过多，请 10 分钟后再试",
+        "too many failed logins from this device; try again in 10 minutes",
+    ),
     "metrics_forbidden": ("此地址不能读取监控指标", "metrics are not served to this address"),
     "internal": ("系统内部错误，已记录，请稍后重试", "internal error (logged); please retry"),
 }
