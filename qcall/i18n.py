@@ -11,6 +11,7 @@ MESSAGES: Final[dict[str, tuple[str, str]]] = {
     "unauthorized": ("需要登录或有效的访问令牌", "a valid bearer token is required"),
     "forbidden_role": ("您的角色无权执行此操作", "your role may not do this"),
     "bad_json": ("请求内容不是有效的 JSON", "the request body is not valid JSON"),
+    "too_deep": ("请求内容嵌套层数过多", "the request body is nested too deeply"),
     "bad_body": ("请求内容有误", "the request body is invalid"),
     "too_large": ("请求内容过大", "the request body is too large"),
     "no_route": ("没有这个接口", "no such endpoint"),

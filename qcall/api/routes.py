@@ -168,6 +168,11 @@ async def parse_body(request: web.Request, model: type[BaseModel], lang: str) ->
         raise BadRequest(
             "the request body is not valid JSON", text("bad_json", "zh"), code="bad_json"
         ) from err
+    except RecursionError as err:
+        # No body of the contract nests more than a few levels; 1,000 levels is an attack.
+        raise BadRequest(
+            "the request body is nested too deeply", text("too_deep", "zh"), code="bad_json"
+        ) from err
     try:
         return model.model_validate_json(raw)
     except ValidationError as err:
