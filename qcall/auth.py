@@ -31,9 +31,10 @@ _LOGGER = logging.getLogger(__name__)
 # message says 10 minutes): a clerk mistypes now and then; a script trying ids does not get far.
 ADDRESS_MAX_FAILURES: Final = 20
 ADDRESS_WINDOW_S: Final = 600.0
-# PIN checks queued or running at once; more are refused at once with 429 so a flood costs the
-# hub one core at most and a clerk's login waits at most this many scrypt runs (~40 ms each).
-PIN_QUEUE_MAX: Final = 8
+# PIN checks queued or running at once; more are refused at once (429 login_busy). Enough for
+# every clerk of a large center logging in at opening time; a flood then costs one core at most
+# and a clerk's login waits at most this many scrypt runs (~40 ms each here) instead of forever.
+PIN_QUEUE_MAX: Final = 32
 # Stale lockout entries (memory) and login_failures rows (disk) are dropped this often.
 PRUNE_INTERVAL_S: Final = 60.0
 
