@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import hashlib
 import sqlite3
 import threading
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 
 from qcall import auth
+from qcall import hub as hub_module
 from qcall import store as store_module
 from qcall.auth import ADDRESS_MAX_FAILURES, PIN_QUEUE_MAX, AttemptLimiter
 from qcall.errors import AuthError, BadRequest, QcallError, TooManyAttempts
@@ -315,3 +317,30 @@ def test_the_limiter_counts_attempts_in_flight() -> None:
     assert limiter.available("k")
     assert limiter.prune() == 1
     assert len(limiter) == 0
+
+
+# ----------------------------------------------------------------------------- token cache
+
+
+async def test_the_token_cache_forgets_expired_sessions_and_stays_bounded(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    soon = store_module._utcnow() + dt.timedelta(hours=1)
+    tokens = [
+        await hub.write(
+            lambda n=n: hub.store.create_token(Role.CLERK, f"s{n}", staff_id="c1", expires_at=soon)
+        )
+        for n in range(20)
+    ]
+    for token in tokens:
+        assert await hub.principal(token) is not None
+    assert hub.diagnostics()["cached_sessions"] == 20
+    assert hub.sweep_sessions() == 0  # nothing stale yet
+    assert hub.sweep_sessions(now=soon + dt.timedelta(seconds=1)) == 20
+    assert hub.diagnostics()["cached_sessions"] == 0
+    # However many distinct tokens are used, the cache keeps at most the cap, newest kept.
+    monkeypatch.setattr(hub_module, "TOKEN_CACHE_MAX", 8)
+    for token in tokens:
+        assert await hub.principal(token) is not None
+    assert hub.diagnostics()["cached_sessions"] <= 8
+    assert tokens[-1] in hub._token_cache
