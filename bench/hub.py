@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import contextlib
 import importlib.util
+import itertools
 import json
 import multiprocessing
 import os
@@ -27,6 +28,7 @@ import sys
 import tempfile
 import time
 import tomllib
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +48,7 @@ TARGET_ISSUE_P99_MS = 20.0
 TARGET_RSS_MB = 120.0
 KIOSKS = 8
 PIN = "135790"
+FLOOD_CLIENTS = 16  # concurrent strangers logging in with unknown ids
 LOGIN_SAMPLES = 5  # wrong-PIN logins per kind (known, unknown id): under the lockout limits
 # A server that is not healthy by then has failed to start; a stop longer than this is killed.
 START_TIMEOUT_S = 30.0
@@ -69,6 +72,8 @@ def bench_config(folder: Path, windows: int) -> Path:
     consult = [{"id": s["id"]} for s in raw["services"] if s.get("kind") == "consult"]
     raw["windows"].append({"number": windows + 2, "type": "dedicated", "services": consult})
     raw["devices"] = {}
+    # The login flood below comes "through a proxy" from many addresses (X-Forwarded-For).
+    raw.setdefault("hub", {})["trusted_proxies"] = ["127.0.0.1/32"]
     for service in raw["services"]:
         service["daily_cap"] = 9999
     path = folder / "bench.toml"
@@ -270,6 +275,17 @@ async def call_phase(
     )
 
 
+@dataclass(frozen=True)
+class FloodFigures:
+    """The hub while strangers flood /login."""
+
+    issue: IssueFigures
+    logins: int
+    busy: int
+    clerk_login_ms: float
+    state_ms: float
+
+
 class Server:
     """A server process on a free 127.0.0.1 port, logging to a file."""
 
@@ -362,6 +378,7 @@ class Bench:
             rss = self.hub.rss_mb()
             wal_running = _wal_mb(self.db)
             known, unknown = await self._login_times(session)
+            flood = await self._flood(session)
         self.hub.stop()
         wal_stopped = _wal_mb(self.db)
 
@@ -396,6 +413,16 @@ class Bench:
         print(f"\n(e) failed login (wrong PIN), {LOGIN_SAMPLES} each, median")
         _row("known staff id", known, None, "ms")
         _row("unknown staff id", unknown, None, "ms")
+        print(
+            f"\n(f) during a flood of logins for unknown ids ({FLOOD_CLIENTS} clients, a new "
+            f"address each time): {flood.logins} flood logins answered "
+            f"({flood.busy} refused as busy) while issuing {args.flood_tickets} tickets"
+        )
+        _row("issuing throughput", flood.issue.rate, issue.rate, "/s")
+        print("  (beside: the same hub without the flood, phase b)")
+        _row("issuing latency p99", flood.issue.p99_ms, issue.p99_ms, "ms")
+        _row("a clerk's login, max of 5", flood.clerk_login_ms, None, "ms")
+        _row("GET /state with a fresh token, max of 5", flood.state_ms, None, "ms")
 
     async def _floor(
         self, session: aiohttp.ClientSession
@@ -477,6 +504,45 @@ class Bench:
 
         await asyncio.gather(*(kiosk() for _ in range(KIOSKS)))
 
+    async def _flood(self, session: aiohttp.ClientSession) -> FloodFigures:
+        """Issue tickets, log clerks in and read /state while strangers flood /login."""
+        stop = asyncio.Event()
+        answered = Counter[int]()
+        addresses = itertools.count()
+
+        async def stranger() -> None:
+            while not stop.is_set():
+                n = next(addresses)
+                headers = {"X-Forwarded-For": f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"}
+                body = {"staff": f"nobody-{n}", "pin": "80461357"}
+                async with session.post(
+                    f"{self.hub.base}/api/v1/login", json=body, headers=headers
+                ) as r:
+                    await r.read()
+                    answered[r.status] += 1
+
+        flooders = [asyncio.create_task(stranger()) for _ in range(FLOOD_CLIENTS)]
+        await asyncio.sleep(1.0)
+        issue = await issue_phase(session, self._hub_target(), self.args.flood_tickets)
+        logins: list[float] = []
+        states: list[float] = []
+        for n in range(1, 6):
+            started = time.perf_counter()
+            body = {"staff": f"b{n:03d}", "pin": PIN}
+            async with session.post(f"{self.hub.base}/api/v1/login", json=body) as r:
+                assert r.status == 200, await r.text()
+                token = (await r.json())["token"]
+            logins.append((time.perf_counter() - started) * 1000)
+            started = time.perf_counter()
+            headers = {"Authorization": f"Bearer {token}"}
+            async with session.get(f"{self.hub.base}/api/v1/state", headers=headers) as r:
+                assert r.status == 200, await r.text()
+                await r.read()
+            states.append((time.perf_counter() - started) * 1000)
+        stop.set()
+        await asyncio.gather(*flooders)
+        return FloodFigures(issue, sum(answered.values()), answered[429], max(logins), max(states))
+
     async def _login_times(self, session: aiohttp.ClientSession) -> tuple[float, float]:
         """Median time of a wrong-PIN login for known and unknown ids (one try per id)."""
         times: dict[bool, list[float]] = {True: [], False: []}
@@ -498,6 +564,9 @@ def main() -> int:
     parser.add_argument("--windows", type=int, default=100)
     parser.add_argument("--subscribers", type=int, default=50)
     parser.add_argument("--tickets", type=int, default=6000, help="tickets in the issuing phase")
+    parser.add_argument(
+        "--flood-tickets", type=int, default=2000, help="tickets issued during the login flood"
+    )
     parser.add_argument(
         "--floor-requests", type=int, default=2000, help="durable requests to the floor server"
     )

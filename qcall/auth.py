@@ -14,6 +14,9 @@ import asyncio
 import datetime as dt
 import ipaddress
 import logging
+import os
+import sqlite3
+import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -37,6 +40,14 @@ ADDRESS_WINDOW_S: Final = 600.0
 PIN_QUEUE_MAX: Final = 32
 # Stale lockout entries (memory) and login_failures rows (disk) are dropped this often.
 PRUNE_INTERVAL_S: Final = 60.0
+# Failed logins are written to disk in one transaction this often, off the login's path: a flood
+# costs the commit path one small transaction per interval, and no login waits for a commit
+# (so a known id cannot be told from an unknown one by a write). The limits themselves are kept
+# in memory; the rows only restore them after a restart.
+LOGIN_FLUSH_S: Final = 2.0
+# The PIN worker thread runs at this nice value (Linux, per thread): scrypt yields the CPU to
+# the event loop and the commit thread, so a login flood slows logins, not calls and tickets.
+PIN_WORKER_NICE: Final = 10
 
 
 def _throttled(key: str) -> TooManyAttempts:
@@ -82,6 +93,8 @@ class AttemptLimiter:
 
     def available(self, key: str) -> bool:
         """Whether one more attempt for ``key`` may be evaluated now."""
+        if key not in self._tallies:
+            return self.limit > 0  # no entry made: refused floods leave nothing behind
         tally = self._tally(key)
         return len(tally.failures) + tally.in_flight < self.limit
 
@@ -139,13 +152,16 @@ class Logins:
         self._pin_store = pin_store  # its own connection, used only by the PIN worker
         self._write = write  # runs a call on the hub's writer thread
         self._store = store  # the writer's Store (login_failures rows)
-        self._worker = ThreadPoolExecutor(1, thread_name_prefix="qcall-pin")
+        self._worker = ThreadPoolExecutor(
+            1, thread_name_prefix="qcall-pin", initializer=_lower_thread_priority
+        )
         self.by_staff = AttemptLimiter(LOGIN_MAX_FAILURES, LOGIN_WINDOW.total_seconds(), clock)
         self.by_address = AttemptLimiter(ADDRESS_MAX_FAILURES, ADDRESS_WINDOW_S, clock)
         self.queued = 0
         self.evaluated = 0  # PIN checks run (for tests and diagnostics)
         self.refused = 0  # attempts refused before hashing (locked, rate-limited, busy)
         self._rows_on_disk = True  # login_failures rows that may still need pruning
+        self._unsaved: list[tuple[str, dt.datetime | None]] = []  # (id, failed at | None=clear)
 
     async def start(self) -> None:
         """Open the PIN worker's connection and restore the lockouts still running."""
@@ -160,8 +176,36 @@ class Logins:
         for staff_id, at in recent:
             self.by_staff.seed(staff_id, (now - at).total_seconds())
 
+    async def run(self) -> None:
+        """Save failed logins every LOGIN_FLUSH_S and prune every PRUNE_INTERVAL_S (a task)."""
+        pruned_at = time.monotonic()
+        while True:
+            await asyncio.sleep(LOGIN_FLUSH_S)
+            try:
+                if time.monotonic() - pruned_at >= PRUNE_INTERVAL_S:
+                    pruned_at = time.monotonic()
+                    await self.prune()
+                else:
+                    await self.flush()
+            except sqlite3.Error as err:
+                _LOGGER.warning("saving failed logins failed (will retry): %s", err)
+
+    async def flush(self) -> None:
+        """Write the failed and cleared logins noted since the last flush."""
+        if self._unsaved:
+            changes, self._unsaved = self._unsaved, []
+            try:
+                await self._write(self._store.save_login_changes, changes)
+            except sqlite3.Error:
+                self._unsaved[:0] = changes  # retried at the next flush
+                raise
+
     async def stop(self) -> None:
-        """Close the worker's connection and stop the worker."""
+        """Save what is unsaved, close the worker's connection and stop the worker."""
+        try:
+            await self.flush()
+        except sqlite3.Error as err:
+            _LOGGER.warning("could not save the last failed logins: %s", err)
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._worker, self._pin_store.close)
         self._worker.shutdown(wait=True)
@@ -198,14 +242,14 @@ class Logins:
         if address is not None:
             self.by_address.settle(address_key, failed=failed)
         if member is None:
-            # Known and unknown ids alike: the same write, so timing tells nothing.
+            # Known and unknown ids alike, and saved later: timing tells nothing.
             self._rows_on_disk = True
-            await self._write(self._store.record_login_failure, staff_id, dt.datetime.now(dt.UTC))
+            self._unsaved.append((staff_id, dt.datetime.now(dt.UTC)))
             _LOGGER.warning("failed login for staff id %r from %s", staff_id, address or "keypad")
             raise AuthError(
                 text("login_failed", "en"), text("login_failed", "zh"), code="login_failed"
             )
-        await self._write(self._store.clear_login_failures, staff_id)
+        self._unsaved.append((staff_id, None))
         return member
 
     def _check(self, staff_id: str, pin: str) -> StaffMember | None:
@@ -214,6 +258,7 @@ class Logins:
 
     async def prune(self, now: dt.datetime | None = None) -> None:
         """Drop expired lockout entries, and expired login_failures rows while there are any."""
+        await self.flush()
         self.by_staff.prune()
         self.by_address.prune()
         if self._rows_on_disk:
@@ -231,6 +276,13 @@ class Logins:
             "tracked_ids": len(self.by_staff),
             "tracked_addresses": len(self.by_address),
         }
+
+
+def _lower_thread_priority() -> None:
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), PIN_WORKER_NICE)
+    except (AttributeError, OSError) as err:  # not Linux, or not permitted: run at normal speed
+        _LOGGER.debug("PIN worker keeps normal priority: %s", err)
 
 
 def client_address(

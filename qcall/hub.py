@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 from zoneinfo import ZoneInfo
 
 from qcall import __version__
-from qcall.auth import PRUNE_INTERVAL_S, Logins
+from qcall.auth import Logins
 from qcall.config import CenterConfig
 from qcall.engine import Engine
 from qcall.errors import QcallError, StorageError
@@ -34,6 +34,8 @@ DAY_TICK_INTERVAL_S: Final = 30.0
 TOKEN_CACHE_S: Final = 60.0
 # More cached sessions than this and the oldest go first (a day's logins are a few hundred).
 TOKEN_CACHE_MAX: Final = 10_000
+# Expired and stale sessions leave the token cache this often.
+SESSION_SWEEP_S: Final = 60.0
 # WAL frames are copied back into the database file this often, off the commit path.
 CHECKPOINT_INTERVAL_S: Final = 2.0
 # Each stop stage gets this long before the hub moves on (a hung webhook must not block exit).
@@ -91,7 +93,8 @@ class Hub:
         self.create_task(self._journal(), "journal")
         self.create_task(self._checkpoint_loop(), "checkpoint")
         self.create_task(self._day_ticker(), "day-ticker")
-        self.create_task(self._housekeeping(), "housekeeping")
+        self.create_task(self._sweep_sessions(), "session-sweep")
+        self.create_task(self.logins.run(), "logins")
         await self.execute(self.engine.tick)
         from qcall.webhooks import WebhookDispatcher
 
@@ -373,14 +376,10 @@ class Hub:
         for callback in list(self._revoke_watchers.get(token, ())):
             callback()
 
-    async def _housekeeping(self) -> None:
+    async def _sweep_sessions(self) -> None:
         while True:
-            await asyncio.sleep(PRUNE_INTERVAL_S)
+            await asyncio.sleep(SESSION_SWEEP_S)
             self.sweep_sessions()
-            try:
-                await self.logins.prune()
-            except sqlite3.Error as err:
-                _LOGGER.warning("pruning failed logins failed (will retry): %s", err)
 
     # ----------------------------------------------------------------- reads
 

@@ -411,6 +411,25 @@ class Store:
         ).fetchone()
         return int(row[0])
 
+    def save_login_changes(self, changes: list[tuple[str, dt.datetime | None]]) -> None:
+        """Apply failed logins (id, when) and clears (id, None) in order, in one transaction."""
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for staff_id, at in changes:
+                if at is None:
+                    db.execute("DELETE FROM login_failures WHERE staff_id = ?", (staff_id,))
+                else:
+                    db.execute(
+                        "INSERT INTO login_failures (staff_id, at) VALUES (?, ?)",
+                        (staff_id, at.isoformat()),
+                    )
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
     def login_failures_after(self, since: dt.datetime) -> list[tuple[str, dt.datetime]]:
         """Failed logins since a moment, oldest first (to restore lockouts at start)."""
         rows = self.db.execute(

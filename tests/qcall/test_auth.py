@@ -180,6 +180,7 @@ async def test_two_hundred_concurrent_wrong_pins_evaluate_at_most_five(
     counts = await outcomes([hub.authenticate("c1", WRONG) for _ in range(200)])
     assert counts == {"login_failed": LOGIN_MAX_FAILURES, "login_throttled": 200 - 5}
     assert scrypt.started == LOGIN_MAX_FAILURES
+    await hub.logins.flush()
     assert db_rows(db_path, "SELECT COUNT(*) FROM login_failures WHERE staff_id = 'c1'") == [(5,)]
     # Locked: even the right PIN is not checked now.
     with pytest.raises(TooManyAttempts):
@@ -229,6 +230,17 @@ async def test_a_lockout_survives_a_restart(db_path: Path) -> None:
         await second.stop()
 
 
+async def test_a_good_login_clears_the_saved_failures_in_order(hub: Hub, db_path: Path) -> None:
+    for _ in range(LOGIN_MAX_FAILURES - 1):
+        with pytest.raises(AuthError):
+            await hub.authenticate("c1", WRONG)
+    assert (await hub.authenticate("c1", PIN)).id == "c1"
+    with pytest.raises(AuthError):
+        await hub.authenticate("c1", WRONG)
+    await hub.logins.flush()
+    assert db_rows(db_path, "SELECT COUNT(*) FROM login_failures WHERE staff_id = 'c1'") == [(1,)]
+
+
 # ----------------------------------------------------------------------------- equal cost
 
 
@@ -241,6 +253,9 @@ async def test_unknown_disabled_and_known_ids_cost_one_scrypt_and_one_record_eac
         with contextlib.suppress(AuthError):
             await hub.authenticate(staff_id, pin)
         assert scrypt.started - before == 1, staff_id
+    # Nothing is written on the login's path; the failures are saved together, afterwards.
+    assert db_rows(db_path, "SELECT COUNT(*) FROM login_failures") == [(0,)]
+    await hub.logins.flush()
     recorded = db_rows(db_path, "SELECT staff_id FROM login_failures ORDER BY rowid")
     assert recorded == [("nobody",), ("c2",), ("c3",)]
 
