@@ -5,7 +5,8 @@
   concurrent guesses cannot overtake the lockout (read count → await scrypt → record failure).
 - PIN hashing runs on its own single worker thread with a bounded queue: a flood of logins
   waits there (or is refused at once), never on the reader or writer threads of the hub.
-- Unknown and known staff ids cost the same: one scrypt and one recorded failure each.
+- Unknown, disabled and known staff ids cost the same: one scrypt each, and no write on the
+  login's path (failures are saved in batches, afterwards).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ ADDRESS_MAX_FAILURES: Final = 20
 ADDRESS_WINDOW_S: Final = 600.0
 # PIN checks queued or running at once; more are refused at once (429 login_busy). Enough for
 # every clerk of a large center logging in at opening time; a flood then costs one core at most
-# and a clerk's login waits at most this many scrypt runs (~40 ms each here) instead of forever.
+# and a clerk's login waits at most this many scrypt runs (~30 ms each, ~1 s) instead of forever.
 PIN_QUEUE_MAX: Final = 32
 # Stale lockout entries (memory) and login_failures rows (disk) are dropped this often.
 PRUNE_INTERVAL_S: Final = 60.0
