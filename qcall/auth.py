@@ -321,22 +321,22 @@ _RELAY_HEADERS: Final = ("Forwarded", "X-Forwarded-For", "X-Real-IP", "X-Forward
 
 
 def _forwarded_chain(headers: Mapping[str, str]) -> list[str]:
-    """Client addresses listed by proxies (``X-Forwarded-For`` or ``Forwarded: for=``)."""
-    hops: list[str] = []
+    """Addresses a proxy listed, nearest last: ``X-Forwarded-For``, else ``Forwarded: for=``,
+    else ``X-Real-IP`` (one proxy writes one of them; mixing their orders would be guessing)."""
     raw = headers.get("X-Forwarded-For")
     if raw:
-        hops += [part.strip() for part in raw.split(",") if part.strip()]
+        return [part.strip() for part in raw.split(",") if part.strip()]
     raw = headers.get("Forwarded")
     if raw:
+        hops = []
         for element in raw.split(","):
             for pair in element.split(";"):
                 key, _, value = pair.strip().partition("=")
                 if key.lower() == "for" and value:
                     hops.append(_strip_forwarded(value))
+        return hops
     raw = headers.get("X-Real-IP")
-    if raw and not hops:
-        hops.append(raw.strip())
-    return hops
+    return [raw.strip()] if raw and raw.strip() else []
 
 
 def _strip_forwarded(value: str) -> str:

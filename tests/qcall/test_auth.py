@@ -359,3 +359,33 @@ async def test_the_token_cache_forgets_expired_sessions_and_stays_bounded(
         assert await hub.principal(token) is not None
     assert hub.diagnostics()["cached_sessions"] <= 8
     assert tokens[-1] in hub._token_cache
+
+
+# ----------------------------------------------------------------------------- client address
+
+
+@pytest.mark.parametrize(
+    ("peer", "headers", "trusted", "expected"),
+    [
+        ("192.0.2.7", {}, [], "192.0.2.7"),
+        ("127.0.0.1", {"X-Forwarded-For": "203.0.113.9"}, [], None),
+        ("127.0.0.1", {"Via": "1.1 proxy"}, [], None),
+        ("127.0.0.1", {"X-Forwarded-For": "203.0.113.9"}, ["127.0.0.1/32"], "203.0.113.9"),
+        (
+            "127.0.0.1",
+            {"X-Forwarded-For": "10.9.9.9, 203.0.113.9, 10.0.0.2"},
+            ["127.0.0.1/32", "10.0.0.0/24"],
+            "203.0.113.9",
+        ),
+        ("127.0.0.1", {"Forwarded": 'for="[2001:db8::1]:4711"'}, ["127.0.0.0/8"], "2001:db8::1"),
+        ("127.0.0.1", {"Forwarded": "for=192.0.2.60:80;proto=http"}, ["127.0.0.0/8"], "192.0.2.60"),
+        ("127.0.0.1", {"X-Real-IP": "192.0.2.61"}, ["127.0.0.0/8"], "192.0.2.61"),
+        ("127.0.0.1", {}, ["127.0.0.0/8"], "127.0.0.1"),
+        ("::1", {"X-Forwarded-For": "198.51.100.1"}, ["::1/128"], "198.51.100.1"),
+        (None, {}, [], None),
+    ],
+)
+def test_the_client_address_is_seen_through_declared_proxies_only(
+    peer: str | None, headers: dict[str, str], trusted: list[str], expected: str | None
+) -> None:
+    assert auth.client_address(peer, headers, trusted) == expected
