@@ -9,7 +9,7 @@ import json
 import logging
 import secrets
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -34,6 +34,8 @@ TOKEN_PREFIX: Final = "qc_"  # noqa: S105 (a marker, not a secret)
 # A busy writer (a report, the CLI) must not make the hub fail at once.
 BUSY_TIMEOUT_S: Final = 5.0
 REPLAY_BATCH: Final = 1000
+# SQLite allows 32766 parameters; a few hundred ids per query keeps each statement small.
+CASE_LOOKUP_BATCH: Final = 500
 # The WAL is grown once to this size and then reused: overwriting allocated blocks makes a
 # durable commit about 10x cheaper than appending (no file-system metadata to flush).
 WAL_PRIME_BYTES: Final = 16 * 1024 * 1024
@@ -333,6 +335,43 @@ class Store:
             if event.type is EventType.DAY_OPENED and event.seq != first:
                 return
             yield event
+
+    def range_events(self, first: dt.date, last: dt.date) -> Iterator[Event]:
+        """Iterate over the events of the service days ``first``–``last`` (reports)."""
+        openings = self.db.execute(
+            "SELECT seq, json_extract(data, '$.day') FROM events WHERE type = 'day.opened' "
+            "ORDER BY seq"
+        ).fetchall()
+        inside = [int(seq) for seq, day in openings if first.isoformat() <= day <= last.isoformat()]
+        if not inside:
+            return
+        end = next((int(seq) for seq, _ in openings if int(seq) > inside[-1]), None)
+        cursor = self.db.execute(
+            "SELECT seq, type, at, data FROM events WHERE seq >= ? AND seq < ? ORDER BY seq",
+            (inside[0], end if end is not None else self.last_seq() + 1),
+        )
+        while rows := cursor.fetchmany(REPLAY_BATCH):
+            for row in rows:
+                yield _event(row)
+
+    def case_openings(self, case_ids: Collection[str]) -> list[Event]:
+        """The ``case.opened`` events of these cases (reports resolve older ``case.ready``)."""
+        ids = sorted(case_ids)
+        found: list[Event] = []
+        for start in range(0, len(ids), CASE_LOOKUP_BATCH):
+            chunk = ids[start : start + CASE_LOOKUP_BATCH]
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(
+                "SELECT seq, type, at, data FROM events WHERE type = 'case.opened' "  # noqa: S608
+                f"AND json_extract(data, '$.case') IN ({marks}) ORDER BY seq",
+                chunk,
+            ).fetchall()
+            found += [_event(row) for row in rows]
+        return found
+
+    def staff_names(self) -> dict[str, str]:
+        """Every staff member's name by id (reports show names beside ids)."""
+        return dict(self.db.execute("SELECT id, name FROM staff").fetchall())
 
     # ----------------------------------------------------------------- snapshots
 

@@ -1,0 +1,80 @@
+"""Reports computed from the event log: figures, renderings, the assessment, charts.
+
+``figures`` computes (pure), ``render`` writes JSON, CSV and terminal tables, ``xlsx``
+workbooks, ``assessment`` scores staff (统一考核), ``charts`` draws SVG, ``source`` reads the
+store.
+"""
+
+from __future__ import annotations
+
+from qcall.reports.assessment import Assessment, assess, assessment_json, assessment_sections
+from qcall.reports.charts import CHARTS, chart_svg
+from qcall.reports.figures import (
+    DailyReport,
+    DayRow,
+    DayStatus,
+    Durations,
+    Figures,
+    HourRow,
+    Ratings,
+    Report,
+    Scope,
+    ServiceRow,
+    StaffRow,
+    WindowRow,
+    build_report,
+    daily_report,
+    durations,
+    month_bounds,
+    nearest_rank_p90,
+)
+from qcall.reports.render import (
+    LANGS,
+    Section,
+    display_width,
+    figures_json,
+    report_sections,
+    sections_csv,
+    to_csv,
+    to_json,
+    to_table,
+)
+from qcall.reports.source import report_from_store
+from qcall.reports.xlsx import sections_xlsx
+
+__all__ = [
+    "CHARTS",
+    "LANGS",
+    "Assessment",
+    "DailyReport",
+    "DayRow",
+    "DayStatus",
+    "Durations",
+    "Figures",
+    "HourRow",
+    "Ratings",
+    "Report",
+    "Scope",
+    "Section",
+    "ServiceRow",
+    "StaffRow",
+    "WindowRow",
+    "assess",
+    "assessment_json",
+    "assessment_sections",
+    "build_report",
+    "chart_svg",
+    "daily_report",
+    "display_width",
+    "durations",
+    "figures_json",
+    "month_bounds",
+    "nearest_rank_p90",
+    "report_from_store",
+    "report_sections",
+    "sections_csv",
+    "sections_xlsx",
+    "to_csv",
+    "to_json",
+    "to_table",
+]
