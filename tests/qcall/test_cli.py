@@ -309,7 +309,7 @@ def test_report_daily_defaults_to_today(filled: tuple[Path, int]) -> None:
 
 
 def test_report_monthly_range_and_assessment(filled: tuple[Path, int], tmp_path: Path) -> None:
-    db, last_seq = filled
+    db, _ = filled
     base = ("--config", str(DEMO), "--db", str(db))
     monthly = qcall("report", "monthly", *base, "--month", "2026-11", "--format", "json")
     assert monthly.returncode == 0, monthly.stderr
