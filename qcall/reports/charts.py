@@ -22,7 +22,7 @@ from qcall.reports.render import check_lang, pick
 ChartName = Literal["hourly", "ratings", "trend"]
 CHARTS: Final[tuple[ChartName, ...]] = ("hourly", "ratings", "trend")
 WIDTH: Final = 960
-HEIGHT: Final = 480
+HEIGHT: Final = 540
 FONTS: Final = "'WenQuanYi Micro Hei', 'Noto Sans CJK SC', 'Microsoft YaHei', sans-serif"
 # Ratings 1 (非常不满意) … 5 (非常满意): red to green, readable on white and for most
 # colour-blind eyes because lightness also changes.
@@ -55,6 +55,13 @@ def _style(colours: tuple[str, ...]) -> Style:
     )
 
 
+def _short(value: float) -> str:
+    """Axis labels: whole numbers as such, others to 0.1 (pygal's own are 2.953846154)."""
+    if abs(value - round(value)) < 1e-9:
+        return str(round(value))
+    return f"{value:.1f}"
+
+
 def _config(lang: str, title: str, colours: tuple[str, ...]) -> dict[str, object]:
     return {
         "title": title,
@@ -64,10 +71,13 @@ def _config(lang: str, title: str, colours: tuple[str, ...]) -> dict[str, object
         "js": [],
         "legend_at_bottom": True,
         "legend_at_bottom_columns": 5,
+        "truncate_legend": -1,
         "no_data_text": pick(lang, "无数据", "No data"),
         "print_values": False,
         "show_minor_x_labels": True,
         "explicit_size": True,
+        "include_x_axis": True,  # counts and waits start at 0 on both axes
+        "value_formatter": _short,
     }
 
 
@@ -89,7 +99,6 @@ def hourly_chart(report: Report, lang: str = "zh") -> str:
         fill=False,
         dots_size=4,
         y_title=pick(lang, "取号(张)", "Tickets"),
-        x_title=pick(lang, "时段", "Hour"),
         min_scale=4,
     )
     chart.x_labels = [f"{row.hour:02d}:00" for row in report.hours]
@@ -110,7 +119,6 @@ def ratings_chart(report: Report, lang: str = "zh") -> str:
     chart = pygal.StackedBar(
         **_config(lang, f"{title} · {_scope_title(report, lang)}", RATING_COLOURS),
         y_title=pick(lang, "评价数", "Ratings"),
-        x_title=pick(lang, "窗口", "Window"),
     )
     chart.x_labels = [pick(lang, row.name_zh, row.name_en) for row in rated]
     if rated:
@@ -130,7 +138,6 @@ def trend_chart(report: Report, lang: str = "zh") -> str:
         **_config(lang, f"{title} · {_scope_title(report, lang)}", SERIES_COLOURS),
         dots_size=3,
         y_title=pick(lang, "件数", "Tickets"),
-        x_title=pick(lang, "日期", "Date"),
         x_label_rotation=0 if len(report.days) <= 16 else 45,
         min_scale=4,
     )
