@@ -66,8 +66,13 @@ def generate_month(
     windows: int = 2,
     staff: int = 3,
     seed: int = 11,
+    busy_mondays: bool = True,
 ) -> Month:
-    """Run ``days`` days from 2026-11-01 with ``per_day`` residents each."""
+    """Run ``days`` days from 2026-11-01 with ``per_day`` residents each.
+
+    With ``busy_mondays`` Mondays bring half as many again: queues grow, waits pass their
+    targets and late tickets expire.
+    """
     config = month_config(windows)
     engine = Engine(config)
     rng = random.Random(seed)
@@ -78,7 +83,9 @@ def generate_month(
     for offset in range(days):
         day = FIRST_DAY + dt.timedelta(days=offset)
         month.days.append(day)
-        _run_day(engine, rng, day, offset, per_day, windows, people, ready_on)
+        busy = busy_mondays and day.weekday() == 0
+        _run_day(engine, rng, day, offset, per_day * 3 // 2 if busy else per_day, windows, people,
+                 ready_on)  # fmt: skip
         events += engine.drain()
     # The next morning closes the last day.
     engine.tick(_at(FIRST_DAY + dt.timedelta(days=days), 8, 0))
@@ -119,8 +126,7 @@ def _run_day(
             if rng.random() < 0.6
             else _at(day, 10, 30) + dt.timedelta(seconds=rng.randrange(0, 5 * 3600 + 3300))
         )
-        # Mondays are busy: queues grow, waits pass their targets, late tickets expire.
-        for _ in range(per_day * 3 // 2 if day.weekday() == 0 else per_day)
+        for _ in range(per_day)
     )
     cancels: list[tuple[dt.datetime, str]] = []
     inquiries = sorted(

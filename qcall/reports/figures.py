@@ -62,6 +62,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -284,13 +285,10 @@ def _pct(part: int, whole: int) -> float | None:
 
 @dataclass(slots=True)
 class _Acc:
-    counts: dict[str, int] = field(default_factory=dict)
+    counts: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
     waits: list[float] = field(default_factory=list)
     handles: list[float] = field(default_factory=list)
     scores: list[int] = field(default_factory=list)
-
-    def bump(self, name: str) -> None:
-        self.counts[name] = self.counts.get(name, 0) + 1
 
     def freeze(self, satisfied_min: int) -> Figures:
         c = self.counts
@@ -349,17 +347,21 @@ class _Hour:
 
 @dataclass(slots=True)
 class _Scope:
-    """One scope's accumulator, with its figures per day and per hour."""
+    """One scope's accumulator; the report's own scope also keeps each day and hour."""
 
+    tracked: bool = False
     all: _Acc = field(default_factory=_Acc)
     days: dict[dt.date, _Acc] = field(default_factory=dict)
     hours: dict[int, _Hour] = field(default_factory=dict)
 
-    def day(self, day: dt.date) -> _Acc:
+    def accs(self, day: dt.date) -> tuple[_Acc, ...]:
+        """Where a figure of ``day`` goes: the whole range, and the day when tracked."""
+        if not self.tracked:
+            return (self.all,)
         acc = self.days.get(day)
         if acc is None:
             acc = self.days[day] = _Acc()
-        return acc
+        return (self.all, acc)
 
     def hour(self, hour: int) -> _Hour:
         acc = self.hours.get(hour)
@@ -420,17 +422,21 @@ class _Builder:
         first: dt.date,
         last: dt.date,
         resolve_cases: CaseResolver | None,
+        scope: Scope,
     ) -> None:
         self.config = config
+        self.tracked = _scope_key(scope)
+        self.combinations: dict[tuple[str | None, int | None, str | None], tuple[_Scope, ...]] = {}
         self.first, self.last = first, last
         self.tz = ZoneInfo(config.center.timezone)
         self.targets = {s.id: s.target_wait_min * 60.0 for s in config.services}
         self.satisfied_min = config.reports.satisfied_min_score
-        self.scopes_by_key: dict[_Key, _Scope] = {_TOTAL: _Scope()}
+        self.scopes_by_key: dict[_Key, _Scope] = {}
+        self.scope(_TOTAL)
         for service in config.services:
-            self.scopes_by_key["service", service.id] = _Scope()
+            self.scope(("service", service.id))
         for window in config.windows:
-            self.scopes_by_key["window", window.number] = _Scope()
+            self.scope(("window", window.number))
         self.entries: dict[str, _Entry] = {}
         self.cases: dict[str, _CaseInfo] = {}
         self.ready: list[_Ready] = []
@@ -443,23 +449,27 @@ class _Builder:
 
     # ------------------------------------------------------------------ helpers
 
+    def scope(self, key: _Key) -> _Scope:
+        found = self.scopes_by_key.get(key)
+        if found is None:
+            found = self.scopes_by_key[key] = _Scope(tracked=key == self.tracked)
+        return found
+
     def scopes(
         self, service: str | None = None, window: int | None = None, staff: str | None = None
-    ) -> list[_Scope]:
-        keys: list[_Key] = [_TOTAL]
-        if service is not None:
-            keys.append(("service", service))
-        if window is not None:
-            keys.append(("window", window))
-        if staff is not None:
-            keys.append(("staff", staff))
-        out = []
-        for key in keys:
-            scope = self.scopes_by_key.get(key)
-            if scope is None:
-                scope = self.scopes_by_key[key] = _Scope()
-            out.append(scope)
-        return out
+    ) -> tuple[_Scope, ...]:
+        combination = (service, window, staff)
+        found = self.combinations.get(combination)
+        if found is None:
+            keys: list[_Key] = [_TOTAL]
+            if service is not None:
+                keys.append(("service", service))
+            if window is not None:
+                keys.append(("window", window))
+            if staff is not None:
+                keys.append(("staff", staff))
+            found = self.combinations[combination] = tuple(self.scope(key) for key in keys)
+        return found
 
     def bump(
         self,
@@ -470,8 +480,8 @@ class _Builder:
         staff: str | None = None,
     ) -> None:
         for scope in self.scopes(service, window, staff):
-            scope.all.bump(name)
-            scope.day(day).bump(name)
+            for acc in scope.accs(day):
+                acc.counts[name] += 1
 
     def entry(self, data: Mapping[str, Any]) -> _Entry:
         """Return the entry an event names; a stream cut mid-day may not have issued it."""
@@ -502,18 +512,20 @@ class _Builder:
         current: dt.date | None = None
         first, last, tz = self.first, self.last, self.tz
         handlers = _HANDLERS
+        opened, case_opened = EventType.DAY_OPENED, EventType.CASE_OPENED
         for event in events:
             kind = event.type
-            if kind is EventType.DAY_OPENED:
+            if kind is opened:
                 current = dt.date.fromisoformat(event.data["day"])
             owner = current if current is not None else event.at.astimezone(tz).date()
-            if kind is EventType.CASE_OPENED:
+            if kind is case_opened:
                 self.remember_case(event.data)
             if owner < first or owner > last:
                 continue
-            self.today = owner
-            self.seen.add(owner)
-            self.last_seq = max(self.last_seq, event.seq)
+            if owner != self.today or not self.seen:
+                self.today = owner
+                self.seen.add(owner)
+            self.last_seq = event.seq  # the log is in seq order
             handler = handlers.get(kind)
             if handler is not None:
                 handler(self, event, event.data)
@@ -615,8 +627,8 @@ class _Builder:
         for scope in self.scopes(
             self.entry_service(data["id"]), data.get("window"), data.get("staff")
         ):
-            scope.all.scores.append(score)
-            scope.day(self.today).scores.append(score)
+            for acc in scope.accs(self.today):
+                acc.scores.append(score)
 
     def on_cancelled(self, event: Event, data: Mapping[str, Any]) -> None:
         entry = self.entry(data)
@@ -657,35 +669,34 @@ class _Builder:
             if entry.root:
                 hour = self.local_hour(entry.joined_at) if entry.joined_at else None
                 for scope in self.scopes(entry.service):
-                    scope.all.bump("issued")
-                    scope.day(entry.day).bump("issued")
-                    if entry.priority:
-                        scope.all.bump("priority_issued")
-                        scope.day(entry.day).bump("priority_issued")
-                    if hour is not None:
+                    for acc in scope.accs(entry.day):
+                        acc.counts["issued"] += 1
+                        if entry.priority:
+                            acc.counts["priority_issued"] += 1
+                    if hour is not None and scope.tracked:
                         scope.hour(hour).arrivals += 1
             self.count_calls(entry)
             outcome = "in_progress" if entry.state in _ACTIVE else str(entry.state)
             self.bump(outcome, entry.day, entry.service, entry.window, entry.staff)
             if entry.handle_s is not None:
                 for scope in self.scopes(entry.service, entry.window, entry.staff):
-                    scope.all.handles.append(entry.handle_s)
-                    scope.day(entry.day).handles.append(entry.handle_s)
+                    for acc in scope.accs(entry.day):
+                        acc.handles.append(entry.handle_s)
         self.settle_cases()
 
     def count_calls(self, entry: _Entry) -> None:
         if entry.first_call_at is None:
             return
-        scopes = self.scopes(entry.service)
-        scopes += [self.scopes_by_key.setdefault(("window", n), _Scope()) for n in
-                   entry.called_windows]  # fmt: skip
-        scopes += [self.scopes_by_key.setdefault(("staff", s), _Scope()) for s in
-                   entry.called_staff]  # fmt: skip
+        scopes = [
+            *self.scopes(entry.service),
+            *(self.scope(("window", n)) for n in entry.called_windows),
+            *(self.scope(("staff", s)) for s in entry.called_staff),
+        ]
         for scope in scopes:
-            for acc in (scope.all, scope.day(entry.day)):
-                acc.bump("called")
+            for acc in scope.accs(entry.day):
+                acc.counts["called"] += 1
                 if entry.priority:
-                    acc.bump("priority_called")
+                    acc.counts["priority_called"] += 1
         if entry.joined_at is None:
             return
         wait = (entry.first_call_at - entry.joined_at).total_seconds()
@@ -693,14 +704,15 @@ class _Builder:
         over = target is not None and wait > target
         hour = self.local_hour(entry.joined_at)
         for scope in self.scopes(entry.service, entry.first_window, entry.first_staff):
-            bucket = scope.hour(hour)
-            bucket.waits.append(wait)
-            for acc in (scope.all, scope.day(entry.day)):
+            for acc in scope.accs(entry.day):
                 acc.waits.append(wait)
                 if over:
-                    acc.bump("over_target")
-            if over:
-                bucket.over_target += 1
+                    acc.counts["over_target"] += 1
+            if scope.tracked:
+                bucket = scope.hour(hour)
+                bucket.waits.append(wait)
+                if over:
+                    bucket.over_target += 1
 
     def settle_cases(self) -> None:
         missing = {r.case for r in self.ready if r.info is None and r.case not in self.cases}
@@ -872,7 +884,7 @@ def build_report(
     """
     if last < first:
         raise ValueError(f"the range ends ({last}) before it starts ({first})")
-    builder = _Builder(config, first, last, resolve_cases)
+    builder = _Builder(config, first, last, resolve_cases, scope)
     builder.feed(events)
     return builder.result(kind, scope, today, staff_names or {})
 
