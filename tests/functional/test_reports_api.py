@@ -145,3 +145,22 @@ async def test_a_clerk_sees_no_reports(hub: HubProcess) -> None:
     for path in ("daily", "monthly", "assessment", "charts/trend"):
         status, _, _, _ = await get(hub, path, staff="c1")
         assert status == 403
+
+
+async def test_the_typed_client_reads_reports(connect: Connect, today: dt.date) -> None:
+    supervisor = await connect(staff=SUPERVISOR)
+    month = await supervisor.report("monthly", month=f"{today:%Y-%m}")
+    ranged = await supervisor.report("range", first=today, last=today, window=3)
+    assert ranged["scope"] == {"window": 3}
+    assert ranged["total"]["served"] <= month["total"]["served"]
+    book = openpyxl.load_workbook(
+        io.BytesIO(await supervisor.report_export("daily", "xlsx", day=today)), read_only=True
+    )
+    assert book.sheetnames[0] == "日报"
+    book.close()
+    text = (await supervisor.report_export("daily", "csv", lang="en")).decode("utf-8-sig")
+    assert text.startswith("Daily report")
+    sheet = await supervisor.assessment(f"{today:%Y-%m}")
+    assert any(member["id"] == "c3" for member in sheet["staff"])
+    svg = await supervisor.report_chart("ratings", day=today, lang="en")
+    assert "Ratings by window" in svg
