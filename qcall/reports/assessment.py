@@ -3,7 +3,7 @@
 Each criterion gives a staff member a score from 0 to 100:
 
 - ``served`` (办件量): tickets served (done + back office) as a share of the most any staff
-  member served in the month;
+  member served in the month (no data for someone who called no ticket: back office);
 - ``satisfaction`` (满意率): the share of their ratings counted as satisfied;
 - ``wait_on_target`` (等候达标率): the share of the tickets they called first that waited
   no longer than the service's target;
@@ -41,12 +41,16 @@ class Criterion:
     relative: bool  # scored against the best in the month
 
 
+def _served(f: Figures) -> float | None:
+    return f.served if f.called else None
+
+
 def _wait_on_target(f: Figures) -> float | None:
     return None if f.over_target_pct is None else 100.0 - f.over_target_pct
 
 
 CRITERIA: Final = (
-    Criterion("served", "办件量", "Served", "件", "tickets", lambda f: f.served, True),
+    Criterion("served", "办件量", "Served", "件", "tickets", _served, True),
     Criterion(
         "satisfaction",
         "满意率",
