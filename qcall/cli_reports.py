@@ -10,26 +10,20 @@ from pathlib import Path
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
-from qcall.config import load_config
+from qcall.config import CenterConfig, load_config
 from qcall.reports import (
     CHARTS,
     LANGS,
-    Report,
     Scope,
     assess,
-    assessment_json,
     assessment_sections,
-    chart_svg,
     month_bounds,
     report_from_store,
-    report_sections,
-    sections_csv,
-    sections_xlsx,
-    to_json,
     to_table,
 )
 from qcall.reports.figures import ReportKind
 from qcall.reports.render import Section, cell_text, grid
+from qcall.reports.worker import Job, Output, compute
 from qcall.store import Store
 
 EXIT_OK: Final = 0
@@ -144,13 +138,10 @@ def _report(args: argparse.Namespace) -> int:
     # A report only reads: a mistyped path must not become a new, empty database (all zeros).
     if not args.db.exists():
         raise _Refused(f"找不到数据库 {args.db}", f"no database at {args.db}")
-    store = Store(args.db)
-    store.open()
-    try:
-        report = report_from_store(config, store, first, last, kind=kind, scope=scope, today=today)
-    finally:
-        store.close()
-    output = _render(args, report, config.reports.assessment)
+    what: Output = args.kind if args.kind in ("chart", "assessment") else "figures"
+    chart = args.chart if args.kind == "chart" else ""
+    job = Job(what, kind, first, last, today, args.format, args.lang, scope, chart)
+    output = _render(args, config, job)
     if args.output is not None:
         if isinstance(output, str):
             args.output.write_text(output, encoding="utf-8")
@@ -161,26 +152,25 @@ def _report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _render(args: argparse.Namespace, report: Report, weights: Any) -> str | bytes:
-    lang = args.lang
-    if args.kind == "chart":
-        return chart_svg(args.chart, report, lang)
-    if args.kind == "assessment":
-        sheet = assess(report, weights)
-        if args.format == "json":
-            return json.dumps(assessment_json(sheet), ensure_ascii=False, indent=2) + "\n"
-        sections = assessment_sections(sheet, lang)
-        if args.format == "table":
-            return _sections_table(sections, lang)
-    else:
-        if args.format == "json":
-            return json.dumps(to_json(report), ensure_ascii=False, indent=2) + "\n"
-        if args.format == "table":
-            return to_table(report, lang)
-        sections = report_sections(report, lang)
-    if args.format == "csv":
-        return sections_csv(sections, lang)
-    return sections_xlsx(sections, lang)
+def _render(args: argparse.Namespace, config: CenterConfig, job: Job) -> str | bytes:
+    """The table is for a terminal; every other format is what the API serves."""
+    if job.fmt != "table":
+        data, body = compute(config, str(args.db), job)
+        if body is not None:
+            return body
+        return json.dumps(data, ensure_ascii=False, indent=2) + "\n"
+    store = Store(args.db)
+    store.open_reader()
+    try:
+        report = report_from_store(
+            config, store, job.first, job.last, kind=job.kind, scope=job.scope, today=job.today
+        )
+    finally:
+        store.close()
+    if job.output == "assessment":
+        sheet = assess(report, config.reports.assessment)
+        return _sections_table(assessment_sections(sheet, job.lang), job.lang)
+    return to_table(report, job.lang)
 
 
 def _sections_table(sections: list[Section], lang: str) -> str:

@@ -20,6 +20,7 @@ from qcall.errors import AuthError, QcallError, StorageError, TooManyAttempts
 from qcall.events import Event, EventBus, EventType
 from qcall.i18n import text
 from qcall.metrics import Metrics
+from qcall.reports.worker import ReportWorker
 from qcall.store import LOGIN_MAX_FAILURES, LOGIN_WINDOW, Principal, StaffMember, Store
 
 if TYPE_CHECKING:
@@ -74,6 +75,9 @@ class Hub:
         self._stoppers: list[Callable[[], Awaitable[None]]] = []
         self._diagnostics: list[Callable[[], dict[str, Any]]] = []
         self.hall: Hall | None = None
+        # Reports run in their own process (started on first use): never on the loop's GIL.
+        self.reports = ReportWorker(config, self.db_path)
+        self._stoppers.append(self.reports.close)
 
     # ----------------------------------------------------------------- lifecycle
 

@@ -178,6 +178,27 @@ class Store:
             self.quarantine(f"cannot open: {err}")
             self._db = self._connect()
 
+    def open_reader(self) -> None:
+        """Open read-only for reports: no integrity check, migration or moving the file aside
+        (the hub owns it); the schema must be this qcall's."""
+        if not self.path.exists():
+            raise StorageError(f"no database at {self.path}", f"找不到数据库 {self.path}")
+        db = sqlite3.connect(
+            f"{self.path.resolve().as_uri()}?mode=ro",
+            uri=True,
+            timeout=BUSY_TIMEOUT_S,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        version = int(db.execute("PRAGMA user_version").fetchone()[0])
+        if version != DB_VERSION:
+            db.close()
+            raise StorageError(
+                f"database schema v{version} is not this qcall's v{DB_VERSION}",
+                f"数据库版本 v{version} 与本程序的 v{DB_VERSION} 不符",
+            )
+        self._db = db
+
     def close(self) -> None:
         """Close the connection (checkpointing the WAL)."""
         if self._db is not None:

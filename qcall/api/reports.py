@@ -1,7 +1,7 @@
 """API v1 report routes (supervisor and admin): figures, the staff assessment, SVG charts.
 
-Every route computes from the event log on the hub's reader thread (rendering included), so
-a month's report never delays a call. Periods: ``date=YYYY-MM-DD`` (a day),
+Every route computes from the event log in the hub's report worker process (rendering
+included), so a month's report never delays a call. Periods: ``date=YYYY-MM-DD`` (a day),
 ``month=YYYY-MM`` or ``from=…&to=…`` (at most ``MAX_RANGE_DAYS`` days); ``service=``,
 ``window=`` or ``staff=`` narrow the total, days and hours to one of them; ``format`` is
 ``json`` (default), ``csv`` (UTF-8 with a byte-order mark) or ``xlsx``; ``lang`` (``zh``,
@@ -18,23 +18,9 @@ from aiohttp import web
 
 from qcall.api.routes import API, MANAGERS, Context, json_response, route
 from qcall.errors import BadRequest, NotFound
-from qcall.reports import (
-    CHARTS,
-    LANGS,
-    Report,
-    Scope,
-    assess,
-    assessment_json,
-    assessment_sections,
-    chart_svg,
-    month_bounds,
-    report_from_store,
-    report_sections,
-    sections_csv,
-    sections_xlsx,
-    to_json,
-)
+from qcall.reports import CHARTS, LANGS, Scope, month_bounds
 from qcall.reports.figures import ReportKind
+from qcall.reports.worker import Job, Output, Result
 
 # A year of days is what a director asks for; longer scans belong to an export, not a page.
 MAX_RANGE_DAYS: Final = 366
@@ -193,26 +179,17 @@ def _lang(ctx: Context) -> str:
     return lang
 
 
-def _compute(ctx: Context, p: _Period, scope: Scope) -> Report:
-    hub = ctx.hub
-    return report_from_store(
-        hub.config, hub.reader, p.first, p.last, kind=p.kind, scope=scope, today=_today(ctx)
-    )
+async def _run(
+    ctx: Context, output: Output, p: _Period, scope: Scope, fmt: str, lang: str, chart: str = ""
+) -> Result:
+    job = Job(output, p.kind, p.first, p.last, _today(ctx), fmt, lang, scope, chart)
+    return await ctx.hub.reports.run(job)
 
 
 async def _figures(ctx: Context, p: _Period) -> web.StreamResponse:
     scope, fmt, lang = _scope(ctx), _format(ctx), _lang(ctx)
-    name = f"qcall-{p.kind}-{period_name(p)}"
-
-    def work() -> tuple[Any, bytes | str | None]:
-        report = _compute(ctx, p, scope)
-        if fmt == "json":
-            return to_json(report), None
-        sections = report_sections(report, lang)
-        return None, sections_csv(sections, lang) if fmt == "csv" else sections_xlsx(sections, lang)
-
-    data, body = await ctx.hub.read(work)
-    return _respond(data, body, fmt, name)
+    data, body = await _run(ctx, "figures", p, scope, fmt, lang)
+    return _respond(data, body, fmt, f"qcall-{p.kind}-{period_name(p)}")
 
 
 def period_name(p: _Period) -> str:
@@ -289,16 +266,7 @@ async def assessment(ctx: Context) -> web.StreamResponse:
     query = ctx.request.query
     p = _range(ctx) if ("from" in query or "to" in query) else _month(ctx)
     fmt, lang = _format(ctx), _lang(ctx)
-    weights = ctx.hub.config.reports.assessment
-
-    def work() -> tuple[Any, bytes | str | None]:
-        sheet = assess(_compute(ctx, p, Scope()), weights)
-        if fmt == "json":
-            return assessment_json(sheet), None
-        sections = assessment_sections(sheet, lang)
-        return None, sections_csv(sections, lang) if fmt == "csv" else sections_xlsx(sections, lang)
-
-    data, body = await ctx.hub.read(work)
+    data, body = await _run(ctx, "assessment", p, Scope(), fmt, lang)
     return _respond(data, body, fmt, f"qcall-assessment-{period_name(p)}")
 
 
@@ -321,7 +289,8 @@ async def chart(ctx: Context) -> web.StreamResponse:
         )
     p = _any_period(ctx, "month" if name == "trend" else "day")
     scope, lang = _scope(ctx), _lang(ctx)
-    svg = await ctx.hub.read(lambda: chart_svg(name, _compute(ctx, p, scope), lang))
+    _, svg = await _run(ctx, "chart", p, scope, "svg", lang, name)
+    assert isinstance(svg, str)
     return web.Response(
         text=svg,
         content_type="image/svg+xml",

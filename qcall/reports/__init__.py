@@ -2,13 +2,13 @@
 
 ``figures`` computes (pure), ``render`` writes JSON, CSV and terminal tables, ``xlsx``
 workbooks, ``assessment`` scores staff (统一考核), ``charts`` draws SVG, ``source`` reads the
-store.
+store, ``worker`` runs them in the hub's report process. ``charts`` and ``xlsx`` are not
+imported here: the hub process never loads pygal or xlsxwriter (the worker does).
 """
 
 from __future__ import annotations
 
 from qcall.reports.assessment import Assessment, assess, assessment_json, assessment_sections
-from qcall.reports.charts import CHARTS, chart_svg
 from qcall.reports.figures import (
     DailyReport,
     DayRow,
@@ -29,6 +29,7 @@ from qcall.reports.figures import (
     nearest_rank_p90,
 )
 from qcall.reports.render import (
+    CHARTS,
     LANGS,
     Section,
     display_width,
@@ -40,7 +41,6 @@ from qcall.reports.render import (
     to_table,
 )
 from qcall.reports.source import report_from_store
-from qcall.reports.xlsx import sections_xlsx
 
 __all__ = [
     "CHARTS",
@@ -63,7 +63,6 @@ __all__ = [
     "assessment_json",
     "assessment_sections",
     "build_report",
-    "chart_svg",
     "daily_report",
     "display_width",
     "durations",
@@ -73,7 +72,6 @@ __all__ = [
     "report_from_store",
     "report_sections",
     "sections_csv",
-    "sections_xlsx",
     "to_csv",
     "to_json",
     "to_table",

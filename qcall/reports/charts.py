@@ -11,16 +11,14 @@ a page, as an ``<img>`` and converted to PNG. Text uses the CJK fonts the hub ma
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Final, Literal
+from typing import Final
 
 import pygal
 from pygal.style import Style
 
 from qcall.reports.figures import Report
-from qcall.reports.render import check_lang, pick
+from qcall.reports.render import CHARTS, check_lang, pick
 
-ChartName = Literal["hourly", "ratings", "trend"]
-CHARTS: Final[tuple[ChartName, ...]] = ("hourly", "ratings", "trend")
 WIDTH: Final = 960
 HEIGHT: Final = 540
 FONTS: Final = "'WenQuanYi Micro Hei', 'Noto Sans CJK SC', 'Microsoft YaHei', sans-serif"

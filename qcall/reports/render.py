@@ -28,6 +28,8 @@ from qcall.reports.figures import (
 
 Lang = Literal["zh", "en", "both"]
 LANGS: Final = ("zh", "en", "both")
+ChartName = Literal["hourly", "ratings", "trend"]
+CHARTS: Final[tuple[ChartName, ...]] = ("hourly", "ratings", "trend")
 Cell = str | int | float | None
 Kind = Literal["int", "s", "pct", "avg", "text"]
 

@@ -17,7 +17,8 @@ from typing import Final
 import pytest
 from PIL import Image
 
-from qcall.reports import CHARTS, Report, build_report, chart_svg
+from qcall.reports import CHARTS, Report, build_report
+from qcall.reports.charts import chart_svg
 from tests.month import Month, generate_month
 
 ROOT: Final = Path(__file__).resolve().parents[2]

@@ -34,8 +34,8 @@ from qcall.reports import (
     report_from_store,
     report_sections,
     sections_csv,
-    sections_xlsx,
 )
+from qcall.reports.xlsx import sections_xlsx
 from qcall.store import Store
 from tests.month import BACK_OFFICE_STAFF, Month, as_dicts, generate_month
 

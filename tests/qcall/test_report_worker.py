@@ -1,0 +1,81 @@
+"""The hub's report worker: the same results as computing in place, from its own process."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+
+import pytest
+
+from qcall.reports import Scope, report_from_store, to_json
+from qcall.reports.worker import Job, ReportUnavailable, ReportWorker, compute
+from qcall.store import Store
+from tests.month import Month, generate_month
+
+
+@pytest.fixture(scope="module")
+def month() -> Month:
+    return generate_month(days=5)
+
+
+@pytest.fixture
+def db(month: Month, tmp_path: Path) -> Path:
+    path = tmp_path / "month.db"
+    store = Store(path)
+    store.open()
+    store.append(month.events)
+    store.close()
+    return path
+
+
+def job(month: Month, **extra: object) -> Job:
+    first, last = month.days[0], month.days[-1]
+    return Job(**{"output": "figures", "kind": "range", "first": first, "last": last,
+                  "today": last + dt.timedelta(days=1), **extra})  # type: ignore[arg-type]  # fmt: skip
+
+
+async def test_worker_answers_what_compute_answers(month: Month, db: Path) -> None:
+    worker = ReportWorker(month.config, db)
+    try:
+        data, body = await worker.run(job(month, scope=Scope(window=2)))
+        assert body is None
+        assert data == compute(month.config, str(db), job(month, scope=Scope(window=2)))[0]
+        store = Store(db)
+        store.open()
+        try:
+            direct = report_from_store(
+                month.config, store, month.days[0], month.days[-1], scope=Scope(window=2),
+                today=month.days[-1] + dt.timedelta(days=1),
+            )  # fmt: skip
+        finally:
+            store.close()
+        assert data == to_json(direct)
+        _, xlsx = await worker.run(job(month, fmt="xlsx"))
+        assert isinstance(xlsx, bytes)
+        assert xlsx[:2] == b"PK"
+        _, svg = await worker.run(job(month, output="chart", fmt="svg", chart="trend"))
+        assert isinstance(svg, str)
+        assert "<svg" in svg
+        [process] = worker._pool._processes.values()  # type: ignore[union-attr]
+        assert process.pid != os.getpid()  # computed in its own process
+    finally:
+        await worker.close()
+    assert not process.is_alive()
+
+
+async def test_a_dead_worker_is_replaced(month: Month, db: Path) -> None:
+    worker = ReportWorker(month.config, db)
+    try:
+        await worker.run(job(month))
+        [process] = worker._pool._processes.values()  # type: ignore[union-attr]
+        process.kill()
+        process.join()
+        with pytest.raises(ReportUnavailable) as refused:
+            await worker.run(job(month))
+        assert refused.value.status == 503
+        assert "报表暂时无法生成" in refused.value.message("zh")
+        data, _ = await worker.run(job(month))  # a new process
+        assert data["total"]["issued"] > 0
+    finally:
+        await worker.close()
