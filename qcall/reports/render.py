@@ -649,6 +649,10 @@ def _table_header(col: _Col, lang: str) -> str:
     return pick(lang, zh, en)
 
 
+def _minutes(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds / 60:.1f}"
+
+
 def _table_value(col: _Col, figures: Figures) -> str:
     value = col.get(figures)
     if value is None:
@@ -734,6 +738,21 @@ def to_table(report: Report, lang: str = "zh") -> str:
         day_rows.append(([total_label, ""], report.total))
         block(("按日 · 件数", "By day · counts"), day_labels, _SERVICE_COUNTS, day_rows)
         block(("按日 · 时长与评价", "By day · times and ratings"), day_labels, times, day_rows)
+    if report.hours:
+        lines.append("")
+        lines.append(f"[{pick(lang, '按时段', 'By hour')}]")
+        headers = [
+            [pick(h, "时段", "Hour"), pick(h, "取号", "Arrivals"),
+             pick(h, "平均等候(分)", "Wait mean (min)"), pick(h, "最长等候(分)", "Wait max (min)"),
+             pick(h, "超时数", "Over target")]
+            for h in header_langs
+        ]  # fmt: skip
+        body = [
+            [f"{row.hour:02d}:00", str(row.arrivals), _minutes(row.wait.mean_s),
+             _minutes(row.wait.max_s), str(row.over_target)]
+            for row in report.hours
+        ]  # fmt: skip
+        lines.extend(grid(headers, body, left=1))
     block(("按业务 · 件数", "By service · counts"), service_labels, _SERVICE_COUNTS, service_rows)
     block(
         ("按业务 · 时长与评价", "By service · times and ratings"),

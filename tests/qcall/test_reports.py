@@ -538,7 +538,7 @@ def table_blocks(text: str) -> dict[str, list[str]]:
 def test_table_aligns_by_display_width(report: DailyReport, lang: str) -> None:
     text = to_table(report, lang=lang)
     blocks = table_blocks(text)
-    assert len(blocks) == 7
+    assert len(blocks) == 8  # hours, then services, windows and staff
     for title, lines in blocks.items():
         assert title.startswith("[")
         ends = [cell_ends(line) for line in lines]
