@@ -99,13 +99,15 @@ def to_json(report: Report) -> dict[str, Any]:
         )
         if v is not None
     }
+    daily = report.kind == "daily"
     return {
         "kind": report.kind,
         "from": report.first.isoformat(),
         "to": report.last.isoformat(),
-        "day": report.first.isoformat(),
-        "day_type": report.day_type,
-        "status": str(report.status),
+        # day, day_type and status describe a daily report's one day; see "days" otherwise
+        "day": report.first.isoformat() if daily else None,
+        "day_type": report.day_type if daily else None,
+        "status": str(report.status) if daily else None,
         "closed": report.closed,
         "last_seq": report.last_seq,
         "center": {"name_zh": report.center_zh, "name_en": report.center_en},
