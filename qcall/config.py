@@ -260,7 +260,7 @@ class AssessmentWeights(_Frozen):
     served: int = Field(default=40, ge=0, le=100, description="办件量 tickets served")
     satisfaction: int = Field(default=30, ge=0, le=100, description="满意率 rating share")
     wait_on_target: int = Field(default=10, ge=0, le=100, description="等候达标率")
-    cases_on_time: int = Field(default=10, ge=0, le=100, description="流转件按时办结率")
+    cases_on_time: int = Field(default=10, ge=0, le=100, description="流转件按期办结率")
     inquiries: int = Field(default=10, ge=0, le=100, description="首问登记 entries")
 
     @model_validator(mode="after")

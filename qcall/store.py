@@ -375,17 +375,31 @@ class Store:
             for row in rows:
                 yield _event(row)
 
-    def case_openings(self, case_ids: Collection[str]) -> list[Event]:
-        """The ``case.opened`` events of these cases (reports resolve older ``case.ready``)."""
+    def case_history(self, case_ids: Collection[str], first: dt.date, last: dt.date) -> list[Event]:
+        """Case events a report of ``first``–``last`` needs from anywhere in the log: the
+        ``case.opened`` of ``case_ids`` and of every case promised in the range, and the
+        ``case.ready`` of the latter."""
+        promised = self.db.execute(
+            "SELECT seq, type, at, data FROM events WHERE type = 'case.opened' "
+            "AND json_extract(data, '$.promised_date') BETWEEN ? AND ? ORDER BY seq",
+            (first.isoformat(), last.isoformat()),
+        ).fetchall()
+        found = [_event(row) for row in promised]
+        due = {str(e.data["case"]) for e in found}
+        found += self._case_events("case.opened", set(case_ids) - due)
+        found += self._case_events("case.ready", due)
+        return found
+
+    def _case_events(self, kind: str, case_ids: Collection[str]) -> list[Event]:
         ids = sorted(case_ids)
         found: list[Event] = []
         for start in range(0, len(ids), CASE_LOOKUP_BATCH):
             chunk = ids[start : start + CASE_LOOKUP_BATCH]
             marks = ",".join("?" * len(chunk))
             rows = self.db.execute(
-                "SELECT seq, type, at, data FROM events WHERE type = 'case.opened' "  # noqa: S608
+                "SELECT seq, type, at, data FROM events WHERE type = ? "  # noqa: S608
                 f"AND json_extract(data, '$.case') IN ({marks}) ORDER BY seq",
-                chunk,
+                (kind, *chunk),
             ).fetchall()
             found += [_event(row) for row in rows]
         return found

@@ -7,8 +7,8 @@ Each criterion gives a staff member a score from 0 to 100:
 - ``satisfaction`` (满意率): the share of their ratings counted as satisfied;
 - ``wait_on_target`` (等候达标率): the share of the tickets they called first that waited
   no longer than the service's target;
-- ``cases_on_time`` (按时办结率): the share of the back-office cases they made ready on or
-  before the promised date;
+- ``cases_on_time`` (按期办结率): of the back-office cases they accepted (first-responsible)
+  whose promised date fell in the month, the share made ready by then;
 - ``inquiries`` (首问登记): first-inquiry log entries as a share of the most anyone logged.
 
 The total is the weighted mean of the scores with the weights of ``[reports.assessment]``
@@ -63,11 +63,11 @@ CRITERIA: Final = (
     Criterion("wait_on_target", "等候达标率", "Wait on target", "%", "%", _wait_on_target, False),
     Criterion(
         "cases_on_time",
-        "按时办结率",
+        "按期办结率",
         "Cases on time",
         "%",
         "%",
-        lambda f: f.cases_on_time_pct,
+        lambda f: f.cases_kept_pct,
         False,
     ),
     Criterion("inquiries", "首问登记", "Inquiries", "条", "entries", lambda f: f.inquiries, True),

@@ -46,10 +46,14 @@ of its event (an entry never outlives its day: ``day.closed`` expires it).
   基本满意, 满意, 非常满意 — the 好差评 rule that only 不满意 and 非常不满意 are bad ratings);
   ``satisfaction_pct`` is their share.
 - Cases: ``cases_opened`` (service, accepting staff, window, day opened); ``cases_ready``
-  (service, the staff member who marked it ready, day made ready) split into
-  ``cases_on_time`` (ready on or before the promised date) and ``cases_late``. A
-  ``case.ready`` names its service and promised date; older ones that do not are resolved
-  through the case's ``case.opened`` (``resolve_cases`` looks up those before the range).
+  (service, the staff member who marked it ready, day made ready; a ``case.ready`` names its
+  service, older ones are resolved through the case's ``case.opened``).
+  Promised dates kept: ``cases_due`` counts cases whose promised date falls in the range,
+  on that date, for the case's service and its first-responsible staff member (who
+  accepted it); ``cases_kept`` those made ready on or before it, ``cases_broken`` those not
+  ready by then once the date is over (before ``today``, or a closed day); the rest are
+  still pending. ``cases_kept_pct`` = kept / (kept + broken). ``resolve_cases`` looks up
+  what happened outside the range (openings and readiness of those cases).
   ``cases_picked_up``: the pickup ticket's service, window and staff.
 - ``inquiries`` / ``referrals`` (首问负责: ``inquiry.logged``, with ``referred_to``): day,
   staff member, and service when the log names one.
@@ -124,9 +128,10 @@ class Figures:
     ratings: Ratings = Ratings()
     cases_opened: int = 0
     cases_ready: int = 0
-    cases_on_time: int = 0
-    cases_late: int = 0
-    cases_on_time_pct: float | None = None
+    cases_due: int = 0
+    cases_kept: int = 0
+    cases_broken: int = 0
+    cases_kept_pct: float | None = None
     cases_picked_up: int = 0
     inquiries: int = 0
     referrals: int = 0
@@ -295,7 +300,7 @@ class _Acc:
         distribution = tuple(self.scores.count(score) for score in range(1, MAX_SCORE + 1))
         satisfied = sum(distribution[satisfied_min - 1 :])
         over = c.get("over_target", 0)
-        ready, on_time = c.get("cases_ready", 0), c.get("cases_on_time", 0)
+        kept, broken = c.get("cases_kept", 0), c.get("cases_broken", 0)
         return Figures(
             issued=c.get("issued", 0),
             priority_issued=c.get("priority_issued", 0),
@@ -328,10 +333,11 @@ class _Acc:
                 satisfaction_pct=_pct(satisfied, len(self.scores)),
             ),
             cases_opened=c.get("cases_opened", 0),
-            cases_ready=ready,
-            cases_on_time=on_time,
-            cases_late=c.get("cases_late", 0),
-            cases_on_time_pct=_pct(on_time, ready),
+            cases_ready=c.get("cases_ready", 0),
+            cases_due=c.get("cases_due", 0),
+            cases_kept=kept,
+            cases_broken=broken,
+            cases_kept_pct=_pct(kept, kept + broken),
             cases_picked_up=c.get("cases_picked_up", 0),
             inquiries=c.get("inquiries", 0),
             referrals=c.get("referrals", 0),
@@ -396,6 +402,7 @@ class _Entry:
 class _CaseInfo:
     service: str | None
     promised: dt.date | None
+    staff: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -412,7 +419,9 @@ _TOTAL: Final[_Key] = ("total", "")
 _ACTIVE: Final = frozenset(
     {TicketState.WAITING, TicketState.CALLED, TicketState.SERVING, TicketState.HELD}
 )
-CaseResolver = Callable[[Collection[str]], Iterable[Event]]
+# (case ids, first, last) → case.opened of those ids and of cases promised in first–last,
+# and the case.ready of the latter.
+CaseResolver = Callable[[Collection[str], dt.date, dt.date], Iterable[Event]]
 
 
 class _Builder:
@@ -440,6 +449,7 @@ class _Builder:
         self.entries: dict[str, _Entry] = {}
         self.cases: dict[str, _CaseInfo] = {}
         self.ready: list[_Ready] = []
+        self.ready_on: dict[str, dt.date] = {}  # case → local date first made ready
         self.resolve_cases = resolve_cases
         self.day_types: dict[dt.date, str] = {}
         self.seen: set[dt.date] = set()
@@ -512,7 +522,11 @@ class _Builder:
         current: dt.date | None = None
         first, last, tz = self.first, self.last, self.tz
         handlers = _HANDLERS
-        opened, case_opened = EventType.DAY_OPENED, EventType.CASE_OPENED
+        opened, case_opened, case_ready = (
+            EventType.DAY_OPENED,
+            EventType.CASE_OPENED,
+            EventType.CASE_READY,
+        )
         for event in events:
             kind = event.type
             if kind is opened:
@@ -520,6 +534,8 @@ class _Builder:
             owner = current if current is not None else event.at.astimezone(tz).date()
             if kind is case_opened:
                 self.remember_case(event.data)
+            elif kind is case_ready:
+                self.remember_ready(event)
             if owner < first or owner > last:
                 continue
             if owner != self.today or not self.seen:
@@ -533,8 +549,13 @@ class _Builder:
     def remember_case(self, data: Mapping[str, Any]) -> None:
         promised = data.get("promised_date")
         self.cases[str(data["case"])] = _CaseInfo(
-            data.get("service"), dt.date.fromisoformat(promised) if promised else None
+            data.get("service"),
+            dt.date.fromisoformat(promised) if promised else None,
+            data.get("staff"),
         )
+
+    def remember_ready(self, event: Event) -> None:
+        self.ready_on.setdefault(str(event.data["case"]), event.at.astimezone(self.tz).date())
 
     def on_day_opened(self, event: Event, data: Mapping[str, Any]) -> None:
         day_type = str(data.get("day_type") or "")
@@ -664,7 +685,7 @@ class _Builder:
 
     # ------------------------------------------------------------------ per-entry figures
 
-    def settle(self) -> None:
+    def settle(self, today: dt.date | None) -> None:
         for entry in self.entries.values():
             if entry.root:
                 hour = self.local_hour(entry.joined_at) if entry.joined_at else None
@@ -682,7 +703,7 @@ class _Builder:
                 for scope in self.scopes(entry.service, entry.window, entry.staff):
                     for acc in scope.accs(entry.day):
                         acc.handles.append(entry.handle_s)
-        self.settle_cases()
+        self.settle_cases(today)
 
     def count_calls(self, entry: _Entry) -> None:
         if entry.first_call_at is None:
@@ -714,18 +735,27 @@ class _Builder:
                 if over:
                     bucket.over_target += 1
 
-    def settle_cases(self) -> None:
+    def settle_cases(self, today: dt.date | None) -> None:
         missing = {r.case for r in self.ready if r.info is None and r.case not in self.cases}
-        if missing and self.resolve_cases is not None:
-            for event in self.resolve_cases(missing):
+        if self.resolve_cases is not None:
+            for event in self.resolve_cases(missing, self.first, self.last):
                 if event.type is EventType.CASE_OPENED:
                     self.remember_case(event.data)
+                elif event.type is EventType.CASE_READY:
+                    self.remember_ready(event)
         for ready in self.ready:
             info = ready.info or self.cases.get(ready.case) or _CaseInfo(None, None)
             self.bump("cases_ready", ready.day, info.service, staff=ready.staff)
-            if info.promised is not None:
-                kept = "cases_on_time" if ready.local_day <= info.promised else "cases_late"
-                self.bump(kept, ready.day, info.service, staff=ready.staff)
+        for case_id, info in self.cases.items():
+            promised = info.promised
+            if promised is None or not self.first <= promised <= self.last:
+                continue
+            self.bump("cases_due", promised, info.service, staff=info.staff)
+            made_ready = self.ready_on.get(case_id)
+            if made_ready is not None and made_ready <= promised:
+                self.bump("cases_kept", promised, info.service, staff=info.staff)
+            elif (today is not None and promised < today) or promised in self.closed:
+                self.bump("cases_broken", promised, info.service, staff=info.staff)
 
     # ------------------------------------------------------------------ result
 
@@ -736,7 +766,7 @@ class _Builder:
         today: dt.date | None,
         staff_names: Mapping[str, str],
     ) -> Report:
-        self.settle()
+        self.settle(today)
         config, sat = self.config, self.satisfied_min
         services: list[ServiceRow] = []
         for service in config.services:
@@ -878,8 +908,10 @@ def build_report(
     ``events`` may be just the range's events (``Store.range_events``) or a longer stretch
     of the log in seq order; events of other days are skipped. ``today`` (the center's
     current service day) tells an open day from a past one that never closed and from a
-    future one. ``resolve_cases`` returns the ``case.opened`` events of the given case ids
-    (for ``case.ready`` events written before they named their service). With no events every
+    future one. ``resolve_cases`` returns case events from outside the range (see
+    ``CaseResolver``): openings of cases made ready in the range (for ``case.ready`` events
+    written before they named their service), openings of cases promised in the range and
+    their ``case.ready``. With no events every
     count is 0 and every mean / p90 / max / share is None.
     """
     if last < first:

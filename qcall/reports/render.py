@@ -79,9 +79,10 @@ def figures_json(f: Figures) -> dict[str, Any]:
         },
         "cases_opened": f.cases_opened,
         "cases_ready": f.cases_ready,
-        "cases_on_time": f.cases_on_time,
-        "cases_late": f.cases_late,
-        "cases_on_time_pct": _round(f.cases_on_time_pct, 1),
+        "cases_due": f.cases_due,
+        "cases_kept": f.cases_kept,
+        "cases_broken": f.cases_broken,
+        "cases_kept_pct": _round(f.cases_kept_pct, 1),
         "cases_picked_up": f.cases_picked_up,
         "inquiries": f.inquiries,
         "referrals": f.referrals,
@@ -256,11 +257,10 @@ RATING_SPREAD = _x(
 )
 CASES_OPENED = _c("cases_opened", "流转立案", "Cases opened")
 CASES_READY = _c("cases_ready", "办结待取", "Cases ready")
-CASES_ON_TIME = _c("cases_on_time", "按时办结", "On time")
-CASES_LATE = _c("cases_late", "超期办结", "Late")
-CASES_ON_TIME_PCT = _x(
-    "cases_on_time_pct", "按时率%", "On time %", "pct", lambda f: f.cases_on_time_pct
-)
+CASES_DUE = _c("cases_due", "承诺到期", "Promised due")
+CASES_KEPT = _c("cases_kept", "按期办结", "Kept")
+CASES_BROKEN = _c("cases_broken", "逾期未结", "Broken")
+CASES_KEPT_PCT = _x("cases_kept_pct", "按期率%", "Kept %", "pct", lambda f: f.cases_kept_pct)
 CASES_PICKED_UP = _c("cases_picked_up", "已取件", "Picked up")
 INQUIRIES = _c("inquiries", "首问登记", "Inquiries")
 REFERRALS = _c("referrals", "转介", "Referrals")
@@ -293,7 +293,7 @@ _DESK_COUNTS: Final = (
 )
 _TIMES: Final = (*WAIT, *HANDLE)
 _RATINGS: Final = (RATING_COUNT, RATING_MEAN, SATISFACTION)
-_CASES: Final = (CASES_OPENED, CASES_READY, CASES_ON_TIME, CASES_LATE, CASES_ON_TIME_PCT)
+_CASES: Final = (CASES_OPENED, CASES_READY, CASES_DUE, CASES_KEPT, CASES_BROKEN, CASES_KEPT_PCT)
 _DAY_OTHER: Final = (*_CASES, CASES_PICKED_UP, INQUIRIES, REFERRALS)
 _SERVICE_OTHER: Final = (*_CASES, CASES_PICKED_UP, INQUIRIES)
 _WINDOW_OTHER: Final = (CASES_OPENED, CASES_PICKED_UP)

@@ -29,5 +29,5 @@ def report_from_store(
         scope=scope,
         today=today,
         staff_names=store.staff_names(),
-        resolve_cases=store.case_openings,
+        resolve_cases=store.case_history,
     )

@@ -72,20 +72,21 @@ def test_scores_follow_the_weights(report: Report) -> None:
             assert scores["served"] == pytest.approx(100 * f.served / served_best)
         assert scores["inquiries"] == pytest.approx(100 * f.inquiries / inquiries_best)
         assert scores["satisfaction"] == f.ratings.satisfaction_pct
-        assert scores["cases_on_time"] == f.cases_on_time_pct
+        assert scores["cases_on_time"] == f.cases_kept_pct
         counted = {k: v for k, v in scores.items() if v is not None}
         assert row.weight_counted == sum(weight[k] for k in counted)
         assert row.total == pytest.approx(
             sum(weight[k] * v for k, v in counted.items()) / row.weight_counted
         )
-    # the back office makes cases ready and calls no one: no window volume, ratings or waits
+    # the back office calls no one and accepts no case: only its inquiries count
     bo1 = by_id[BACK_OFFICE_STAFF]
     assert {s.key for s in bo1.scores if s.score is None} == {
         "served",
         "satisfaction",
         "wait_on_target",
+        "cases_on_time",
     }
-    assert bo1.weight_counted == 20
+    assert bo1.weight_counted == 10
     # ranks follow the totals, best first
     ranked = [row for row in sheet.rows if row.rank is not None]
     assert [row.rank for row in ranked] == sorted(row.rank for row in ranked)

@@ -193,8 +193,6 @@ def test_day_total(report: DailyReport) -> None:
         ratings=Ratings(4, 4.0, (0, 1, 0, 1, 2), satisfied=3, satisfaction_pct=75.0),
         cases_opened=1,
         cases_ready=1,
-        cases_on_time=1,  # made ready the day it was opened, promised 3 working days on
-        cases_on_time_pct=100.0,
         cases_picked_up=1,
         inquiries=2,
         referrals=1,
@@ -240,7 +238,7 @@ def test_per_service(report: DailyReport) -> None:
     assert medical.ratings == Ratings(2, 3.0, (0, 1, 0, 1, 0), 1, 50.0)
     assert medical.cases_opened == 1
     # case.ready names its service: the per-service counts add up to the total
-    assert (medical.cases_ready, medical.cases_on_time) == (1, 1)
+    assert medical.cases_ready == 1
     assert sum(r.figures.cases_ready for r in report.services) == report.total.cases_ready
 
     housing = service(report, "housing")
@@ -301,7 +299,7 @@ def test_per_window(report: DailyReport) -> None:
 
 def test_per_staff(report: DailyReport) -> None:
     assert [r.id for r in report.staff] == ["bo1", "s1", "s2", "s4"]
-    assert staff(report, "bo1") == Figures(cases_ready=1, cases_on_time=1, cases_on_time_pct=100.0)
+    assert staff(report, "bo1") == Figures(cases_ready=1)
     s1 = staff(report, "s1")
     w1 = window(report, 1)
     assert (s1.called, s1.done, s1.no_show, s1.transferred, s1.recalls) == (5, 3, 1, 1, 1)
@@ -571,3 +569,35 @@ def test_table_content(report: DailyReport) -> None:
     english = to_table(report, lang="en")
     assert "Service medical" in english
     assert "Test Street Center  daily report  2026-11-26  weekday  day closed" in english
+
+
+def test_promised_dates_kept_and_broken() -> None:
+    """Cases promised for the day: kept when ready by then, broken once the day is over."""
+    config = make_config()
+    clock = Clock()
+    engine = Engine(config)
+    engine.open_window(clock.now, 1, "s1")
+    for _ in range(3):
+        engine.issue(clock.now, "social")
+    cases = []
+    for promised in (DAY, DAY, NEXT_DAY):
+        assert engine.call_next(clock.advance(minutes=1), 1, "s1") is not None
+        before = set(engine.cases)
+        engine.finish(clock.advance(minutes=5), 1, "s1", Outcome.BACK_OFFICE, promised)
+        [case] = set(engine.cases) - before
+        cases.append(case)
+    engine.case_ready(clock.advance(hours=2), cases[0], "bo1")  # kept
+    midday = list(engine.drain())
+    during = daily_report(config, midday, DAY, today=DAY)
+    assert (during.total.cases_due, during.total.cases_kept, during.total.cases_broken) == (2, 1, 0)
+    engine.tick(dt.datetime(2026, 11, 27, 8, 0, tzinfo=SHANGHAI))
+    engine.case_ready(dt.datetime(2026, 11, 27, 9, 0, tzinfo=SHANGHAI), cases[1], "bo1")  # late
+    events = midday + engine.drain()
+    closed = daily_report(config, events, DAY)
+    s1 = staff(closed, "s1")  # the accepting clerk answers for the promise, not the back office
+    assert (s1.cases_due, s1.cases_kept, s1.cases_broken, s1.cases_kept_pct) == (2, 1, 1, 50.0)
+    assert (staff(closed, "bo1").cases_due, staff(closed, "bo1").cases_ready) == (0, 1)
+    assert service(closed, "social").cases_kept_pct == 50.0
+    nxt = daily_report(config, events, NEXT_DAY, today=NEXT_DAY)
+    assert (nxt.total.cases_due, nxt.total.cases_kept, nxt.total.cases_ready) == (1, 0, 1)
+    assert nxt.total.cases_broken == 0  # promised today, still time
