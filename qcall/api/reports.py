@@ -219,7 +219,7 @@ def _respond(data: Any, body: bytes | str | None, fmt: str, name: str) -> web.St
     f"{API}/reports/daily",
     MANAGERS,
     "Figures of one service day (JSON, CSV or XLSX)",
-    errors=(400, 404),
+    errors=(400, 404, 503),
     tag="reports",
 )
 async def daily_report(ctx: Context) -> web.StreamResponse:
@@ -232,7 +232,7 @@ async def daily_report(ctx: Context) -> web.StreamResponse:
     f"{API}/reports/monthly",
     MANAGERS,
     "Figures of a month, with each day (JSON, CSV or XLSX)",
-    errors=(400, 404),
+    errors=(400, 404, 503),
     tag="reports",
 )
 async def monthly_report(ctx: Context) -> web.StreamResponse:
@@ -245,7 +245,7 @@ async def monthly_report(ctx: Context) -> web.StreamResponse:
     f"{API}/reports/range",
     MANAGERS,
     "Figures of any range of service days (JSON, CSV or XLSX)",
-    errors=(400, 404),
+    errors=(400, 404, 503),
     tag="reports",
 )
 async def range_report(ctx: Context) -> web.StreamResponse:
@@ -258,7 +258,7 @@ async def range_report(ctx: Context) -> web.StreamResponse:
     f"{API}/reports/assessment",
     MANAGERS,
     "Monthly staff assessment (统一考核) with the configured weights",
-    errors=(400,),
+    errors=(400, 503),
     tag="reports",
 )
 async def assessment(ctx: Context) -> web.StreamResponse:
@@ -275,7 +275,7 @@ async def assessment(ctx: Context) -> web.StreamResponse:
     f"{API}/reports/charts/{{chart}}",
     MANAGERS,
     "A report chart as SVG: hourly, ratings or trend",
-    errors=(400, 404),
+    errors=(400, 404, 503),
     tag="reports",
 )
 async def chart(ctx: Context) -> web.StreamResponse:
