@@ -62,6 +62,17 @@ QUERY_PARAMETERS: Final[dict[str, list[dict[str, Any]]]] = {
     f"{API}/reports/charts/{{chart}}": [_DATE, _MONTH, _FROM, _TO, _LANG, *_SCOPE],
 }
 
+_FILES: Final = {
+    "application/json": {"schema": {"type": "object"}},
+    "text/csv": {"schema": {"type": "string"}},
+    XLSX_TYPE: {"schema": {"type": "string", "format": "binary"}},
+}
+# What each report route answers with (by ``format``), for the OpenAPI document.
+RESPONSE_CONTENT: Final[dict[str, dict[str, Any]]] = {
+    **{f"{API}/reports/{kind}": _FILES for kind in ("daily", "monthly", "range", "assessment")},
+    f"{API}/reports/charts/{{chart}}": {"image/svg+xml": {"schema": {"type": "string"}}},
+}
+
 
 @dataclass(frozen=True, slots=True)
 class _Period:

@@ -124,11 +124,20 @@ class ReportWorker:
             return await asyncio.wait_for(future, REPORT_TIMEOUT_S)
         except (TimeoutError, BrokenProcessPool) as err:
             _LOGGER.exception("report worker failed; starting a new one next time")
-            await self.close()
+            self._abandon()
             raise ReportUnavailable(
                 "the report could not be computed now; please retry",
                 "报表暂时无法生成，请稍后重试",
             ) from err
+
+    def _abandon(self) -> None:
+        """End a stuck or dead worker now; reports queued behind it fail the same way."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.kill()
+        pool.shutdown(wait=False)
 
     async def close(self) -> None:
         """Stop the worker process (a running report is abandoned after a short wait)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import os
 from pathlib import Path
@@ -76,6 +77,27 @@ async def test_a_dead_worker_is_replaced(month: Month, db: Path) -> None:
         assert refused.value.status == 503
         assert "报表暂时无法生成" in refused.value.message("zh")
         data, _ = await worker.run(job(month))  # a new process
+        assert data["total"]["issued"] > 0
+    finally:
+        await worker.close()
+
+
+async def test_a_stuck_worker_fails_every_waiting_report_cleanly(
+    month: Month, db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the timeout the worker is ended; reports queued behind it get 503, not a hang."""
+    from qcall.reports import worker as module
+
+    worker = ReportWorker(month.config, db)
+    try:
+        # A fresh worker process takes far longer than this to start: every job is "stuck".
+        monkeypatch.setattr(module, "REPORT_TIMEOUT_S", 0.01)
+        results = await asyncio.gather(
+            worker.run(job(month)), worker.run(job(month)), return_exceptions=True
+        )
+        assert all(isinstance(r, ReportUnavailable) for r in results), results
+        monkeypatch.undo()
+        data, _ = await worker.run(job(month))
         assert data["total"]["issued"] > 0
     finally:
         await worker.close()
