@@ -409,9 +409,8 @@ class _CaseInfo:
 class _Ready:
     case: str
     day: dt.date
-    local_day: dt.date
     staff: str | None
-    info: _CaseInfo | None  # what the event itself says (None for older events)
+    service: str | None  # None in events written before case.ready named its service
 
 
 _Key = tuple[str, str | int]
@@ -662,14 +661,9 @@ class _Builder:
         self.bump("cases_opened", self.today, data.get("service"), window, data.get("staff"))
 
     def on_case_ready(self, event: Event, data: Mapping[str, Any]) -> None:
-        promised = data.get("promised_date")
-        info = (
-            _CaseInfo(data.get("service"), dt.date.fromisoformat(promised))
-            if data.get("service") and promised
-            else None
-        )
-        local_day = event.at.astimezone(self.tz).date()
-        self.ready.append(_Ready(str(data["case"]), self.today, local_day, data.get("staff"), info))
+        # Counted at the end: an older event's service comes from the case's opening.
+        service = data.get("service")
+        self.ready.append(_Ready(str(data["case"]), self.today, data.get("staff"), service))
 
     def on_case_picked_up(self, event: Event, data: Mapping[str, Any]) -> None:
         ticket = self.entries.get(str(data.get("ticket")))
@@ -736,7 +730,7 @@ class _Builder:
                     bucket.over_target += 1
 
     def settle_cases(self, today: dt.date | None) -> None:
-        missing = {r.case for r in self.ready if r.info is None and r.case not in self.cases}
+        missing = {r.case for r in self.ready if r.service is None and r.case not in self.cases}
         if self.resolve_cases is not None:
             for event in self.resolve_cases(missing, self.first, self.last):
                 if event.type is EventType.CASE_OPENED:
@@ -744,8 +738,9 @@ class _Builder:
                 elif event.type is EventType.CASE_READY:
                     self.remember_ready(event)
         for ready in self.ready:
-            info = ready.info or self.cases.get(ready.case) or _CaseInfo(None, None)
-            self.bump("cases_ready", ready.day, info.service, staff=ready.staff)
+            opened = self.cases.get(ready.case)
+            service = ready.service or (opened.service if opened is not None else None)
+            self.bump("cases_ready", ready.day, service, staff=ready.staff)
         for case_id, info in self.cases.items():
             promised = info.promised
             if promised is None or not self.first <= promised <= self.last:
