@@ -360,6 +360,7 @@ class Hub:
             "tasks": sorted(t.get_name() for t in self._tasks),
             "devices": {name: dict(info) for name, info in self.engine.devices.items()},
             "device_details": [provider() for provider in self._diagnostics],
+            "reports": self.reports.diagnostics(),
         }
 
     async def events_after(self, seq: int, limit: int = 1000) -> list[Event]:

@@ -14,6 +14,7 @@ import datetime as dt
 import logging
 import multiprocessing
 import os
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -110,6 +111,9 @@ class ReportWorker:
         self.config = config
         self.db_path = db_path
         self._pool: ProcessPoolExecutor | None = None
+        self.done = 0
+        self.failed = 0
+        self.last_s: float | None = None
 
     async def run(self, job: Job) -> Result:
         """Compute ``job`` in the worker process."""
@@ -119,16 +123,31 @@ class ReportWorker:
                 1, mp_context=multiprocessing.get_context("spawn"), initializer=_background
             )
         loop = asyncio.get_running_loop()
+        started = time.perf_counter()
         try:
             future = loop.run_in_executor(self._pool, compute, self.config, str(self.db_path), job)
-            return await asyncio.wait_for(future, REPORT_TIMEOUT_S)
+            result = await asyncio.wait_for(future, REPORT_TIMEOUT_S)
         except (TimeoutError, BrokenProcessPool) as err:
+            self.failed += 1
             _LOGGER.exception("report worker failed; starting a new one next time")
             self._abandon()
             raise ReportUnavailable(
                 "the report could not be computed now; please retry",
                 "报表暂时无法生成，请稍后重试",
             ) from err
+        self.done += 1
+        self.last_s = time.perf_counter() - started
+        return result
+
+    def diagnostics(self) -> dict[str, Any]:
+        """For technicians: the worker process and how its reports went."""
+        processes = list(getattr(self._pool, "_processes", {}).values()) if self._pool else []
+        return {
+            "worker_pids": [p.pid for p in processes],
+            "reports_done": self.done,
+            "reports_failed": self.failed,
+            "last_report_s": None if self.last_s is None else round(self.last_s, 3),
+        }
 
     def _abandon(self) -> None:
         """End a stuck or dead worker now; reports queued behind it fail the same way."""

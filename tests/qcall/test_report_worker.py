@@ -60,6 +60,13 @@ async def test_worker_answers_what_compute_answers(month: Month, db: Path) -> No
         assert "<svg" in svg
         [process] = worker._pool._processes.values()  # type: ignore[union-attr]
         assert process.pid != os.getpid()  # computed in its own process
+        seen = worker.diagnostics()
+        assert (seen["worker_pids"], seen["reports_done"], seen["reports_failed"]) == (
+            [process.pid],
+            3,
+            0,
+        )
+        assert seen["last_report_s"] > 0
     finally:
         await worker.close()
     assert not process.is_alive()
@@ -96,6 +103,8 @@ async def test_a_stuck_worker_fails_every_waiting_report_cleanly(
             worker.run(job(month)), worker.run(job(month)), return_exceptions=True
         )
         assert all(isinstance(r, ReportUnavailable) for r in results), results
+        assert worker.diagnostics()["reports_failed"] == 2
+        assert worker.diagnostics()["worker_pids"] == []
         monkeypatch.undo()
         data, _ = await worker.run(job(month))
         assert data["total"]["issued"] > 0
