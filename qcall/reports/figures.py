@@ -809,8 +809,8 @@ class _Builder:
         )
         chosen = self.scopes_by_key.get(_scope_key(scope)) or _Scope()
         days = []
-        day = self.first
-        while day <= self.last:
+        for offset in range((self.last - self.first).days + 1):
+            day = self.first + dt.timedelta(days=offset)  # never past ``last`` (9999-12-31)
             acc = chosen.days.get(day)
             days.append(
                 DayRow(
@@ -820,7 +820,6 @@ class _Builder:
                     acc.freeze(sat) if acc is not None else Figures(),
                 )
             )
-            day += dt.timedelta(days=1)
         hours = tuple(
             HourRow(hour, h.arrivals, durations(h.waits), h.over_target)
             for hour, h in sorted(chosen.hours.items())
@@ -949,5 +948,6 @@ def month_bounds(month: str) -> tuple[dt.date, dt.date]:
         first = dt.date(int(match[1]), int(match[2]), 1)
     except ValueError as err:
         raise ValueError(f"month must be YYYY-MM, not {month!r}") from err
-    following = (first.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
-    return first, following - dt.timedelta(days=1)
+    if first.month == 12:
+        return first, first.replace(day=31)
+    return first, first.replace(month=first.month + 1) - dt.timedelta(days=1)

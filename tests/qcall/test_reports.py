@@ -22,7 +22,9 @@ from qcall.reports import (
     Durations,
     Figures,
     Ratings,
+    build_report,
     daily_report,
+    month_bounds,
     nearest_rank_p90,
     to_csv,
     to_json,
@@ -601,3 +603,16 @@ def test_promised_dates_kept_and_broken() -> None:
     nxt = daily_report(config, events, NEXT_DAY, today=NEXT_DAY)
     assert (nxt.total.cases_due, nxt.total.cases_kept, nxt.total.cases_ready) == (1, 0, 1)
     assert nxt.total.cases_broken == 0  # promised today, still time
+
+
+def test_month_bounds_and_the_edges_of_the_calendar() -> None:
+    assert month_bounds("2024-02") == (dt.date(2024, 2, 1), dt.date(2024, 2, 29))
+    assert month_bounds("2026-12") == (dt.date(2026, 12, 1), dt.date(2026, 12, 31))
+    assert month_bounds("9999-12") == (dt.date(9999, 12, 1), dt.date(9999, 12, 31))
+    for bad in ("2026-13", "2026-1", "26-11", "0000-01", "", "2026-11-01"):
+        with pytest.raises(ValueError, match="YYYY-MM"):
+            month_bounds(bad)
+    last = build_report(make_config(), [], dt.date(9999, 12, 30), dt.date(9999, 12, 31))
+    assert [d.day for d in last.days] == [dt.date(9999, 12, 30), dt.date(9999, 12, 31)]
+    with pytest.raises(ValueError, match="before"):
+        build_report(make_config(), [], NEXT_DAY, DAY)
