@@ -110,3 +110,18 @@ async def test_a_stuck_worker_fails_every_waiting_report_cleanly(
         assert data["total"]["issued"] > 0
     finally:
         await worker.close()
+
+
+async def test_the_worker_stops_with_the_hub(month: Month, db: Path) -> None:
+    from qcall.hub import Hub
+
+    hub = Hub(month.config, db, clock=lambda: month.events[-1].at)
+    await hub.start()
+    try:
+        data, _ = await hub.reports.run(job(month))
+        assert data["total"]["issued"] > 0
+        [pid] = hub.diagnostics()["reports"]["worker_pids"]
+    finally:
+        await hub.stop()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # gone, not a zombie left to the system
