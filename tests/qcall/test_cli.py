@@ -361,3 +361,30 @@ def test_report_daily_does_not_create_a_database(tmp_path: Path) -> None:
     assert str(db) in result.stderr
     assert "no database" in result.stderr
     assert not db.exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        (("--service", "no_such"), "no service no_such"),
+        (("--window", "99"), "no window 99"),
+        (("--window", "1", "--staff", "c1"), "give one of --service, --window, --staff"),
+    ],
+)
+def test_report_scope_is_checked(
+    filled: tuple[Path, int], extra: tuple[str, ...], says: str
+) -> None:
+    db, _ = filled
+    result = report(db, *extra)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert says in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_report_narrowed_to_a_window(filled: tuple[Path, int]) -> None:
+    db, _ = filled
+    whole = json.loads(report(db, "--format", "json").stdout)
+    window = json.loads(report(db, "--format", "json", "--window", "1").stdout)
+    assert window["scope"] == {"window": 1}
+    assert window["total"]["called"] == whole["total"]["called"]  # only window 1 called
+    assert window["total"]["issued"] == 0  # windows issue nothing
