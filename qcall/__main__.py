@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime as dt
 import gc
 import json
 import logging
@@ -16,7 +15,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Final
 
-from qcall import __version__, reports
+from qcall import __version__
+from qcall.cli_reports import add_report_parsers as _report_parsers
 from qcall.config import CenterConfig, load_config
 from qcall.errors import ConfigError
 from qcall.model import Role
@@ -119,13 +119,7 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--name", required=True, help="用途说明 / what it is for")
     create.set_defaults(handler=_token_create)
 
-    report = sub.add_parser("report", help="统计报表 / reports").add_subparsers(metavar="KIND")
-    daily = report.add_parser("daily", help="日报 / daily report")
-    _config_db(daily)
-    daily.add_argument("--date", required=True, help="YYYY-MM-DD")
-    daily.add_argument("--format", default="table", choices=["table", "csv", "json"])
-    daily.add_argument("--lang", default="zh", choices=["zh", "en"])
-    daily.set_defaults(handler=_report_daily)
+    _report_parsers(sub)
 
     emulate = sub.add_parser(
         "emulate",
@@ -192,31 +186,6 @@ def _token_create(args: argparse.Namespace) -> int:
         store.close()
     print(f"新令牌（只显示一次）/ new {args.role} token for {args.name!r} (shown once):")  # noqa: T201
     print(token)  # noqa: T201
-    return EXIT_OK
-
-
-def _report_daily(args: argparse.Namespace) -> int:
-
-    try:
-        day = dt.date.fromisoformat(args.date)
-    except ValueError:
-        print("日期格式应为 YYYY-MM-DD / date must be YYYY-MM-DD", file=sys.stderr)  # noqa: T201
-        return EXIT_CONFIG
-    # A report only reads: a mistyped path must not become a new, empty database (all zeros).
-    if not args.db.exists():
-        print(f"找不到数据库 {args.db} / no database at {args.db}", file=sys.stderr)  # noqa: T201
-        return EXIT_CONFIG
-    config, store = _open_store(args)
-    try:
-        report = reports.daily_report(config, store.day_events(day), day)
-    finally:
-        store.close()
-    if args.format == "json":
-        print(json.dumps(reports.to_json(report), ensure_ascii=False, indent=2))  # noqa: T201
-    elif args.format == "csv":
-        sys.stdout.write(reports.to_csv(report, lang=args.lang))
-    else:
-        print(reports.to_table(report, lang=args.lang))  # noqa: T201
     return EXIT_OK
 
 

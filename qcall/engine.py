@@ -663,7 +663,18 @@ class Engine:
                 f"该件状态为 {case.state}，不能再次办结",
                 code="case_state",
             )
-        self._emit(now, EventType.CASE_READY, {"case": case.id, "staff": staff})
+        # The service and the promise travel with the event: reports count cases made ready
+        # per service and on time without looking up the case's opening.
+        self._emit(
+            now,
+            EventType.CASE_READY,
+            {
+                "case": case.id,
+                "service": case.service,
+                "promised_date": case.promised_date.isoformat(),
+                "staff": staff,
+            },
+        )
         return case
 
     def log_inquiry(

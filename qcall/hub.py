@@ -20,6 +20,7 @@ from qcall.engine import Engine
 from qcall.errors import QcallError, StorageError
 from qcall.events import Event, EventBus, EventType
 from qcall.metrics import Metrics
+from qcall.reports.worker import ReportWorker
 from qcall.store import Principal, StaffMember, Store
 
 if TYPE_CHECKING:
@@ -80,6 +81,9 @@ class Hub:
         self._stoppers: list[Callable[[], Awaitable[None]]] = []
         self._diagnostics: list[Callable[[], dict[str, Any]]] = []
         self.hall: Hall | None = None
+        # Reports run in their own process (started on first use): never on the loop's GIL.
+        self.reports = ReportWorker(config, self.db_path)
+        self._stoppers.append(self.reports.close)
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -400,6 +404,7 @@ class Hub:
             "tasks": sorted(t.get_name() for t in self._tasks),
             "devices": {name: dict(info) for name, info in self.engine.devices.items()},
             "device_details": [provider() for provider in self._diagnostics],
+            "reports": self.reports.diagnostics(),
         }
 
     async def events_after(self, seq: int, limit: int = 1000) -> list[Event]:

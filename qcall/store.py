@@ -9,7 +9,7 @@ import json
 import logging
 import secrets
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -36,6 +36,8 @@ TOKEN_PREFIX: Final = "qc_"  # noqa: S105 (a marker, not a secret)
 # A busy writer (a report, the CLI) must not make the hub fail at once.
 BUSY_TIMEOUT_S: Final = 5.0
 REPLAY_BATCH: Final = 1000
+# SQLite allows 32766 parameters; a few hundred ids per query keeps each statement small.
+CASE_LOOKUP_BATCH: Final = 500
 # The WAL is grown once to this size and then reused: overwriting allocated blocks makes a
 # durable commit about 10x cheaper than appending (no file-system metadata to flush).
 WAL_PRIME_BYTES: Final = 16 * 1024 * 1024
@@ -183,6 +185,27 @@ class Store:
         except sqlite3.DatabaseError as err:
             self.quarantine(f"cannot open: {err}")
             self._db = self._connect()
+
+    def open_reader(self) -> None:
+        """Open read-only for reports: no integrity check, migration or moving the file aside
+        (the hub owns it); the schema must be this qcall's."""
+        if not self.path.exists():
+            raise StorageError(f"no database at {self.path}", f"找不到数据库 {self.path}")
+        db = sqlite3.connect(
+            f"{self.path.resolve().as_uri()}?mode=ro",
+            uri=True,
+            timeout=BUSY_TIMEOUT_S,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        version = int(db.execute("PRAGMA user_version").fetchone()[0])
+        if version != DB_VERSION:
+            db.close()
+            raise StorageError(
+                f"database schema v{version} is not this qcall's v{DB_VERSION}",
+                f"数据库版本 v{version} 与本程序的 v{DB_VERSION} 不符",
+            )
+        self._db = db
 
     def close(self) -> None:
         """Close the connection (checkpointing the WAL)."""
@@ -341,6 +364,57 @@ class Store:
             if event.type is EventType.DAY_OPENED and event.seq != first:
                 return
             yield event
+
+    def range_events(self, first: dt.date, last: dt.date) -> Iterator[Event]:
+        """Iterate over the events of the service days ``first``–``last`` (reports)."""
+        openings = self.db.execute(
+            "SELECT seq, json_extract(data, '$.day') FROM events WHERE type = 'day.opened' "
+            "ORDER BY seq"
+        ).fetchall()
+        inside = [int(seq) for seq, day in openings if first.isoformat() <= day <= last.isoformat()]
+        if not inside:
+            return
+        end = next((int(seq) for seq, _ in openings if int(seq) > inside[-1]), None)
+        cursor = self.db.execute(
+            "SELECT seq, type, at, data FROM events WHERE seq >= ? AND seq < ? ORDER BY seq",
+            (inside[0], end if end is not None else self.last_seq() + 1),
+        )
+        while rows := cursor.fetchmany(REPLAY_BATCH):
+            for row in rows:
+                yield _event(row)
+
+    def case_history(self, case_ids: Collection[str], first: dt.date, last: dt.date) -> list[Event]:
+        """Case events a report of ``first``–``last`` needs from anywhere in the log: the
+        ``case.opened`` of ``case_ids`` and of every case promised in the range, and the
+        ``case.ready`` of the latter."""
+        promised = self.db.execute(
+            "SELECT seq, type, at, data FROM events WHERE type = 'case.opened' "
+            "AND json_extract(data, '$.promised_date') BETWEEN ? AND ? ORDER BY seq",
+            (first.isoformat(), last.isoformat()),
+        ).fetchall()
+        found = [_event(row) for row in promised]
+        due = {str(e.data["case"]) for e in found}
+        found += self._case_events("case.opened", set(case_ids) - due)
+        found += self._case_events("case.ready", due)
+        return found
+
+    def _case_events(self, kind: str, case_ids: Collection[str]) -> list[Event]:
+        ids = sorted(case_ids)
+        found: list[Event] = []
+        for start in range(0, len(ids), CASE_LOOKUP_BATCH):
+            chunk = ids[start : start + CASE_LOOKUP_BATCH]
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(
+                "SELECT seq, type, at, data FROM events WHERE type = ? "  # noqa: S608
+                f"AND json_extract(data, '$.case') IN ({marks}) ORDER BY seq",
+                (kind, *chunk),
+            ).fetchall()
+            found += [_event(row) for row in rows]
+        return found
+
+    def staff_names(self) -> dict[str, str]:
+        """Every staff member's name by id (reports show names beside ids)."""
+        return dict(self.db.execute("SELECT id, name FROM staff").fetchall())
 
     # ----------------------------------------------------------------- snapshots
 
@@ -508,10 +582,16 @@ class Store:
         )
 
 
+# Replays and month reports decode ~10^5 rows: a dict lookup instead of the enum's call, and
+# the decoder itself (the log holds compact JSON that append wrote: no whitespace to skip).
+_EVENT_TYPES: Final = {str(t): t for t in EventType}
+_DECODE: Final = json.JSONDecoder().raw_decode
+
+
 def _event(row: tuple[Any, ...]) -> Event:
     return Event(
         seq=int(row[0]),
-        type=EventType(row[1]),
+        type=_EVENT_TYPES.get(row[1]) or EventType(row[1]),
         at=dt.datetime.fromisoformat(row[2]),
-        data=json.loads(row[3]),
+        data=_DECODE(row[3])[0],
     )

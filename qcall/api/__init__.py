@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from qcall.api import reports as _reports  # noqa: F401 (registers the report routes)
 from qcall.api.openapi import openapi_document
 from qcall.api.routes import HUB_KEY, ROUTES, error_response, json_response, make_handler
 from qcall.api.ws import ENCODED_KEY, STREAMS_KEY, EncodedEvents, close_streams, events_ws

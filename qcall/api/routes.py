@@ -14,7 +14,7 @@ from typing import Any, Final
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from qcall import __version__, reports
+from qcall import __version__
 from qcall.api import schemas
 from qcall.auth import client_address
 from qcall.config import format_loc
@@ -636,41 +636,6 @@ async def log_inquiry(ctx: Context) -> web.StreamResponse:
 async def state(ctx: Context) -> web.StreamResponse:
     """Windows, waiting counts and recent calls."""
     return json_response(await ctx.hub.durable_state())
-
-
-@route(
-    "GET",
-    f"{API}/reports/daily",
-    MANAGERS,
-    "Daily figures (JSON or CSV)",
-    errors=(400,),
-    tag="reports",
-)
-async def daily_report(ctx: Context) -> web.StreamResponse:
-    """The figures of one service day."""
-
-    hub = ctx.hub
-    raw = ctx.request.query.get("date") or hub.engine.local(hub.clock()).date().isoformat()
-    try:
-        day = dt.date.fromisoformat(raw)
-    except ValueError as err:
-        raise BadRequest(
-            "date must be YYYY-MM-DD", "日期格式应为 YYYY-MM-DD", code="bad_date"
-        ) from err
-    fmt = ctx.request.query.get("format", "json")
-    if fmt not in ("json", "csv"):
-        raise BadRequest("format must be json or csv", "格式只能是 json 或 csv", code="bad_format")
-    report = await hub.read(
-        lambda: reports.daily_report(hub.config, hub.reader.day_events(day), day)
-    )
-    if fmt == "csv":
-        return web.Response(
-            text=reports.to_csv(report, lang=ctx.lang),
-            content_type="text/csv",
-            charset="utf-8",
-            headers={"Content-Disposition": f'attachment; filename="qcall-{day}.csv"'},
-        )
-    return json_response(reports.to_json(report))
 
 
 @route("GET", f"{API}/diagnostics", ADMINS, "Devices and hub internals", tag="system")

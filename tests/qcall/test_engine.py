@@ -880,7 +880,12 @@ def test_case_ready_pickup_and_collection(eng: Engine, clock: Clock) -> None:
     refused(eng, NotFound, lambda: eng.case_ready(clock(), "C0", "bo1"), "no_case")
     eng.drain()
     assert eng.case_ready(clock.advance(hours=2), case.id, "bo1") is case
-    assert eng.drain()[0].data == {"case": case.id, "staff": "bo1"}
+    assert eng.drain()[0].data == {
+        "case": case.id,
+        "service": "social",  # reports count cases made ready per service
+        "promised_date": case.promised_date.isoformat(),
+        "staff": "bo1",
+    }
     assert case.state is CaseState.READY
     assert case.ready_at == clock()
     refused(eng, Conflict, lambda: eng.case_ready(clock(), case.id, "bo1"), "case_state")
