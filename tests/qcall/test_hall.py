@@ -144,6 +144,21 @@ async def test_keypad_refusals_show_on_its_lcd_and_change_nothing(
     assert hub.engine.seq == seq
 
 
+async def test_a_keypad_trying_staff_ids_is_limited_like_an_address(
+    hub: Hub, emulator: BusEmulator
+) -> None:
+    hub.logins.by_address.limit = 2  # the real limit is 20; two keep the test short
+    for staff in ("x1", "x2"):
+        emulator.press(12, EventKind.LOGIN, staff=staff, pin=PIN)
+        await _until(emulator, 12, lambda s: s["lcd"] == "工号或密码错误")
+        emulator.press(12, EventKind.NEXT)
+        await _until(emulator, 12, lambda s: s["lcd"] == "请先登录")
+    emulator.press(12, EventKind.LOGIN, staff="k1", pin=PIN)
+    await _until(emulator, 12, lambda s: s["lcd"] == "此设备登录失败次数过多，请 10 分钟后再试")
+    assert hub.engine.windows[1].staff is None
+    assert hub.logins.diagnostics()["pin_checks"] == 2
+
+
 async def test_keypad_transfer_and_callback(hub: Hub, emulator: BusEmulator) -> None:
     engine = hub.engine
     await hub.execute(lambda now: engine.open_window(now, 1, "c1"))
