@@ -9,7 +9,6 @@ import gc
 import json
 import logging
 import os
-import secrets
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -21,6 +20,7 @@ from qcall.cli_reports import add_report_parsers as _report_parsers
 from qcall.config import CenterConfig, load_config
 from qcall.errors import ConfigError
 from qcall.model import Role
+from qcall.pin_policy import generate_pin, pin_problem
 from qcall.store import Store
 
 _LOGGER = logging.getLogger("qcall")
@@ -104,7 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     _config_db(add)
     add.add_argument("--id", required=True, help="工号 / staff id")
     add.add_argument("--name", required=True, help="姓名 / name")
-    add.add_argument("--pin", required=True, help="密码 (≥4 位) / PIN (at least 4 characters)")
+    add.add_argument("--pin", required=True, help="密码 (6–8 位数字) / PIN (6 to 8 digits)")
     add.add_argument("--role", required=True, choices=["clerk", "supervisor", "admin"])
     add.set_defaults(handler=_staff_add)
 
@@ -165,8 +165,9 @@ def _open_store(args: argparse.Namespace) -> tuple[CenterConfig, Store]:
 
 
 def _staff_add(args: argparse.Namespace) -> int:
-    if len(args.pin) < 4:
-        print("密码至少 4 位 / the PIN needs at least 4 characters", file=sys.stderr)  # noqa: T201
+    problem = pin_problem(args.id, args.pin)
+    if problem is not None:
+        print(f"{problem[1]} / {problem[0]}", file=sys.stderr)  # noqa: T201
         return EXIT_CONFIG
     _config, store = _open_store(args)
     try:
@@ -333,11 +334,11 @@ def _demo_credentials(store: Store, config: CenterConfig) -> dict[str, object]:
     staff = []
     for window in config.windows:
         staff_id = f"w{window.number:02d}"
-        pin = f"{secrets.randbelow(1_000_000):06d}"
+        pin = generate_pin(staff_id)
         store.add_staff(staff_id, f"{window.number}号窗口演示员", pin, Role.CLERK)
         staff.append({"id": staff_id, "pin": pin, "role": "clerk", "window": window.number})
     for staff_id, role in (("sup1", Role.SUPERVISOR), ("adm1", Role.ADMIN)):
-        pin = f"{secrets.randbelow(1_000_000):06d}"
+        pin = generate_pin(staff_id)
         store.add_staff(staff_id, f"演示{role}", pin, role)
         staff.append({"id": staff_id, "pin": pin, "role": str(role)})
     tokens = {

@@ -243,10 +243,12 @@ class HubSettings(_Frozen):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     metrics_allow: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
+    # Reverse proxies whose X-Forwarded-For / Forwarded headers are believed (none by default).
+    trusted_proxies: list[str] = Field(default_factory=list)
     session_hours: float = Field(default=12.0, gt=0, le=72)
     max_body_bytes: int = Field(default=65536, ge=1024, le=10_000_000)
 
-    @field_validator("metrics_allow")
+    @field_validator("metrics_allow", "trusted_proxies")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
         for item in value:

@@ -1060,7 +1060,8 @@ class Engine:
             )
 
     def _unique_code(self) -> str:
-        taken = {c.pickup_code for c in self.cases.values() if c.state is not CaseState.PICKED_UP}
+        # Collected cases too: while remembered, their code answers "already collected".
+        taken = {c.pickup_code for c in self.cases.values()}
         while True:
             code = self._code_factory()
             if code not in taken:

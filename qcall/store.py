@@ -11,12 +11,14 @@ import secrets
 import sqlite3
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any, Final
 
 from qcall.errors import StorageError
 from qcall.events import Event, EventType
 from qcall.model import Role
+from qcall.pin_policy import check_pin_policy
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -128,6 +130,12 @@ def verify_pin(pin: str, stored: str) -> bool:
         pin.encode(), salt=bytes.fromhex(salt), n=int(n), r=int(r), p=int(p), dklen=32
     )
     return hmac.compare_digest(candidate.hex(), digest)
+
+
+@cache
+def dummy_pin_hash() -> str:
+    """A hash to check PINs of unknown or disabled ids against: the same cost, never a match."""
+    return hash_pin(secrets.token_hex(16))
 
 
 def token_hash(token: str) -> str:
@@ -429,9 +437,10 @@ class Store:
     # ----------------------------------------------------------------- staff
 
     def add_staff(self, staff_id: str, name: str, pin: str, role: Role) -> StaffMember:
-        """Create or replace a staff account with a hashed PIN."""
+        """Create or replace a staff account with a hashed PIN (which must meet the policy)."""
         if role not in (Role.CLERK, Role.SUPERVISOR, Role.ADMIN):
             raise ValueError(f"staff role must be clerk, supervisor or admin, not {role}")
+        check_pin_policy(staff_id, pin)
         self.db.execute(
             "INSERT INTO staff (id, name, role, pin_hash, active, created_at) "
             "VALUES (?, ?, ?, ?, 1, ?) ON CONFLICT(id) DO UPDATE SET "
@@ -448,14 +457,17 @@ class Store:
         return None if row is None else StaffMember(row[0], row[1], Role(row[2]), bool(row[3]))
 
     def check_pin(self, staff_id: str, pin: str) -> StaffMember | None:
-        """Return the staff member when the PIN matches (and the account is active)."""
+        """Return the staff member when the PIN matches (and the account is active).
+
+        Unknown, disabled and known ids all cost exactly one scrypt: timing reveals nothing.
+        """
         row = self.db.execute(
             "SELECT id, name, role, active, pin_hash FROM staff WHERE id = ?", (staff_id,)
         ).fetchone()
-        if row is None:
-            verify_pin(pin, hash_pin("x"))  # same cost as a real check: no account probing
+        if row is None or not row[3]:
+            verify_pin(pin, dummy_pin_hash())
             return None
-        if not row[3] or not verify_pin(pin, row[4]):
+        if not verify_pin(pin, row[4]):
             return None
         return StaffMember(row[0], row[1], Role(row[2]), True)
 
@@ -472,6 +484,38 @@ class Store:
             (staff_id, since.isoformat()),
         ).fetchone()
         return int(row[0])
+
+    def save_login_changes(self, changes: list[tuple[str, dt.datetime | None]]) -> None:
+        """Apply failed logins (id, when) and clears (id, None) in order, in one transaction."""
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for staff_id, at in changes:
+                if at is None:
+                    db.execute("DELETE FROM login_failures WHERE staff_id = ?", (staff_id,))
+                else:
+                    db.execute(
+                        "INSERT INTO login_failures (staff_id, at) VALUES (?, ?)",
+                        (staff_id, at.isoformat()),
+                    )
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
+    def login_failures_after(self, since: dt.datetime) -> list[tuple[str, dt.datetime]]:
+        """Failed logins since a moment, oldest first (to restore lockouts at start)."""
+        rows = self.db.execute(
+            "SELECT staff_id, at FROM login_failures WHERE at >= ? ORDER BY at",
+            (since.isoformat(),),
+        ).fetchall()
+        return [(str(r[0]), dt.datetime.fromisoformat(r[1])) for r in rows]
+
+    def prune_login_failures(self, before: dt.datetime) -> int:
+        """Delete failed logins older than a moment (they no longer lock anything)."""
+        cursor = self.db.execute("DELETE FROM login_failures WHERE at < ?", (before.isoformat(),))
+        return cursor.rowcount
 
     def clear_login_failures(self, staff_id: str) -> None:
         """Forget failures after a good login."""

@@ -166,13 +166,16 @@ def test_staff_add_then_token_create(tmp_path: Path) -> None:
         store.close()
 
 
-def test_staff_add_refuses_a_short_pin(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("pin", "why"), [("12", "6 至 8 位"), ("123456", "过于简单"), ("100234", "过于简单")]
+)
+def test_staff_add_refuses_a_short_or_obvious_pin(tmp_path: Path, pin: str, why: str) -> None:
     db = tmp_path / "q.db"
-    result = qcall("staff", "add", "--config", str(DEMO), "--db", str(db), "--id", "c1",
-                   "--name", "张三", "--pin", "12", "--role", "clerk")  # fmt: skip
+    result = qcall("staff", "add", "--config", str(DEMO), "--db", str(db), "--id", "100234",
+                   "--name", "张三", "--pin", pin, "--role", "clerk")  # fmt: skip
     assert result.returncode == 2
     assert "PIN" in result.stderr
-    assert "密码至少 4 位" in result.stderr
+    assert why in result.stderr
     assert not db.exists()
 
 
