@@ -246,37 +246,7 @@ class Hub:
     def _open_and_replay(self) -> None:
         """Open the writer and rebuild the state; only real damage counts as corruption."""
         self.store.open_writer()
-        try:
-            self._load()
-        except sqlite3.OperationalError:
-            raise  # locked, disk full, no permission: not damage, the file stays as it is
-        except sqlite3.DatabaseError as err:
-            raise corrupt_error(self.db_path, str(err)) from err
-        except _BROKEN_LOG as err:
-            raise corrupt_error(
-                self.db_path, f"event log unreadable after seq {self.engine.seq}: {err!r}"
-            ) from err
-
-    def _load(self) -> None:
-        last = self.store.last_seq()
-        self.engine.seq = self.store.log_origin()
-        # A snapshot is only derived data: when it cannot be read, the log is replayed whole
-        # (never moved aside, which would lose the day).
-        try:
-            snapshot = self.store.latest_snapshot()
-            if snapshot is not None and int(snapshot["seq"]) <= last:
-                self.engine.load_snapshot(snapshot)
-        except _BROKEN_LOG as err:
-            _LOGGER.warning("latest snapshot unusable (%r); replaying the whole log", err)
-            self.engine = Engine(self.config)
-            self.engine.seq = self.store.log_origin()
-        count = 0
-        for event in self.store.iter_events(self.engine.seq):
-            self.engine.replay(event)
-            count += 1
-        if self.engine.seq != last:
-            raise ValueError(f"replay ended at seq {self.engine.seq}, log ends at {last}")
-        _LOGGER.info("state rebuilt: %d events replayed, seq %d", count, last)
+        self.engine = rebuild_engine(self.config, self.store)
 
     # ----------------------------------------------------------------- commands
 
@@ -491,6 +461,45 @@ class Hub:
     async def events_after(self, seq: int, limit: int = 1000) -> list[Event]:
         """Committed events after ``seq`` from the log."""
         return await self.read(self.reader.events_after, seq, limit)
+
+
+def rebuild_engine(config: CenterConfig, store: Store) -> Engine:
+    """Rebuild the engine from the latest usable snapshot and the log after it.
+
+    The log is applied as history, whatever the configuration says now. Only real damage
+    raises ``DatabaseCorrupt``: SQLite's own errors, or a log that does not replay (bad JSON,
+    an unknown event type, a gap, an event that does not fit the state before it).
+    """
+    origin = store.log_origin()
+    engine = Engine(config)
+    engine.seq = origin
+    try:
+        last = store.last_seq()
+        # A snapshot is only derived data: when it cannot be read, the log is replayed whole.
+        try:
+            snapshot = store.latest_snapshot()
+            if snapshot is not None and int(snapshot["seq"]) <= last:
+                engine.load_snapshot(snapshot)
+        except _BROKEN_LOG as err:
+            _LOGGER.warning("latest snapshot unusable (%r); replaying the whole log", err)
+            engine = Engine(config)
+            engine.seq = origin
+        count = 0
+        for event in store.iter_events(engine.seq):
+            engine.replay(event)
+            count += 1
+        if engine.seq != last:
+            raise ValueError(f"replay ended at seq {engine.seq}, log ends at {last}")
+    except sqlite3.OperationalError:
+        raise  # locked, disk full, no permission: not damage, the file stays as it is
+    except sqlite3.DatabaseError as err:
+        raise corrupt_error(store.path, str(err)) from err
+    except _BROKEN_LOG as err:
+        raise corrupt_error(
+            store.path, f"event log unreadable after seq {engine.seq}: {err!r}"
+        ) from err
+    _LOGGER.info("state rebuilt: %d events replayed, seq %d", count, last)
+    return engine
 
 
 def _storage_failed() -> StorageError:
