@@ -520,3 +520,34 @@ def test_a_closed_store_says_so(db_path: Path) -> None:
     s.close()  # idempotent
     with pytest.raises(StorageError):
         s.append([ev(1)])
+
+
+# ----------------------------------------------------------------------------- WAL
+
+
+def test_the_wal_is_primed_once_and_not_again_after_a_crash(
+    db_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "WAL_PRIME_BYTES", 256 * 1024)
+    monkeypatch.setattr(store_module, "WAL_LIMIT_BYTES", 512 * 1024)
+    s = Store(db_path)
+    s.open_writer()
+    try:
+        assert s.wal_bytes() >= 256 * 1024
+        s.append([ev(1)])
+        # What a crash leaves behind: the database and its WAL as they are now.
+        crashed = tmp_path / "crashed"
+        crashed.mkdir()
+        for suffix in ("", "-wal"):
+            (crashed / f"q.db{suffix}").write_bytes(Path(f"{db_path}{suffix}").read_bytes())
+    finally:
+        s.close()
+    wal = crashed / "q.db-wal"
+    before = wal.read_bytes()
+    again = Store(crashed / "q.db")
+    again.open_writer()
+    try:
+        assert again.last_seq() == 1  # the WAL's commit is recovered ...
+        assert wal.read_bytes() == before  # ... and the WAL is not primed a second time
+    finally:
+        again.close()
