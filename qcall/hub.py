@@ -49,6 +49,8 @@ STOP_STAGE_TIMEOUT_S: Final = 10.0
 # A read that shows only committed state waits at most this long for the commit in flight
 # (a durable commit takes milliseconds; a storage failure ends the wait at once).
 COMMITTED_READ_TIMEOUT_S: Final = 5.0
+# Event-loop turns stop() gives tasks started while devices stop before numbering ends.
+STOP_YIELDS: Final = 3
 # What a broken event log raises while it is replayed (bad JSON, unknown type, missing field,
 # an event that does not fit the state before it).
 _BROKEN_LOG: Final = (ValueError, KeyError, TypeError, IndexError, AttributeError)
@@ -160,6 +162,9 @@ class Hub:
             except Exception:
                 _LOGGER.exception("stopping %r failed", stopper)
         self._stoppers.clear()
+        # Tasks the stoppers just started (a device going offline) reach the journal first.
+        for _ in range(STOP_YIELDS):
+            await asyncio.sleep(0)
         self._closing = True
         self._wake.set()
         if self._journal_task is not None and not self._journal_task.done():
@@ -388,7 +393,8 @@ class Hub:
             try:
                 await self.execute(self.engine.tick)
             except QcallError:
-                _LOGGER.exception("day rollover failed")
+                if not self._closing:
+                    _LOGGER.exception("day rollover failed")
 
     # ----------------------------------------------------------------- auth
 

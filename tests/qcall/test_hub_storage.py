@@ -306,3 +306,24 @@ async def test_qcall_serve_refuses_a_database_already_served(tmp_path: Path) -> 
     assert "--accept-data-loss" in result.stderr
     assert "备份" in result.stderr
     assert head(db).startswith(b"this is not a database")
+
+
+async def test_a_device_going_offline_while_stopping_is_committed(
+    db_path: Path, clock: Clock
+) -> None:
+    h = Hub(make_config(), db_path, clock=clock)
+    await h.start()
+
+    async def hall_stop() -> None:
+        # What the hall does when its bus closes: record the state change in a task of its own.
+        async def record() -> None:
+            await h.execute(lambda now: h.engine.device_state(now, "display@1", "offline", "bye"))
+
+        h.create_task(record(), "device-state:display@1")
+
+    h._stoppers.append(hall_stop)  # how the hall registers itself in start()
+    await h.stop()
+    rows = db_rows(db_path, "SELECT seq, type FROM events ORDER BY seq DESC LIMIT 1")
+    assert rows == [(h.engine.seq, "device.state")]
+    assert h.committed_seq == h.engine.seq
+    assert db_rows(db_path, "SELECT MAX(seq) FROM snapshots") == [(h.engine.seq,)]
