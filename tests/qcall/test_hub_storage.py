@@ -5,6 +5,7 @@ one hub per database."""
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import sqlite3
 import subprocess
@@ -23,6 +24,7 @@ from qcall.dblock import DatabaseLock
 from qcall.errors import DatabaseInUse, StorageError
 from qcall.events import Event
 from qcall.hub import Hub
+from qcall.model import Role
 from tests.common import Clock, make_config, standalone_demo_config
 from tests.qcall.test_hub import db_rows, db_seqs, head, run
 
@@ -327,3 +329,47 @@ async def test_a_device_going_offline_while_stopping_is_committed(
     assert rows == [(h.engine.seq, "device.state")]
     assert h.committed_seq == h.engine.seq
     assert db_rows(db_path, "SELECT MAX(seq) FROM snapshots") == [(h.engine.seq,)]
+
+
+async def test_http_reads_wait_for_the_commit_of_what_they_show(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aiohttp import ClientSession
+    from aiohttp.test_utils import TestServer
+
+    from qcall.api import build_app
+
+    kiosk = await hub.write(hub.store.create_token, Role.KIOSK, "kiosk 1")
+    await run(hub, hub.engine.open_window, 1, "c1")
+    server = TestServer(build_app(hub, manage_hub=False), host="127.0.0.1")
+    await server.start_server()
+    try:
+        async with ClientSession(headers={"Authorization": f"Bearer {kiosk}"}) as http:
+            blocked = BlockedAppend(hub)
+            monkeypatch.setattr(hub.store, "append", blocked)
+            issuing = asyncio.ensure_future(run(hub, hub.engine.issue, "social"))
+            await blocked.wait_entered()
+            ticket = hub.engine.tickets["20261126-A001"]  # applied, not yet on disk
+
+            async def get(path: str) -> tuple[int, str]:
+                async with http.get(server.make_url(path)) as response:
+                    return response.status, await response.text()
+
+            paths = (
+                f"/api/v1/tickets/{ticket.id}",
+                f"/api/v1/track/{ticket.track_token}",
+                f"/t/{ticket.track_token}",
+                "/api/v1/catalog",
+            )
+            reads = [asyncio.ensure_future(get(path)) for path in paths]
+            await asyncio.sleep(0.2)
+            assert [r.done() for r in reads] == [False] * len(paths)
+            blocked.release.set()
+            answers = await asyncio.wait_for(asyncio.gather(*reads), WAIT_S)
+            await asyncio.wait_for(issuing, WAIT_S)
+    finally:
+        await server.close()
+    assert [status for status, _ in answers] == [200] * len(paths)
+    assert all("A001" in body for _, body in answers[:3])
+    social = next(s for s in json.loads(answers[3][1])["services"] if s["id"] == "social")
+    assert social["waiting"] == 1
