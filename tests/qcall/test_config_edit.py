@@ -16,7 +16,8 @@ from typing import Any, Final
 import pytest
 
 from qcall.config import CenterConfig, parse_config
-from qcall.engine import SERVICE_REMOVED, WINDOW_REMOVED
+from qcall.engine import SERVICE_REMOVED, WINDOW_REMOVED, Engine
+from qcall.errors import NotFound
 from qcall.hub import Hub
 from qcall.model import Outcome, Role, TicketState
 from qcall.preflight import restart_preview
@@ -257,3 +258,66 @@ def _toml(raw: Any) -> str:
     spec.loader.exec_module(module)
     text: str = module.dumps(raw)
     return text
+
+
+# ----------------------------------------------------------------------------- the pure engine
+
+
+def replayed(events: list[Any], config: CenterConfig) -> Engine:
+    engine = Engine(config)
+    for event in events:
+        engine.replay(event)
+    return engine
+
+
+def test_the_engine_replays_history_the_configuration_no_longer_has() -> None:
+    clock = Clock()
+    engine = Engine(make_config())
+    log: list[Any] = []
+
+    def do(command: Any, *args: Any, **kwargs: Any) -> Any:
+        result = command(clock.now, *args, **kwargs)
+        log.extend(engine.drain())
+        clock.advance(minutes=1)
+        return result
+
+    do(engine.open_window, 2, "c2")
+    do(engine.open_window, 3, "c3")
+    for service in ("medical", "housing", "housing", "social"):
+        do(engine.issue, service)
+    called = do(engine.call_next, 3, "c3")  # C001 at window 3
+    do(engine.no_show, 3, "c3")
+    b001 = do(engine.call_next, 2, "c2")  # B001 (weight 3) at window 2
+    do(engine.finish, 2, "c2", Outcome.DONE)
+    assert (called.number, b001.number) == ("C001", "B001")
+
+    # Housing and its window 3 are gone: the whole log still applies as it happened.
+    config = config_of(edited(drop_services=("housing",), drop_windows=(3,)))
+    engine = replayed(log, config)
+    assert engine.seq == log[-1].seq
+    assert engine.tickets[called.id].state is TicketState.NO_SHOW
+    assert engine.handle_s["medical"] > 0
+    events = engine.reconcile(clock.now)
+    assert [(str(e.type), e.data.get("reason")) for e in events] == [
+        ("window.closed", WINDOW_REMOVED),
+        ("ticket.cancelled", SERVICE_REMOVED),
+    ]
+    assert events[0].data == {
+        "window": 3,
+        "staff": "c3",
+        "requeued": [],
+        "unpinned": [],
+        "reason": WINDOW_REMOVED,
+    }
+    assert events[1].data["number"] == "C002"
+    assert engine.reconcile(clock.now) == []  # resolved once, for good
+    assert [w["number"] for w in engine.state()["windows"]] == [1, 2, 4]
+    # The no-show of a removed service cannot be put back in a line nobody calls.
+    with pytest.raises(NotFound):
+        engine.reactivate(clock.now, called.id)
+    with pytest.raises(NotFound):
+        engine.open_window(clock.now, 3, "c3")
+    # Replaying the reconciled log again gives the same state, with either configuration.
+    full = [*log, *events]
+    assert replayed(full, config).to_snapshot() == engine.to_snapshot()
+    assert replayed(full, make_config()).seq == engine.seq

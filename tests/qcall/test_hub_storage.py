@@ -373,3 +373,63 @@ async def test_http_reads_wait_for_the_commit_of_what_they_show(
     assert all("A001" in body for _, body in answers[:3])
     social = next(s for s in json.loads(answers[3][1])["services"] if s["id"] == "social")
     assert social["waiting"] == 1
+
+
+def test_serve_with_accept_data_loss_starts_on_a_new_log_keeping_staff(tmp_path: Path) -> None:
+    config_path = standalone_demo_config(tmp_path)
+    db = tmp_path / "q.db"
+    store = store_module.Store(db)
+    store.open()
+    store.add_staff("c1", "张三", "73915284", Role.CLERK)
+    store.db.execute(
+        "INSERT INTO events VALUES (1, 'day.opened', '2026-11-26T08:00:00+08:00', 'not json')"
+    )
+    store.close()
+    check = subprocess.run(
+        [sys.executable, "-m", "qcall", "check-config", str(config_path), "--db", str(db)],
+        capture_output=True, text=True, cwd=ROOT, timeout=CLI_TIMEOUT_S, check=False,
+    )  # fmt: skip
+    assert check.returncode == 3, check.stderr
+    assert "--accept-data-loss" in check.stderr
+    port = free_port()
+    hub = subprocess.Popen(
+        [sys.executable, "-m", "qcall", "serve", "--config", str(config_path), "--db", str(db),
+         "--host", "127.0.0.1", "--port", str(port), "--accept-data-loss"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+    )  # fmt: skip
+    try:
+        health = wait_health(port)
+    finally:
+        hub.terminate()
+        _out, err = hub.communicate(timeout=CLI_TIMEOUT_S)
+    assert hub.returncode == 0, err
+    assert health["status"] == "ok"
+    assert health["seq"] == 2  # the new log goes on after the old one's seq 1
+    [moved] = [
+        p
+        for p in tmp_path.iterdir()
+        if p.name.startswith("q.db.corrupt.") and not p.name.endswith(("-wal", "-shm"))
+    ]
+    assert db_rows(moved, "SELECT data FROM events") == [("not json",)]
+    store = store_module.Store(db)
+    store.open()
+    try:
+        assert store.check_pin("c1", "73915284") is not None
+    finally:
+        store.close()
+
+
+def wait_health(port: int) -> dict[str, Any]:
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + CLI_TIMEOUT_S
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/health") as response:
+                answer: dict[str, Any] = json.loads(response.read())
+                return answer
+        except (urllib.error.URLError, ConnectionError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
