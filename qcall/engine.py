@@ -278,18 +278,29 @@ class Engine:
                 EventType.DAY_CLOSED,
                 {"day": self.day.isoformat(), "expired": expired, "closed_windows": closed},
             )
-        day_type = self.config.calendar.day_type(today)
-        hours = self.config.calendar.hours(today)
-        self._emit(
-            now,
-            EventType.DAY_OPENED,
-            {
-                "day": today.isoformat(),
-                "day_type": str(day_type),
-                "opens": hours.start.isoformat("minutes") if hours else None,
-                "closes": hours.end.isoformat("minutes") if hours else None,
-            },
-        )
+        self._emit(now, EventType.DAY_OPENED, self._day_opened(today))
+
+    def resume_day(self, now: dt.datetime, day: dt.date, numbers: Mapping[str, int]) -> None:
+        """Open ``day`` on a new log (after an accepted data loss), numbering on from ``numbers``.
+
+        Only at the very start of a log, and only when ``day`` is still today: numbers never
+        repeat in a day, even when the tickets of that day were lost.
+        """
+        if self.day is not None or self.local(now).date() != day:
+            return
+        data = self._day_opened(day)
+        data["numbers_from"] = {prefix: int(n) for prefix, n in sorted(numbers.items())}
+        self._emit(now, EventType.DAY_OPENED, data)
+
+    def _day_opened(self, day: dt.date) -> dict[str, Any]:
+        day_type = self.config.calendar.day_type(day)
+        hours = self.config.calendar.hours(day)
+        return {
+            "day": day.isoformat(),
+            "day_type": str(day_type),
+            "opens": hours.start.isoformat("minutes") if hours else None,
+            "closes": hours.end.isoformat("minutes") if hours else None,
+        }
 
     def reconcile(self, now: dt.datetime) -> list[Event]:
         """Resolve, with events, what the log holds and the configuration no longer has.
@@ -1307,7 +1318,8 @@ class Engine:
         self.tickets.clear()
         self.by_token.clear()
         self.by_number.clear()
-        self.counters.clear()
+        # Numbering starts at 1, or after the numbers a lost log had issued that day.
+        self.counters = {p: int(n) for p, n in data.get("numbers_from", {}).items()}
         self.issued.clear()
         self.recent_calls.clear()
         # A new day starts from the configuration: windows and lines it no longer has are gone

@@ -27,6 +27,7 @@ from qcall.store import (
     LOGIN_MAX_FAILURES,
     LOGIN_WINDOW,
     Principal,
+    Recovery,
     StaffMember,
     Store,
     corrupt_error,
@@ -74,7 +75,7 @@ class Hub:
         # Commands and reads take their time from here: never earlier than the log's latest.
         self.now = ForwardClock(self.clock)
         self.accept_data_loss = accept_data_loss
-        self.recovered: dict[str, int] | None = None
+        self.recovered: Recovery | None = None
         self.lock = DatabaseLock(self.db_path)
         self.engine = Engine(config)
         self.bus = EventBus()
@@ -124,6 +125,10 @@ class Hub:
         self._journal_task = self.create_task(self._journal(), "journal", critical=True)
         self.create_task(self._checkpoint_loop(), "checkpoint", critical=True)
         self.create_task(self._day_ticker(), "day-ticker")
+        recovered = self.recovered
+        if recovered is not None and recovered.day is not None:
+            day, numbers = recovered.day, recovered.numbers
+            await self.execute(lambda now: self.engine.resume_day(now, day, numbers))
         await self.execute(self.engine.tick)
         # What the log holds and the configuration no longer has is resolved by new events.
         await self.execute(self.engine.reconcile)
@@ -455,7 +460,7 @@ class Hub:
             "committed_seq": self.committed_seq,
             "pending_batches": len(self._pending),
             "storage_failed": self._failure is not None,
-            "data_loss_recovery": self.recovered,
+            "data_loss_recovery": self.recovered.to_dict() if self.recovered else None,
             "wal_bytes": self.store.wal_bytes(),
             "clock": self.now.diagnostics(),
             "subscribers": self.bus.subscriber_count,

@@ -9,7 +9,7 @@ import json
 import logging
 import secrets
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -52,6 +52,25 @@ class StaffMember:
     name: str
     role: Role
     active: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    """What an accepted data loss kept from the damaged database."""
+
+    moved_to: Path
+    saved: Mapping[str, int]  # rows per table (-1: unreadable) and the seq reached
+    day: dt.date | None  # the service day the damaged log had open
+    numbers: Mapping[str, int]  # the highest number issued that day, per prefix
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the diagnostics form."""
+        return {
+            "moved_to": str(self.moved_to),
+            "saved": dict(self.saved),
+            "day": self.day.isoformat() if self.day else None,
+            "numbers": dict(self.numbers),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,20 +270,26 @@ class Store:
             )
         self._db = db
 
-    def recover(self, reason: str) -> dict[str, int]:
+    def recover(self, reason: str) -> Recovery:
         """Accepted data loss: move the damaged file aside, start a new one, carry over the rest.
 
         Staff accounts, tokens and webhook cursors are copied from the damaged file as far as
-        it can still be read, and the new log continues the seq the old one reached. Returns
-        how many rows of each were saved (-1 when that part could not be read).
+        it can still be read, and the new log continues the seq the old one reached. The
+        numbers issued on the damaged log's last day are read too, so that the hub can go on
+        numbering that day instead of issuing A001 again.
         """
         moved = self.quarantine(reason)
         self._db = self._connect()
         saved = _salvage(moved, self.db)
+        day, numbers = _salvage_numbers(moved)
         _LOGGER.warning(
-            "started a new log after an accepted data loss; saved from %s: %s", moved, saved
+            "started a new log after an accepted data loss; saved from %s: %s; numbers of %s: %s",
+            moved,
+            saved,
+            day,
+            numbers,
         )
-        return saved
+        return Recovery(moved, saved, day, numbers)
 
     def close(self) -> None:
         """Close the connection (checkpointing the WAL)."""
@@ -620,6 +645,43 @@ def _salvage(old_path: Path, new: sqlite3.Connection) -> dict[str, int]:
     finally:
         old.close()
     return saved
+
+
+def _salvage_numbers(old_path: Path) -> tuple[dt.date | None, dict[str, int]]:
+    """The damaged log's last service day and the highest number issued in it, per prefix.
+
+    Read row by row, as far as the file allows: a row that does not parse is skipped, a
+    damaged page ends the scan with what was found before it.
+    """
+    numbers: dict[str, int] = {}
+    try:
+        old = sqlite3.connect(f"{old_path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return None, numbers
+    try:
+        try:
+            row = old.execute(
+                "SELECT seq, data FROM events WHERE type = 'day.opened' ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+            first, day = int(row[0]), dt.date.fromisoformat(json.loads(row[1])["day"])
+        except (sqlite3.Error, TypeError, ValueError, KeyError):
+            return None, numbers
+        try:
+            for (raw,) in old.execute(
+                "SELECT data FROM events WHERE type = 'ticket.issued' AND seq > ?", (first,)
+            ):
+                try:
+                    data = json.loads(raw)
+                    count = int(str(data["number"])[len(str(data["prefix"])) :])
+                except (TypeError, ValueError, KeyError):
+                    continue
+                prefix = str(data["prefix"])
+                numbers[prefix] = max(numbers.get(prefix, 0), count)
+        except sqlite3.Error:
+            pass  # a damaged page: keep what was read before it
+        return day, numbers
+    finally:
+        old.close()
 
 
 def _event(row: tuple[Any, ...]) -> Event:

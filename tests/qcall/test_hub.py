@@ -273,7 +273,13 @@ async def test_a_corrupt_event_row_refuses_to_start_until_the_loss_is_accepted(
         assert moved.exists()
         assert moved.name.startswith("h.db.corrupt.")
         assert second.diagnostics()["db_moved_aside"] == str(moved)
-        assert second.recovered == {"staff": 1, "tokens": 1, "webhook_cursors": 0, "seq": last}
+        recovery = second.recovered
+        assert recovery is not None
+        assert recovery.saved == {"staff": 1, "tokens": 1, "webhook_cursors": 0, "seq": last}
+        # The numbers the lost log issued today are not issued again (A001 is unreadable).
+        assert recovery.day == dt.date(2026, 11, 26)
+        assert recovery.numbers == {"A": 4, "B": 2, "C": 2}
+        assert second.diagnostics()["data_loss_recovery"]["numbers"] == recovery.numbers
         errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
         assert any(str(moved) in r.getMessage() for r in errors)
         # Staff and tokens survive; the new log continues the seq, never reusing one.
@@ -281,9 +287,12 @@ async def test_a_corrupt_event_row_refuses_to_start_until_the_loss_is_accepted(
         assert await second.write(second.store.check_pin, "c1", PIN) is not None
         assert second.engine.seq == last + 1  # the day opened again
         await run(second, second.engine.open_window, 1, "c1")
+        ticket = await run(second, second.engine.issue, "social")
+        assert (ticket.number, ticket.id) == ("A005", "20261126-A005")
+        assert (await run(second, second.engine.issue, "medical")).number == "B003"
     finally:
         await second.stop()
-    assert db_seqs(db_path) == [last + 1, last + 2]
+    assert db_seqs(db_path) == list(range(last + 1, last + 5))
     # The old log is kept whole for the technician.
     assert db_seqs(moved) == list(range(1, last + 1))
 

@@ -364,7 +364,8 @@ def _assert_recovered(
     db_path: Path, original: bytes, caplog: pytest.LogCaptureFixture
 ) -> dict[str, int]:
     s = Store(db_path)
-    saved = s.recover("test")
+    recovery = s.recover("test")
+    saved = dict(recovery.saved)
     try:
         assert s.last_seq() == s.log_origin() == saved["seq"]
         s.append([ev(saved["seq"] + 1)])  # the new log continues the old one's seq
@@ -430,9 +431,10 @@ def test_recovery_keeps_staff_tokens_cursors_and_the_seq(db_path: Path) -> None:
     s.append([ev(n) for n in range(1, 51)])
     s.close()
     s = Store(db_path)
-    saved = s.recover("broken log")
+    recovery = s.recover("broken log")
     try:
-        assert saved == {"staff": 1, "tokens": 1, "webhook_cursors": 1, "seq": 50}
+        assert recovery.saved == {"staff": 1, "tokens": 1, "webhook_cursors": 1, "seq": 50}
+        assert (recovery.day, recovery.numbers) == (None, {})  # no day.opened in this log
         assert s.check_pin("c1", PIN) is not None
         found = s.principal(token)
         assert found is not None
