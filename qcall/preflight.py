@@ -59,10 +59,16 @@ def restart_preview(
     cancelled: dict[str, list[str]] = defaultdict(list)
     for event in events:
         data = event.data
+        if event.type is EventType.TICKET_CANCELLED and data.get("reason") == SERVICE_REMOVED:
+            cancelled[tickets[data["id"]].service].append(data["number"])
+    gone = {number for numbers in cancelled.values() for number in numbers}
+    for event in events:
+        data = event.data
         if event.type is EventType.WINDOW_CLOSED and data.get("reason") == WINDOW_REMOVED:
             staff = data["staff"]
-            requeued = [engine.tickets[t].number for t in data["requeued"]]
-            unpinned = [engine.tickets[t].number for t in data["unpinned"]]
+            # Tickets of a removed service are told about below, with their service.
+            requeued = [n for t in data["requeued"] if (n := tickets[t].number) not in gone]
+            unpinned = [n for t in data["unpinned"] if (n := tickets[t].number) not in gone]
             zh = f"{data['window']} 号窗口已从配置中删除，重启时将被关闭"
             en = f"window {data['window']} is no longer configured; a restart closes it"
             if staff:
@@ -75,19 +81,17 @@ def restart_preview(
                 zh += f"；转至该窗口的 {_numbers(unpinned)} 回到所办业务的队列"
                 en += f"; {_numbers(unpinned)}, transferred to it, rejoin their service's line"
             warnings.append(RestartChange(zh + "。", en + "."))
-        elif event.type is EventType.TICKET_CANCELLED and data.get("reason") == SERVICE_REMOVED:
-            cancelled[tickets[data["id"]].service].append(data["number"])
     for service_id, numbers in sorted(cancelled.items()):
         warnings.append(
             RestartChange(
-                f"业务 {service_id} 已从配置中删除：今日仍在等候的 {len(numbers)} 个号码"
+                f"业务 {service_id} 已从配置中删除：今日尚未办理的 {len(numbers)} 个号码"
                 f"（{_numbers(numbers)}）将在重启时取消，请先安排这些群众。",
-                f"service {service_id} is no longer configured: {len(numbers)} tickets still "
-                f"waiting today ({_numbers(numbers)}) are cancelled at the restart; look after "
+                f"service {service_id} is no longer configured: {len(numbers)} tickets not yet "
+                f"served today ({_numbers(numbers)}) are cancelled at the restart; look after "
                 "those residents first.",
             )
         )
-    still = [n for n in kept if n not in {w for ns in cancelled.values() for w in ns}]
+    still = [n for n in kept if n not in gone]
     if still:
         warnings.append(
             RestartChange(
