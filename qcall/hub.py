@@ -94,6 +94,7 @@ class Hub:
         self._durable = asyncio.Event()
         self._failure: BaseException | None = None
         self._closing = False
+        self._serving = False  # storage is open and the journal runs
         self._journal_task: asyncio.Task[None] | None = None
         self._critical: set[asyncio.Task[Any]] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -122,6 +123,7 @@ class Hub:
         await self.read(self.reader.open)
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._checkpoints, self.checkpointer.open)
+        self._serving = True
         self._journal_task = self.create_task(self._journal(), "journal", critical=True)
         self.create_task(self._checkpoint_loop(), "checkpoint", critical=True)
         self.create_task(self._day_ticker(), "day-ticker")
@@ -230,12 +232,23 @@ class Hub:
     # ----------------------------------------------------------------- storage threads
 
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run a storage call on the single writer thread."""
-        return await asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
+        """Run a storage call on the single writer thread (a storage failure is fatal)."""
+        return await self._storage(self._writer, fn, *args)
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a storage call on the reader thread (never delays commits)."""
-        return await asyncio.get_running_loop().run_in_executor(self._reads, fn, *args)
+        return await self._storage(self._reads, fn, *args)
+
+    async def _storage(self, thread: ThreadPoolExecutor, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(thread, fn, *args)
+        except sqlite3.DatabaseError as err:
+            # I/O errors, a full disk, a lock held too long, damage found while running: the one
+            # fatal path, whatever the call was. A constraint violation is the caller's error.
+            if not self._serving or not _storage_failure(err):
+                raise
+            self._fail(err)
+            raise _storage_failed() from err
 
     def _open_and_load(self) -> None:
         try:
@@ -511,6 +524,11 @@ def rebuild_engine(config: CenterConfig, store: Store) -> Engine:
         ) from err
     _LOGGER.info("state rebuilt: %d events replayed, seq %d", count, last)
     return engine
+
+
+def _storage_failure(err: sqlite3.DatabaseError) -> bool:
+    """SQLite could not do its job (not a constraint the caller broke, not a misuse)."""
+    return isinstance(err, sqlite3.OperationalError) or type(err) is sqlite3.DatabaseError
 
 
 def _storage_failed() -> StorageError:

@@ -163,6 +163,33 @@ async def test_a_checkpoint_io_error_is_fatal(
         await asyncio.wait_for(h.stop(), WAIT_S)
 
 
+async def test_any_storage_failure_is_fatal_not_just_a_commit(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = await hub.write(hub.store.create_token, Role.CLERK, "张三")
+
+    def broken(raw: str) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(hub.store, "revoke_token", broken)
+    with pytest.raises(StorageError):
+        await hub.revoke(token)
+    assert hub.fatal.is_set()
+    with pytest.raises(StorageError):
+        await run(hub, hub.engine.open_window, 1, "c1")
+
+
+async def test_a_refused_write_is_the_callers_error_not_a_storage_failure(hub: Hub) -> None:
+    def duplicate() -> None:
+        hub.store.db.execute("INSERT INTO webhook_cursors VALUES ('a', 1)")
+        hub.store.db.execute("INSERT INTO webhook_cursors VALUES ('a', 2)")
+
+    with pytest.raises(sqlite3.IntegrityError):
+        await hub.write(duplicate)
+    assert not hub.fatal.is_set()
+    await run(hub, hub.engine.open_window, 1, "c1")
+
+
 # ----------------------------------------------------------------------------- stop
 
 
