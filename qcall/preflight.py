@@ -36,7 +36,7 @@ def restart_preview(
     Raises ``DatabaseCorrupt`` for a damaged database and ``StorageError`` when it is missing.
     """
     store = Store(db_path)
-    store.open_readonly()
+    store.open_reader(check=True)
     try:
         engine = rebuild_engine(config, store)
         floor = store.last_event_at()

@@ -451,7 +451,7 @@ def test_recovery_keeps_staff_tokens_cursors_and_the_seq(db_path: Path) -> None:
 
 def test_read_only_open_creates_and_changes_nothing(db_path: Path, tmp_path: Path) -> None:
     with pytest.raises(StorageError):
-        Store(tmp_path / "missing.db").open_readonly()
+        Store(tmp_path / "missing.db").open_reader(check=True)
     assert not (tmp_path / "missing.db").exists()
     s = Store(db_path)
     s.open()
@@ -459,7 +459,7 @@ def test_read_only_open_creates_and_changes_nothing(db_path: Path, tmp_path: Pat
     s.close()
     before = db_path.read_bytes()
     r = Store(db_path)
-    r.open_readonly()
+    r.open_reader(check=True)
     try:
         assert r.last_seq() == 1
         with pytest.raises(sqlite3.OperationalError, match="readonly"):
