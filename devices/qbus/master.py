@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 import random
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -155,6 +156,8 @@ class _Job:
     parse: Callable[[Frame], Any]
     fail_if_offline: bool = False
     attempts: int | None = None
+    # What the write sets on the device ("screen", "line0", "lcd", ...); None for the rest.
+    slot: str | None = None
 
 
 @dataclass(slots=True)
@@ -482,7 +485,7 @@ class BusMaster(Device):
         if node.state is DeviceState.OFFLINE or not self._port_open():
             future.set_exception(_port_down(self.name) if not self._port_open() else _offline(node))
             return future
-        self._enqueue(_Job(node, command, payload, future, _no_result, True))
+        self._enqueue(_Job(node, command, payload, future, _no_result, True, slot=slot))
         return future
 
     def _submit(
@@ -496,9 +499,27 @@ class BusMaster(Device):
         return future
 
     def _enqueue(self, job: _Job) -> None:
-        # A call is what residents wait for: it overtakes every other queued write.
+        # A call is what residents wait for: it overtakes every other queued write. It never
+        # overtakes older content for the same place on the same device, though: a newer write
+        # supersedes the queued older one (which then settles with the newer one's result), so
+        # what a device shows last is always what was asked for last.
+        if job.slot is not None:
+            self._supersede(job)
         (self._calls if job.command is Command.SHOW_CALL else self._urgent).append(job)
         self._wakeup.set()
+
+    def _supersede(self, newer: _Job) -> None:
+        """Drop queued writes to the place ``newer`` overwrites; chain their futures to it."""
+        for queue in (self._calls, self._urgent):
+            stale = [job for job in queue if _covers(newer, job)]
+            for job in stale:
+                queue.remove(job)
+                if job.future is None:
+                    continue
+                if newer.future is None:
+                    newer.future = asyncio.get_running_loop().create_future()
+                    newer.future.add_done_callback(_mark_retrieved)
+                newer.future.add_done_callback(functools.partial(_follow, job.future))
 
     def _port_open(self) -> bool:
         return self._protocol is not None and self._protocol.is_open
@@ -781,8 +802,8 @@ class BusMaster(Device):
                 _LOGGER.exception("bus event subscriber failed on %s", item)
 
     def _restore(self, node: _Node) -> None:
-        for command, payload in node.content.values():
-            self._urgent.append(_Job(node, command, payload, None, _no_result, True))
+        for slot, (command, payload) in list(node.content.items()):
+            self._enqueue(_Job(node, command, payload, None, _no_result, True, slot=slot))
 
     def _set_node_state(self, node: _Node, state: DeviceState, detail: str) -> None:
         if node.state is state:
@@ -867,6 +888,25 @@ class _Port:
 def _seq_after(new: int, last: int) -> bool:
     """Return whether event_seq ``new`` comes after ``last`` in the ring 1-255."""
     return 1 <= (new - last) % 255 <= 127
+
+
+def _covers(newer: _Job, older: _Job) -> bool:
+    """Return whether ``newer`` overwrites everything queued ``older`` would show."""
+    if older.node is not newer.node or older.slot is None:
+        return False
+    return older.slot == newer.slot or (newer.slot == "screen" and older.slot.startswith("line"))
+
+
+def _follow(follower: asyncio.Future[Any], leader: asyncio.Future[Any]) -> None:
+    """Settle a superseded write's future like the write that replaced it."""
+    if follower.done():
+        return
+    if leader.cancelled():
+        follower.cancel()
+    elif leader.exception() is not None:
+        follower.set_exception(leader.exception())  # type: ignore[arg-type]
+    else:
+        follower.set_result(leader.result())
 
 
 def _no_result(_: Frame) -> None:

@@ -140,6 +140,46 @@ async def test_show_call_reaches_the_display_at_9600(make_bench: Callable[..., A
     assert bench.emulator.shown(4)["mode"] == "idle"
 
 
+async def test_a_newer_write_supersedes_a_queued_older_one(
+    make_bench: Callable[..., Any],
+) -> None:
+    # A window opens (welcome text) and calls at once: the call must not overtake the text
+    # and then be overwritten by it.
+    bench: Bench = await make_bench()
+    master, emulator = bench.master, bench.emulator
+    sent: list[Frame] = []
+    emulator.subscribe(lambda frame, _: sent.append(frame))
+    welcome = master.show_text(3, "3号窗口 欢迎办理")
+    line = master.show_text(3, "午休", line=1)
+    call = master.show_call(3, "A012", 3)
+    lcd_old = master.keypad_lcd(5, "old")
+    lcd_new = master.keypad_lcd(5, "new")
+    other = master.show_text(4, "4号窗口 欢迎办理")
+    await asyncio.gather(welcome, line, call, lcd_old, lcd_new, other)
+    shown = emulator.shown(3)
+    assert (shown["mode"], shown["ticket"]) == ("call", "A012")
+    assert emulator.shown(5)["lcd"] == "new"
+    assert emulator.shown(4)["text"] == "4号窗口 欢迎办理"
+    writes = [(f.dst, Command(f.cmd)) for f in sent if f.cmd in (0x10, 0x11, 0x21)]
+    assert writes.count((3, Command.SHOW_TEXT)) == 0
+    assert writes.count((5, Command.KEYPAD_LCD)) == 1
+    # Settled with the result of the write that replaced them.
+    assert welcome.result() is None
+    assert lcd_old.result() is None
+
+
+async def test_a_queued_write_to_an_offline_path_still_settles(
+    make_bench: Callable[..., Any],
+) -> None:
+    bench: Bench = await make_bench()
+    master, emulator = bench.master, bench.emulator
+    emulator.fault(3, "unplug")
+    older = master.show_text(3, "3号窗口 欢迎办理")
+    newer = master.show_call(3, "A012", 3)
+    results = await asyncio.gather(older, newer, return_exceptions=True)
+    assert all(isinstance(result, DeviceUnavailable | TimeoutError) for result in results)
+
+
 async def test_display_text_lcd_brightness_and_idle_text(make_bench: Callable[..., Any]) -> None:
     bench: Bench = await make_bench()
     master, emulator = bench.master, bench.emulator
