@@ -115,6 +115,7 @@ class Hall:
             if window is not None and window.rating_pad is not None:
                 pad, ticket = window.rating_pad, data["number"]
                 self._fire(lambda: self.master.rating_start(pad, ticket, RATING_TIMEOUT_S))
+            self._show_window(data["window"])
             self._dirty.add(data["window"])
         elif kind in (
             EventType.WINDOW_OPENED,
@@ -133,7 +134,12 @@ class Hall:
             EventType.TICKET_NO_SHOW,
             EventType.TICKET_HELD,
         ):
-            self._dirty.add(data["window"] if "window" in data else data["from_window"])
+            # The ticket left the window: its display and keypad show the window's state now.
+            number = data["from_window"] if kind is EventType.TICKET_TRANSFERRED else data["window"]
+            self._show_window(number)
+            self._dirty.add(number)
+            if kind is EventType.TICKET_TRANSFERRED and data.get("window") is not None:
+                self._dirty.add(data["window"])
 
     def _call(self, address: int, ticket: str, number: int, flash: int) -> None:
         self._fire(lambda: self.master.show_call(address, ticket, number, flash))
@@ -169,7 +175,7 @@ class Hall:
             return "请登录 LOGIN"
         if run.paused:
             return PAUSED_TEXT
-        waiting = sum(engine.waiting_count(s) for s in engine.window_services(number))
+        waiting = engine.callable_count(number)
         current = engine.tickets[run.current].number if run.current else "----"
         return f"当前{current} 等候{waiting}"
 

@@ -157,6 +157,39 @@ async def test_keypad_transfer_and_callback(hub: Hub, emulator: BusEmulator) -> 
     await emulator.wait_until(lambda: engine.tickets[first.id].state == "transferred", WAIT_S)
     entry = engine.tickets[f"{first.id}.1"]
     assert (entry.service, entry.number, entry.state) == ("medical", first.number, "waiting")
+    # The keypad and the display drop the transferred number at once (no key press needed).
+    await _until(emulator, 12, lambda s: s["lcd"] == "当前---- 等候1")
+    await _until(emulator, 11, lambda s: s["text"] == "1号窗口 欢迎办理")
+
+
+async def test_keypad_waiting_count_is_what_next_would_call(
+    hub: Hub, emulator: BusEmulator
+) -> None:
+    engine = hub.engine
+    await hub.execute(lambda now: engine.open_window(now, 1, "c1"))
+    first = await hub.execute(lambda now: engine.issue(now, "medical"))
+    await hub.execute(lambda now: engine.call_next(now, 1, "c1"))
+    # Window 1 sends its ticket to window 2: only window 2 can call it now.
+    await hub.execute(lambda now: engine.transfer(now, 1, "c1", window_number=2))
+    assert engine.tickets[f"{first.id}.1"].pinned_window == 2
+    await _until(emulator, 12, lambda s: s["lcd"] == "当前---- 等候0")
+    assert await hub.execute(lambda now: engine.call_next(now, 1, "c1")) is None
+
+
+async def test_open_then_call_at_once_ends_on_the_call(hub: Hub, emulator: BusEmulator) -> None:
+    engine = hub.engine
+    await hub.execute(lambda now: engine.open_window(now, 3, "c1"))
+    tickets = [await hub.execute(lambda now: engine.issue(now, "housing")) for _ in range(5)]
+    await hub.execute(lambda now: engine.close_window(now, 3, "c1"))
+    await _until(emulator, 31, lambda s: s["mode"] == "idle")
+    for ticket in tickets:
+        await hub.execute(lambda now: engine.open_window(now, 3, "c1"))
+        await hub.execute(lambda now: engine.call_next(now, 3, "c1"))
+        shown = await _until(emulator, 31, lambda s, t=ticket: s["ticket"] == t.number)
+        await hub.execute(lambda now: engine.finish(now, 3, "c1", Outcome.DONE))
+        await hub.execute(lambda now: engine.close_window(now, 3, "c1"))
+        await _until(emulator, 31, lambda s: s["mode"] == "idle")
+    assert shown["mode"] == "call"
 
 
 async def test_a_rating_reaches_the_hub(hub: Hub, emulator: BusEmulator) -> None:
