@@ -6,7 +6,14 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from devices.base import DeviceState, StateCallback
-from devices.qbus.frames import BusEvent, DeviceKind, EventKind, TransferPosition
+from devices.qbus.frames import (
+    BusEvent,
+    DeviceKind,
+    EventKind,
+    FinishOutcome,
+    TransferPosition,
+    TransferTarget,
+)
 from devices.qbus.master import BusMaster, kinds_from_windows
 
 if TYPE_CHECKING:
@@ -19,7 +26,9 @@ __all__ = [
     "DeviceKind",
     "DeviceState",
     "EventKind",
+    "FinishOutcome",
     "TransferPosition",
+    "TransferTarget",
     "create_bus",
     "create_printer",
 ]

@@ -11,12 +11,20 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from devices import registry
-from devices.registry import BusEvent, DeviceState, EventKind, TransferPosition
+from devices.registry import (
+    BusEvent,
+    DeviceState,
+    EventKind,
+    FinishOutcome,
+    TransferPosition,
+    TransferTarget,
+)
 from qcall.errors import QcallError
 from qcall.events import Event, EventType
-from qcall.model import WINDOW_ROLES, Position, ServiceKind
+from qcall.model import WINDOW_ROLES, Outcome, Position
 
 if TYPE_CHECKING:
+    from qcall.config import Service
     from qcall.hub import Hub
 
 _LOGGER = logging.getLogger(__name__)
@@ -33,6 +41,10 @@ LCD_NOTE_S: Final = 4.0
 RATING_TIMEOUT_S: Final = 30
 CALL_FLASH: Final = 3
 PAUSED_TEXT: Final = "暂停服务"
+_OUTCOMES: Final = {
+    FinishOutcome.DONE: Outcome.DONE,
+    FinishOutcome.BACK_OFFICE: Outcome.BACK_OFFICE,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +83,8 @@ class Hall:
         self._dirty: set[int] = set()
         self._lcd_sent: dict[int, str] = {}
         self._notes: dict[int, tuple[str, float]] = {}
+        # Windows whose clerk pressed PAUSE while serving: they pause once that ticket is done.
+        self._pause_after: set[int] = set()
         self._unsubscribe: Callable[[], None] | None = None
         self.key_presses = 0
         self.key_failures = 0
@@ -123,6 +137,7 @@ class Hall:
             EventType.WINDOW_PAUSED,
             EventType.WINDOW_RESUMED,
         ):
+            self._pause_after.discard(data["window"])
             self._show_window(data["window"])
             self._dirty.add(data["window"])
         elif kind in (EventType.DAY_OPENED, EventType.DAY_CLOSED):
@@ -177,6 +192,8 @@ class Hall:
             return PAUSED_TEXT
         waiting = engine.callable_count(number)
         current = engine.tickets[run.current].number if run.current else "----"
+        if number in self._pause_after:
+            return f"当前{current} 办完暂停"
         return f"当前{current} 等候{waiting}"
 
     async def _refresh_lcds(self) -> None:
@@ -284,11 +301,51 @@ class Hall:
         if kind is EventKind.LOGOUT:
             await hub.execute(lambda now: engine.close_window(now, number, staff))
             return "已退出"
+        run = engine.windows[number]
+        if kind is EventKind.PAUSE and run.current is not None and not run.paused:
+            self._pause_after.add(number)
+            self._dirty.add(number)
+            return None
+        if kind is EventKind.RESUME and number in self._pause_after:
+            self._pause_after.discard(number)
+            self._dirty.add(number)
+            return None
+        if kind is EventKind.NEXT and number in self._pause_after and run.current is not None:
+            return await self._finish_then_pause(number, staff, Outcome.DONE)
+        if kind is EventKind.FINISH and event.outcome is not None:
+            return await self._finish_then_pause(number, staff, _OUTCOMES[event.outcome])
+        if kind is EventKind.TRANSFER and event.transfer is not None:
+            choices = self._transfer_choices(number, event.transfer)
+            if isinstance(choices, str):
+                return choices
         command = self._command(number, staff, event)
         result = await hub.execute(command)
         if kind is EventKind.NEXT and result is None:
             return "无人等候"
         return None
+
+    async def _finish_then_pause(self, number: int, staff: str, outcome: Outcome) -> str | None:
+        """Finish the current ticket; pause the window when the clerk asked to pause after it."""
+        hub = self.hub
+        engine = hub.engine
+        pause = number in self._pause_after
+        ticket = await hub.execute(lambda now: engine.finish(now, number, staff, outcome))
+        note = "已转后台" if outcome is Outcome.BACK_OFFICE else f"{ticket.number} 已办结"
+        if pause:
+            self._pause_after.discard(number)
+            await hub.execute(lambda now: engine.pause(now, number, staff))
+        return note
+
+    def _transfer_choices(self, number: int, target: TransferTarget) -> str | None:
+        """Return the LCD list when a prefix names several services; None when unambiguous."""
+        if target.service_prefix is None or target.choice is not None:
+            return None
+        services = self._transfer_services(number, target.service_prefix)
+        if len(services) < 2:
+            return None
+        prefix = target.service_prefix
+        listed = " ".join(f"{i}{s.name_zh[:2]}" for i, s in enumerate(services, 1))
+        return f"{prefix}有{len(services)}项 请选序号\n{listed}"
 
     def _command(self, number: int, staff: str, event: BusEvent) -> Callable[[dt.datetime], Any]:
         engine = self.hub.engine
@@ -315,7 +372,7 @@ class Hall:
             position = (
                 Position.FIRST if target.position is TransferPosition.FIRST else Position.LAST
             )
-            service = self._service_for_prefix(number, target.service_prefix)
+            service = self._service_for_prefix(number, target)
             return lambda now: engine.transfer(
                 now,
                 number,
@@ -326,23 +383,40 @@ class Hall:
             )
         raise QcallError(f"unsupported key {kind}", "不支持的按键", code="unsupported_key")
 
-    def _service_for_prefix(self, number: int, prefix: str | None) -> str | None:
-        if prefix is None:
-            return None
+    def _transfer_services(self, number: int, prefix: str) -> list[Service]:
+        """Services with ``prefix`` the current ticket may go to, in configuration order."""
         engine = self.hub.engine
         current = engine.windows[number].current
         services = [s for s in self.hub.config.services if s.prefix == prefix]
-        if current is not None:
-            mine = engine.tickets[current].service
-            if any(s.id == mine for s in services):
-                return mine
-        intake = [s for s in services if s.kind is ServiceKind.INTAKE]
-        chosen = (intake or services)[:1]
-        if not chosen:
+        if current is None:
+            return services
+        mine = next(s for s in self.hub.config.services if s.id == engine.tickets[current].service)
+        return [s for s in services if s.kind is mine.kind]
+
+    def _service_for_prefix(self, number: int, target: TransferTarget) -> str | None:
+        prefix = target.service_prefix
+        if prefix is None:
+            return None
+        services = self._transfer_services(number, prefix)
+        if not services:
             raise QcallError(
                 f"no service with prefix {prefix}", f"没有前缀为 {prefix} 的业务", code="no_service"
             )
-        return chosen[0].id
+        if target.choice is None:
+            if len(services) > 1:  # _act lists them instead
+                raise QcallError(
+                    f"prefix {prefix} names {len(services)} services",
+                    f"前缀 {prefix} 对应多项业务",
+                    code="ambiguous_service",
+                )
+            return services[0].id
+        if target.choice > len(services):
+            raise QcallError(
+                f"prefix {prefix} has {len(services)} services, not {target.choice}",
+                f"{prefix} 只有 {len(services)} 项业务",
+                code="no_service",
+            )
+        return services[target.choice - 1].id
 
     async def _login(self, number: int, staff_id: str, pin: str) -> str:
         hub = self.hub

@@ -33,6 +33,7 @@ from devices.qbus.frames import (
     DeviceKind,
     Effect,
     EventKind,
+    FinishOutcome,
     Frame,
     FrameDecoder,
     IdentReply,
@@ -701,6 +702,7 @@ class BusEmulator:
         staff: str = "",
         pin: str = "",
         transfer: TransferTarget | None = None,
+        outcome: FinishOutcome | None = None,
     ) -> int:
         """Queue a key press on the keypad at ``address``; return its event_seq."""
         device = self._device(address)
@@ -709,6 +711,8 @@ class BusEmulator:
         fields: dict[str, Any] = {"ticket": ticket, "staff": staff, "pin": pin}
         if transfer is not None:
             fields["transfer"] = transfer
+        if outcome is not None:
+            fields["outcome"] = outcome
         return device.queue(kind, **fields).seq
 
     def rating(self, address: int, score: int | None) -> int:
@@ -986,11 +990,16 @@ class BusEmulator:
             if kind is EventKind.TRANSFER:
                 position = TransferPosition[str(request.get("position", "last")).upper()]
                 window = request.get("window")
+                choice = request.get("choice")
                 transfer = TransferTarget(
                     service_prefix=request.get("service"),
                     window=None if window is None else int(window),
                     position=position,
+                    choice=None if choice is None else int(choice),
                 )
+            outcome = None
+            if kind is EventKind.FINISH:
+                outcome = FinishOutcome[str(request.get("outcome", "done")).upper()]
             return self.press(
                 address,
                 kind,
@@ -998,6 +1007,7 @@ class BusEmulator:
                 staff=str(request.get("staff", "")),
                 pin=str(request.get("pin", "")),
                 transfer=transfer,
+                outcome=outcome,
             )
         if name == "rating":
             score = request.get("score")
@@ -1018,8 +1028,10 @@ CONTROL_HELP: Final = """\
 control port / 控制端口: one JSON object per line, one JSON answer per line
   {"cmd": "press", "addr": 5, "event": "next"}            key press / 按键
       events: next recall no_show(skip) hold pause resume logout
+              finish (+ "outcome": "done"|"back_office")
               callback|call_specific (+ "ticket": "A012")
-              transfer (+ "service": "B" or "window": 4, "position": "first"|"last")
+              transfer (+ "service": "B" [+ "choice": 2] or "window": 4,
+                        "position": "first"|"last")
               login (+ "staff": "s01", "pin": "1234")
   {"cmd": "rating", "addr": 9, "score": 5}                 rating 1-5, null = timeout / 评价
   {"cmd": "fault", "addr": 3, "kind": "no_reply", "count": 2}

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from devices.emulators.bus import BusEmulator, Fault
-from devices.qbus.frames import DeviceKind, EventKind, TransferTarget
+from devices.qbus.frames import DeviceKind, EventKind, FinishOutcome, TransferTarget
 from qcall.config import parse_config
 from qcall.events import Event, EventType
 from qcall.hub import Hub
@@ -39,17 +39,38 @@ async def emulator() -> AsyncIterator[BusEmulator]:
         await bus.stop()
 
 
-@pytest.fixture
-async def hub(emulator: BusEmulator, tmp_path: Path) -> AsyncIterator[Hub]:
+def _hall_config(**services: str) -> dict[str, Any]:
     raw = small_center()
-    raw["devices"] = {"bus": {"url": emulator.url, "baud": 9600, "poll_interval_ms": 50}}
+    for sid, name_zh in services.items():
+        raw["services"].append({**raw["services"][1], "id": sid, "name_zh": name_zh})
     raw["windows"][0]["devices"] = {"counter_display": 11, "keypad": 12, "rating_pad": 13}
     raw["windows"][2]["devices"] = {"counter_display": 31, "keypad": 32}
+    return raw
+
+
+async def _start(emulator: BusEmulator, tmp_path: Path, raw: dict[str, Any]) -> Hub:
+    raw["devices"] = {"bus": {"url": emulator.url, "baud": 9600, "poll_interval_ms": 50}}
     hub = Hub(parse_config(raw), tmp_path / "hall.db")
     await hub.start()
     await hub.write(hub.store.add_staff, "c1", "张三", PIN, Role.CLERK)
     await hub.write(hub.store.add_staff, "k1", "李四", PIN, Role.CLERK)
     await hub.write(hub.store.add_staff, "d1", "王五", PIN, Role.ADMIN)
+    return hub
+
+
+@pytest.fixture
+async def hub(emulator: BusEmulator, tmp_path: Path) -> AsyncIterator[Hub]:
+    hub = await _start(emulator, tmp_path, _hall_config())
+    try:
+        yield hub
+    finally:
+        await hub.stop()
+
+
+@pytest.fixture
+async def hub_b3(emulator: BusEmulator, tmp_path: Path) -> AsyncIterator[Hub]:
+    """Three intake services share prefix B (medical is the first)."""
+    hub = await _start(emulator, tmp_path, _hall_config(flexible="灵活就业", jobless="失业登记"))
     try:
         yield hub
     finally:
@@ -246,3 +267,76 @@ async def test_display_writes_never_delay_a_call(hub: Hub, emulator: BusEmulator
     called = [await hub.execute(lambda now: engine.call_next(now, 1, "c1")) for _ in range(5)]
     assert [t.number for t in called if t] == [t.number for t in tickets]
     assert hub.committed_seq == hub.engine.seq
+
+
+async def _serving(hub: Hub, emulator: BusEmulator, service: str = "social") -> list[Any]:
+    """Log the clerk in at window 1 from its keypad; call the first of two tickets."""
+    engine = hub.engine
+    emulator.press(12, EventKind.LOGIN, staff="k1", pin=PIN)
+    await emulator.wait_until(lambda: engine.windows[1].staff == "k1", WAIT_S)
+    tickets = [await hub.execute(lambda now: engine.issue(now, service)) for _ in range(2)]
+    emulator.press(12, EventKind.NEXT)
+    await emulator.wait_until(lambda: engine.windows[1].current == tickets[0].id, WAIT_S)
+    return tickets
+
+
+async def test_keypad_transfer_by_a_shared_prefix_lists_the_choices(
+    hub_b3: Hub, emulator: BusEmulator
+) -> None:
+    hub, engine = hub_b3, hub_b3.engine
+    first, _ = await _serving(hub, emulator)
+    seq = engine.seq
+    emulator.press(12, EventKind.TRANSFER, transfer=TransferTarget(service_prefix="B"))
+    lcd = await _until(emulator, 12, lambda s: s["lcd"].startswith("B有3项"))
+    assert lcd["lcd"] == "B有3项 请选序号\n1业务 2灵活 3失业"
+    assert engine.seq == seq
+    assert engine.windows[1].current == first.id
+    emulator.press(12, EventKind.TRANSFER, transfer=TransferTarget(service_prefix="B", choice=3))
+    await emulator.wait_until(lambda: engine.tickets[first.id].state == "transferred", WAIT_S)
+    assert engine.tickets[f"{first.id}.1"].service == "jobless"
+    # A choice the prefix does not have is refused on the LCD and changes nothing.
+    emulator.press(12, EventKind.NEXT)
+    await emulator.wait_until(lambda: engine.windows[1].current is not None, WAIT_S)
+    seq = engine.seq
+    emulator.press(12, EventKind.TRANSFER, transfer=TransferTarget(service_prefix="B", choice=4))
+    await _until(emulator, 12, lambda s: s["lcd"] == "B 只有 3 项业务")
+    assert engine.seq == seq
+
+
+async def test_keypad_finish_done_and_back_office(hub: Hub, emulator: BusEmulator) -> None:
+    engine = hub.engine
+    first, second = await _serving(hub, emulator)
+    emulator.press(12, EventKind.FINISH, outcome=FinishOutcome.DONE)
+    await _until(emulator, 12, lambda s: s["lcd"] == f"{first.number} 已办结")
+    assert engine.tickets[first.id].state == "done"
+    await _until(emulator, 11, lambda s: s["text"] == "1号窗口 欢迎办理")
+    emulator.press(12, EventKind.NEXT)
+    await emulator.wait_until(lambda: engine.windows[1].current == second.id, WAIT_S)
+    emulator.press(12, EventKind.FINISH, outcome=FinishOutcome.BACK_OFFICE)
+    await _until(emulator, 12, lambda s: s["lcd"] == "已转后台")
+    assert engine.tickets[second.id].case_id in engine.cases
+
+
+async def test_keypad_pause_after_the_current_ticket(hub: Hub, emulator: BusEmulator) -> None:
+    engine = hub.engine
+    first, second = await _serving(hub, emulator)
+    # People wait and someone is being served: PAUSE takes effect after this ticket.
+    emulator.press(12, EventKind.PAUSE)
+    await _until(emulator, 12, lambda s: s["lcd"] == f"当前{first.number} 办完暂停")
+    assert not engine.windows[1].paused
+    emulator.press(12, EventKind.FINISH, outcome=FinishOutcome.DONE)
+    await emulator.wait_until(lambda: engine.windows[1].paused, WAIT_S)
+    assert engine.tickets[first.id].state == "done"
+    await _until(emulator, 11, lambda s: s["text"] == "暂停服务")
+    await _until(emulator, 12, lambda s: s["lcd"] == "暂停服务")
+    # NEXT with a pause pending finishes the ticket and calls nobody.
+    emulator.press(12, EventKind.RESUME)
+    await emulator.wait_until(lambda: not engine.windows[1].paused, WAIT_S)
+    emulator.press(12, EventKind.NEXT)
+    await emulator.wait_until(lambda: engine.windows[1].current == second.id, WAIT_S)
+    emulator.press(12, EventKind.PAUSE)
+    await _until(emulator, 12, lambda s: s["lcd"].endswith("办完暂停"))
+    emulator.press(12, EventKind.NEXT)
+    await emulator.wait_until(lambda: engine.windows[1].paused, WAIT_S)
+    assert engine.tickets[second.id].state == "done"
+    assert engine.windows[1].current is None
