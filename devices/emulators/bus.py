@@ -121,6 +121,9 @@ _COUNTED_FAULTS: Final = frozenset(
 # --- virtual devices ----------------------------------------------------------------------
 
 
+_BOOT_REPLIES: Final = frozenset({Command.IDENT, Command.PING, Command.POLL_EVENTS})
+
+
 class VirtualDevice:
     """A device on the bus: answers requests addressed to it, caches its last reply."""
 
@@ -133,6 +136,8 @@ class VirtualDevice:
         self.serial = SERIAL_BASE + address
         self.boot = 1
         self.plugged = True
+        # PROTOCOL.md §6 POLL_ANY: set at power-up, cleared by a reply that carries the boot.
+        self.restarted = True
         self._on_change = on_change
         self._last: tuple[int, int, bytes] | None = None
         self._after_reply: Callable[[], None] | None = None
@@ -162,6 +167,8 @@ class VirtualDevice:
 
     def execute(self, cmd: int, payload: bytes, *, broadcast: bool) -> bytes:
         """Run one command; return the reply payload."""
+        if not broadcast and cmd in _BOOT_REPLIES:
+            self.restarted = False
         if cmd == Command.IDENT:
             return IdentReply(
                 self.kind,
@@ -207,6 +214,7 @@ class VirtualDevice:
     def power_cycle(self) -> None:
         """Lose volatile state; the boot counter increments."""
         self.boot = (self.boot + 1) & 0xFF
+        self.restarted = True
         self._last = None
         self._on_change()
 
@@ -817,8 +825,9 @@ class BusEmulator:
             self._rekey()
 
     def _attention(self, port: _Port, frame: Frame, received_at: float) -> None:
-        # Every listed event source with unacknowledged events sends its address in its slot;
-        # an unplugged device, or one whose next reply is to be lost, stays silent.
+        # Every listed device with unacknowledged events, or restarted and not yet asked, sends
+        # its address in its slot; an unplugged device, or one whose next reply is to be lost,
+        # stays silent.
         try:
             request = PollAny.from_payload(frame.payload)
         except PayloadError:
@@ -826,9 +835,9 @@ class BusEmulator:
         for slot, address in enumerate(request.addresses):
             device = self._devices.get(address)
             if (
-                not isinstance(device, _EventSource)
+                device is None
                 or not device.plugged
-                or not device.pending()
+                or not (device.pending() or device.restarted)
                 or self._faults[address].counts[Fault.NO_REPLY] > 0
             ):
                 continue

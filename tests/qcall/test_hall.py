@@ -340,3 +340,17 @@ async def test_keypad_pause_after_the_current_ticket(hub: Hub, emulator: BusEmul
     await emulator.wait_until(lambda: engine.windows[1].paused, WAIT_S)
     assert engine.tickets[second.id].state == "done"
     assert engine.windows[1].current is None
+
+
+async def test_a_power_cycled_display_at_an_idle_window_gets_its_text_back(
+    hub: Hub, emulator: BusEmulator
+) -> None:
+    engine = hub.engine
+    await hub.execute(lambda now: engine.open_window(now, 3, "c1"))
+    await _until(emulator, 31, lambda s: s["text"] == "3号窗口 欢迎办理")
+    emulator.fault(31, Fault.POWER_CYCLE)
+    assert emulator.shown(31)["text"] == "3号窗口"  # its stored idle (closed) text
+    # Found by the restart sweep (every 2 s), not the idle ping 15 s later.
+    await _until(emulator, 31, lambda s: s["text"] == "3号窗口 欢迎办理")
+    assert hub.hall is not None
+    assert hub.hall.diagnostics()["counters"]["restarts_signalled"] == 1

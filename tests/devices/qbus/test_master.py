@@ -97,6 +97,7 @@ async def make_bench() -> AsyncIterator[Callable[..., Any]]:
         baud: int = FAST_BAUD,
         pty: bool = False,
         master_kinds: Mapping[int, DeviceKind] | None = None,
+        timing: BusTiming = FAST_TIMING,
         **bus: Any,
     ) -> Bench:
         emulator = BusEmulator(kinds, baud=baud, pty=pty)
@@ -114,7 +115,7 @@ async def make_bench() -> AsyncIterator[Callable[..., Any]]:
             master_kinds or kinds,
             on_event=recorder.on_event,
             on_state=recorder.on_state,
-            timing=FAST_TIMING,
+            timing=timing,
             policy=FAST_POLICY,
         )
         started.append((emulator, master))
@@ -370,6 +371,34 @@ async def test_display_power_cycle_is_noticed_and_content_restored(
         lambda: emulator.shown(4)["text"] == "暂停服务" and emulator.shown(4)["brightness"] == 3,
         WAIT_S,
     )
+
+
+@pytest.mark.parametrize("group_poll", [True, False])
+async def test_a_restart_is_found_by_the_sweep_long_before_the_idle_ping(
+    make_bench: Callable[..., Any], group_poll: bool
+) -> None:
+    # Idle pings an hour apart: only the restart sweep (POLL_ANY) can find these restarts.
+    timing = BusTiming(
+        reprobe_interval_s=0.05, idle_ping_interval_s=3600, restart_sweep_interval_s=0.1
+    )
+    bench: Bench = await make_bench(timing=timing, group_poll=group_poll)
+    master, emulator = bench.master, bench.emulator
+    await master.show_text(4, "4号窗口 欢迎办理")
+    await master.keypad_lcd(5, "当前---- 等候0")
+    for address in (4, 5):
+        emulator.fault(address, "power_cycle")
+    assert emulator.shown(4)["mode"] == "idle"
+    await emulator.wait_until(lambda: emulator.shown(4)["text"] == "4号窗口 欢迎办理", WAIT_S)
+    await emulator.wait_until(lambda: emulator.shown(5)["lcd"] == "当前---- 等候0", WAIT_S)
+    counters = master.diagnostics()["counters"]
+    assert counters["restarts_signalled"] == 1
+    assert counters["restart_sweeps"] >= 1
+    # Nobody else answers a sweep: a device that answered since its restart stays silent.
+    sweeps = counters["restart_sweeps"]
+    async with asyncio.timeout(WAIT_S):
+        while master.diagnostics()["counters"]["restart_sweeps"] < sweeps + 3:
+            await asyncio.sleep(timing.restart_sweep_interval_s)
+    assert master.diagnostics()["counters"]["restarts_signalled"] == 1
 
 
 async def test_busy_device_is_retried_with_a_new_seq(make_bench: Callable[..., Any]) -> None:
