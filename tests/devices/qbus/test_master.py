@@ -394,10 +394,18 @@ async def test_a_restart_is_found_by_the_sweep_long_before_the_idle_ping(
     assert counters["restarts_signalled"] == 1
     assert counters["restart_sweeps"] >= 1
     # Nobody else answers a sweep: a device that answered since its restart stays silent.
-    sweeps = counters["restart_sweeps"]
+    swept = asyncio.Event()
+    sweeps: list[Frame] = []
+
+    def on_frame(frame: Frame, _: float) -> None:
+        if frame.cmd == Command.POLL_ANY and 4 in PollAny.from_payload(frame.payload).addresses:
+            sweeps.append(frame)
+            if len(sweeps) >= 3:
+                swept.set()
+
+    emulator.subscribe(on_frame)
     async with asyncio.timeout(WAIT_S):
-        while master.diagnostics()["counters"]["restart_sweeps"] < sweeps + 3:
-            await asyncio.sleep(timing.restart_sweep_interval_s)
+        await swept.wait()
     assert master.diagnostics()["counters"]["restarts_signalled"] == 1
 
 
