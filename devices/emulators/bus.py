@@ -797,6 +797,10 @@ class BusEmulator:
     def on_request(self, port: _Port, frame: Frame, received_at: float) -> None:
         """Handle a frame from the master that was fully on the wire at ``received_at``."""
         self.frames_received += 1
+        # One shared line: every other connection (a second master) hears this frame too.
+        for other in list(self._ports):
+            if other is not port:
+                other.send(frame.to_bytes(), received_at)
         for listener in list(self._listeners):
             listener(frame, received_at)
         if frame.src != MASTER or frame.is_reply:
@@ -841,7 +845,7 @@ class BusEmulator:
                 or self._faults[address].counts[Fault.NO_REPLY] > 0
             ):
                 continue
-            port.send(bytes((address,)), received_at + slot * request.slot_chars * self.char_time)
+            self._line(bytes((address,)), received_at + slot * request.slot_chars * self.char_time)
 
     def _reply(
         self, port: _Port, frame: Frame, payload: bytes, faults: _Faults, received_at: float
@@ -850,7 +854,7 @@ class BusEmulator:
         start = received_at + INTER_FRAME_CHARS * self.char_time
         if self._take(faults, Fault.NOISE):
             noise = bytes(self._random.randrange(256) for _ in range(faults.noise_bytes))
-            port.send(noise, start)
+            self._line(noise, start)
         if self._take(faults, Fault.NO_REPLY):
             return
         if self._take(faults, Fault.BAD_CRC):
@@ -859,7 +863,12 @@ class BusEmulator:
             data = data[: len(data) // 2]
         if self._take(faults, Fault.LATE_REPLY):
             start += faults.late_s
-        port.send(data, start)
+        self._line(data, start)
+
+    def _line(self, data: bytes, start: float) -> None:
+        """Put device bytes on the line: every connection hears them."""
+        for port in list(self._ports):
+            port.send(data, start)
 
     @staticmethod
     def _take(faults: _Faults, fault: Fault) -> bool:

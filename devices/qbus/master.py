@@ -68,6 +68,10 @@ EVENT_QUEUE_SIZE: Final = 1024
 # that was power-cycled at an idle window gets its content back as fast as one that went
 # offline, for ~70 ms of line time per 2 s with 10 displays at 9600.
 RESTART_SWEEP_INTERVAL_S: Final = REPROBE_INTERVAL_S
+# Another master on the line (a self-test, a second hub) is over when none of its frames was
+# heard for this long: longer than any pause between its requests (a self-test waits up to a
+# few seconds between devices), short enough to repaint soon after it ends.
+FOREIGN_MASTER_QUIET_S: Final = 10.0
 # Default flash count of a call on a counter display (3 s of flashing).
 DEFAULT_FLASH: Final = 3
 # After the POLL_ANY slots the master listens this much longer: attention bytes come through
@@ -100,6 +104,7 @@ class BusTiming:
     slot_chars: int = DEFAULT_SLOT_CHARS
     attention_margin_s: float = ATTENTION_MARGIN_S
     restart_sweep_interval_s: float = RESTART_SWEEP_INTERVAL_S
+    foreign_master_quiet_s: float = FOREIGN_MASTER_QUIET_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,6 +256,11 @@ class BusMaster(Device):
         self._signalled: collections.deque[_Node] = collections.deque()
         self._broadcast_seq = random.randrange(256)  # noqa: S311
         self._sweep_due = 0.0
+        # Another master heard on the line: when (loop time) its last frame came, and the timer
+        # that ends the episode after FOREIGN_MASTER_QUIET_S of silence.
+        self._foreign_at: float | None = None
+        self._foreign_quiet: asyncio.TimerHandle | None = None
+        self._foreign_episodes = 0
         self._wakeup = asyncio.Event()
         self._protocol: QBusProtocol | None = None
         self._owner: asyncio.Task[None] | None = None
@@ -273,6 +283,16 @@ class BusMaster(Device):
     def state(self) -> DeviceState:
         """Return the state of the port."""
         return self._supervisor.state
+
+    @property
+    def line_name(self) -> str:
+        """Return the ``on_state`` name of the line itself (``bus:line``), for line alarms."""
+        return f"{self.name}:line"
+
+    @property
+    def foreign_master(self) -> bool:
+        """Return whether another master is being heard on the line now."""
+        return self._foreign_quiet is not None
 
     def device_state(self, address: int) -> DeviceState:
         """Return the state of the device at ``address``."""
@@ -391,6 +411,7 @@ class BusMaster(Device):
             "discarded_bytes": self._decoder_stats.discarded_bytes,
             "stray_frames": self._link_stats.stray_frames,
             "echo_frames": self._link_stats.echo_frames,
+            "foreign_frames": self._link_stats.foreign_frames,
             "timeouts": self._counters.timeouts,
             "retries": self._counters.retries,
             "busy": self._counters.busy,
@@ -428,6 +449,13 @@ class BusMaster(Device):
             "url": self.config.url,
             "baud": self.config.baud,
             **self._supervisor.diagnostics(),
+            "foreign_master": {
+                "now": self.foreign_master,
+                "episodes": self._foreign_episodes,
+                "seconds_since_frame": (
+                    None if self._foreign_at is None else round(now - self._foreign_at, 3)
+                ),
+            },
             "counters": counters,
             "devices": devices,
         }
@@ -556,6 +584,9 @@ class BusMaster(Device):
 
     def _port_closed(self, reason: str) -> None:
         self._protocol = None
+        if self._foreign_quiet is not None:
+            self._foreign_quiet.cancel()
+            self._foreign_quiet = None
         self._signalled.clear()
         for queue in (self._calls, self._urgent):
             while queue:
@@ -848,6 +879,51 @@ class BusMaster(Device):
             except Exception:
                 _LOGGER.exception("bus event subscriber failed on %s", item)
 
+    def _heard_foreign(self, frame: Frame) -> None:
+        """A frame from the master address that we did not send: another master is on the line."""
+        loop = asyncio.get_running_loop()
+        self._foreign_at = loop.time()
+        first = self._foreign_quiet is None
+        if self._foreign_quiet is not None:
+            self._foreign_quiet.cancel()
+        self._foreign_quiet = loop.call_later(
+            self._timing.foreign_master_quiet_s, self._foreign_gone
+        )
+        if not first:
+            return
+        self._foreign_episodes += 1
+        detail = (
+            f"another master on the line (frame to {frame.dst} cmd 0x{frame.cmd:02X}): a "
+            "self-test or a second hub rewrites the devices / 总线上还有另一个主站（自检程序或"
+            "另一个 hub），正在改写设备内容"
+        )
+        _LOGGER.error("%s: %s", self.name, detail)
+        self._line_state(DeviceState.FAILED, detail)
+        self._repaint()
+
+    def _foreign_gone(self) -> None:
+        self._foreign_quiet = None
+        _LOGGER.warning("%s: the other master is silent; repainting every device", self.name)
+        self._line_state(DeviceState.READY, "")
+        self._repaint()
+
+    def _repaint(self) -> None:
+        """Send every device what it should show (another master may have overwritten it)."""
+        if not self._port_open():
+            return
+        for node in self._nodes.values():
+            if node.state is DeviceState.READY:
+                self._restore(node)
+        self._wakeup.set()
+
+    def _line_state(self, state: DeviceState, detail: str) -> None:
+        if self._on_state is None:
+            return
+        try:
+            self._on_state(self.line_name, state, detail)
+        except Exception:
+            _LOGGER.exception("%s: state callback failed", self.line_name)
+
     def _restore(self, node: _Node) -> None:
         for slot, (command, payload) in list(node.content.items()):
             self._enqueue(_Job(node, command, payload, None, _no_result, True, slot=slot))
@@ -880,6 +956,7 @@ class _Port:
                 char_time_s=master._char_time,
                 stats=master._link_stats,
                 decoder_stats=master._decoder_stats,
+                on_foreign=master._heard_foreign,
             ),
             baud=config.baud,
             parity=config.parity,

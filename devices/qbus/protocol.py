@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +29,9 @@ _LOGGER = logging.getLogger(__name__)
 MIN_GAP_S: Final = 0.020
 # Modbus RTU's idle time between frames, in character times.
 INTER_FRAME_CHARS: Final = 3.5
+# How many of our own frames an echoing adapter may still give back: the master waits for each
+# reply (or its timeout) before the next frame, so an echo is never more than a few frames late.
+ECHO_MEMORY: Final = 8
 
 
 def char_time(baud: int, parity: str = "N") -> float:
@@ -86,6 +90,7 @@ class LinkStats:
     frames_rx: int = 0
     stray_frames: int = 0
     echo_frames: int = 0
+    foreign_frames: int = 0
     attention_bytes: int = 0
 
 
@@ -101,8 +106,13 @@ class QBusProtocol(asyncio.Protocol):
         char_time_s: float,
         stats: LinkStats | None = None,
         decoder_stats: DecoderStats | None = None,
+        on_foreign: Callable[[Frame], None] | None = None,
     ) -> None:
         self.stats = stats if stats is not None else LinkStats()
+        self._on_foreign = on_foreign
+        # Our own recent frames: an adapter that echoes what we send gives them back; any other
+        # frame from the master address was sent by another master on the same line.
+        self._sent: collections.deque[bytes] = collections.deque(maxlen=ECHO_MEMORY)
         self._char_time = char_time_s
         self._inter_frame_s = INTER_FRAME_CHARS * char_time_s
         self._framer = StreamFramer(
@@ -263,12 +273,20 @@ class QBusProtocol(asyncio.Protocol):
         now = asyncio.get_running_loop().time()
         self._line_free_at = max(self._line_free_at, now) + self.wire_time(len(data))
         self._transport.write(data)
+        self._sent.append(data)
         self.stats.frames_tx += 1
 
     def _on_frame(self, frame: Frame) -> None:
         self.stats.frames_rx += 1
         if frame.src == MASTER:
-            self.stats.echo_frames += 1
+            data = frame.to_bytes()
+            if data in self._sent:
+                self._sent.remove(data)
+                self.stats.echo_frames += 1
+                return
+            self.stats.foreign_frames += 1
+            if self._on_foreign is not None:
+                self._on_foreign(frame)
             return
         pending = self._pending
         if (

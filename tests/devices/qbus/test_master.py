@@ -409,6 +409,63 @@ async def test_a_restart_is_found_by_the_sweep_long_before_the_idle_ping(
     assert master.diagnostics()["counters"]["restarts_signalled"] == 1
 
 
+async def test_a_second_master_on_the_line_raises_an_alarm_and_the_devices_are_repainted(
+    make_bench: Callable[..., Any],
+) -> None:
+    timing = BusTiming(
+        reprobe_interval_s=0.05, idle_ping_interval_s=0.2, foreign_master_quiet_s=0.5
+    )
+    bench: Bench = await make_bench(timing=timing)
+    master, emulator, rec = bench.master, bench.emulator, bench.rec
+    await master.show_call(3, "A001", 3, flash=0)
+    await master.keypad_lcd(5, "当前A001 等候0")
+    # A second master (a self-test, another hub) opens the same line and writes.
+    other_rec = Recorder()
+    other = BusMaster(
+        Bus(url=emulator.url, baud=FAST_BAUD, reply_timeout_ms=150, poll_interval_ms=10),
+        {3: D, 5: K},
+        name="other",
+        on_state=other_rec.on_state,
+        timing=FAST_TIMING,
+        policy=FAST_POLICY,
+    )
+    await other.start()
+    try:
+        await other_rec.until(lambda: other_rec.state_of("other") is DeviceState.READY)
+        await other.ident(3)
+        await other.show_text(3, "测试 TEST 8888")
+        await other.keypad_lcd(5, "请按任意键")
+        await rec.until(lambda: rec.state_of("bus:line") is DeviceState.FAILED)
+        detail = next(d for n, s, d in rec.states if n == "bus:line" and s is DeviceState.FAILED)
+        assert "another master" in detail
+        assert "另一个主站" in detail
+        diagnostics = master.diagnostics()
+        assert diagnostics["counters"]["foreign_frames"] >= 1
+        assert diagnostics["foreign_master"]["now"] is True
+    finally:
+        await other.stop()
+    # Once the other master is silent, the alarm clears and every device is repainted.
+    await rec.until(lambda: rec.state_of("bus:line") is DeviceState.READY)
+    await emulator.wait_until(lambda: emulator.shown(3)["ticket"] == "A001", WAIT_S)
+    await emulator.wait_until(lambda: emulator.shown(5)["lcd"] == "当前A001 等候0", WAIT_S)
+    assert master.diagnostics()["foreign_master"]["episodes"] == 1
+
+
+async def test_an_echoing_adapter_is_not_a_second_master(make_bench: Callable[..., Any]) -> None:
+    bench: Bench = await make_bench()
+    protocol = bench.master._protocol
+    assert protocol is not None
+    sent: list[Frame] = []
+    bench.emulator.subscribe(lambda frame, _: sent.append(frame))
+    await bench.master.show_call(3, "A001", 3)
+    # The adapter gives our own frame back, as echoing RS-485 adapters do.
+    protocol.data_received(sent[-1].to_bytes())
+    counters = bench.master.diagnostics()["counters"]
+    assert counters["echo_frames"] == 1
+    assert counters["foreign_frames"] == 0
+    assert bench.rec.state_of("bus:line") is None
+
+
 async def test_busy_device_is_retried_with_a_new_seq(make_bench: Callable[..., Any]) -> None:
     bench: Bench = await make_bench()
     bench.emulator.fault(3, "busy", 2)
