@@ -32,7 +32,13 @@ from devices.qbus.frames import (
     PingFlag,
     Status,
 )
-from devices.qbus.master import AddressedEvent, BusMaster, device_name
+from devices.qbus.master import (
+    RESTART_SWEEP_INTERVAL_S,
+    AddressedEvent,
+    BusMaster,
+    BusTiming,
+    device_name,
+)
 from devices.supervisor import describe
 from devices.transport import OPEN_TIMEOUT_S, parse_url
 from qcall.config import Bus, CenterConfig, Printer, load_config
@@ -62,6 +68,13 @@ DRAIN_TIMEOUT_S: Final = 3.0
 RATING_PAD_MARGIN_S: Final = 5
 # Printer operations need no guard here: the driver bounds each one with its own named
 # timeouts (CONNECT_TIMEOUT_S, STATUS_GUARD_S, JOB_WRITE_TIMEOUT_S, LOCK_TIMEOUT_S).
+
+# Before its first frame the self-test listens for a master already on the line: a running hub
+# sends at least a restart sweep every RESTART_SWEEP_INTERVAL_S (and polls keypads far more
+# often), so one interval plus a margin for a loaded machine hears it.
+LINE_LISTEN_S: Final = RESTART_SWEEP_INTERVAL_S + 1.0
+# EXIT status when another master (a running hub) holds the line: nothing was sent.
+EXIT_LINE_BUSY: Final = 3
 
 TEST_TICKET: Final = "TEST"
 
@@ -103,6 +116,7 @@ CHECK_LABELS: Final = {
     "rating": "评分 rating",
     "events": "排队事件 queued events",
     "link": "线路 line",
+    "listen": "先听 listen",
     "status": "状态 status",
     "print_test": "测试页 test page",
     "not_tested": "未测 not tested",
@@ -131,6 +145,19 @@ _EVENT_ZH: Final = {
 _HUB_HINT: Final = (
     "自检需要独占端口：先停止 hub（sudo systemctl stop qcall-hub）/ the self-test needs the "
     "port to itself: stop the hub first (sudo systemctl stop qcall-hub)"
+)
+LINE_BUSY_MESSAGE: Final = (
+    "总线上已有主站在工作（运行中的 hub），自检未发送任何内容，以免改写正在使用的窗口屏和呼叫器。\n"
+    "  现场：先停止 hub（sudo systemctl stop qcall-hub），自检后再启动（sudo systemctl start "
+    "qcall-hub）；\n"
+    "  不停 hub：qcall selftest --hub http://HUB:PORT --token 管理员令牌（由运行中的 hub 检查设备，"
+    "演示环境用这个）。\n"
+    "Another master (a running hub) is working on this line; the self-test sent nothing, so "
+    "the displays and keypads in use are not overwritten.\n"
+    "  On site: stop the hub (sudo systemctl stop qcall-hub), run the self-test, start it "
+    "again (sudo systemctl start qcall-hub);\n"
+    "  without stopping it: qcall selftest --hub http://HUB:PORT --token ADMIN_TOKEN (the "
+    "running hub checks its devices; use this with the demo)."
 )
 
 
@@ -213,6 +240,7 @@ class SelftestReport:
     options: dict[str, Any] = field(default_factory=dict)
     devices: list[DeviceReport] = field(default_factory=list)
     diagnostics: dict[str, Any] = field(default_factory=dict)
+    line_busy: bool = False
 
     @property
     def ok(self) -> bool:
@@ -221,7 +249,9 @@ class SelftestReport:
 
     @property
     def exit_code(self) -> int:
-        """Return 0 when everything passed, 1 when anything failed."""
+        """Return 0 when everything passed, 1 when anything failed, 3 when a hub held the line."""
+        if self.line_busy:
+            return EXIT_LINE_BUSY
         return EXIT_OK if self.ok else EXIT_FAILURE
 
     def device(self, name: str) -> DeviceReport:
@@ -321,6 +351,7 @@ async def run_selftest(
     prompt: Prompt | None = None,
     key_timeout_s: float | None = None,
     config_path: str | None = None,
+    listen_s: float | None = None,
 ) -> SelftestReport:
     """Open the bus and the printers of ``config`` and check every device; never raises for one.
 
@@ -343,10 +374,12 @@ async def run_selftest(
             interactive=interactive,
             prompt=prompt or terminal_prompt,
             key_timeout_s=report.options["key_timeout_s"],
+            listen_s=listen_s,
         )
         report.devices.append(check.bus_report)
         report.devices.extend(device.report for device in bus_devices)
         report.diagnostics["bus"] = await check.run()
+        report.line_busy = check.line_busy
     for index, printer in enumerate(config.devices.printers):
         device, diagnostics = await _check_printer(printer, index, print_test=print_test)
         report.devices.append(device)
@@ -371,7 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog=(
             "退出码 exit status: 0 全部通过 all passed · 1 有失败 something failed · "
-            "2 配置错误 bad configuration"
+            "2 配置错误 bad configuration · 3 总线正被 hub 使用 a hub holds the line"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -443,6 +476,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\n自检已中断 / self-test interrupted", file=sys.stderr)  # noqa: T201 - CLI output
         return EXIT_FAILURE
     print(report.format_table())  # noqa: T201 - CLI output
+    if report.line_busy:
+        print(f"\n{LINE_BUSY_MESSAGE}", file=sys.stderr)  # noqa: T201 - CLI output
     path = Path(args.report) if args.report else Path.cwd() / default_report_name(report)
     try:
         write_report(report, path)
@@ -562,6 +597,7 @@ class _BusSelftest:
         interactive: bool,
         prompt: Prompt,
         key_timeout_s: float,
+        listen_s: float | None = None,
     ) -> None:
         self.config = config
         self.devices = devices
@@ -572,6 +608,8 @@ class _BusSelftest:
         self.log = _EventLog()
         self._opened = asyncio.Event()
         self._open_result: tuple[DeviceState, str] | None = None
+        self.listen_s = LINE_LISTEN_S if listen_s is None else listen_s
+        self.line_busy = False
 
     async def run(self) -> dict[str, Any]:
         """Run every bus check; return the master's diagnostics (empty if it never opened)."""
@@ -588,11 +626,12 @@ class _BusSelftest:
             self._skip_all("总线配置错误 / bad bus configuration")
             return {}
         kinds = {device.address: device.kind for device in self.devices}
-        master = BusMaster(self.config, kinds, on_state=self._on_state)
+        timing = BusTiming(listen_before_s=self.listen_s, stand_down=True)
+        master = BusMaster(self.config, kinds, on_state=self._on_state, timing=timing)
         master.subscribe(self.log)
         try:
             await master.start()
-            if await self._open(master):
+            if await self._open(master) and await self._line_free(master):
                 await self._check_devices(master)
             return master.diagnostics()
         finally:
@@ -630,6 +669,28 @@ class _BusSelftest:
             _open_hint(config.url, detail),
         )
         self._skip_all("总线端口未打开 / bus port not open")
+        return False
+
+    async def _line_free(self, master: BusMaster) -> bool:
+        """Listen before talking: refuse (sending nothing) when another master is heard."""
+        try:
+            async with asyncio.timeout(self.listen_s + BUS_REQUEST_GUARD_S):
+                free = await master.wait_listened()
+        except TimeoutError:
+            free = False
+        if free:
+            self.bus_report.add("listen", Outcome.PASS, f"线路空闲 line free ({self.listen_s:g} s)")
+            return True
+        self.line_busy = True
+        counters = master.diagnostics()["counters"]
+        self.bus_report.add(
+            "listen",
+            Outcome.FAIL,
+            f"听到另一个主站的 {counters['foreign_frames']} 帧 / heard "
+            f"{counters['foreign_frames']} frames of another master",
+            LINE_BUSY_MESSAGE.replace("\n", " "),
+        )
+        self._skip_all("总线正被 hub 使用 / the line is in use by a hub")
         return False
 
     def _skip_all(self, why: str) -> None:

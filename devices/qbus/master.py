@@ -105,6 +105,10 @@ class BusTiming:
     attention_margin_s: float = ATTENTION_MARGIN_S
     restart_sweep_interval_s: float = RESTART_SWEEP_INTERVAL_S
     foreign_master_quiet_s: float = FOREIGN_MASTER_QUIET_S
+    # Listen this long after the port opens before the first frame (0: talk at once), and with
+    # ``stand_down`` never transmit when another master was heard meanwhile (the self-test).
+    listen_before_s: float = 0.0
+    stand_down: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,6 +265,7 @@ class BusMaster(Device):
         self._foreign_at: float | None = None
         self._foreign_quiet: asyncio.TimerHandle | None = None
         self._foreign_episodes = 0
+        self._listened = asyncio.Event()
         self._wakeup = asyncio.Event()
         self._protocol: QBusProtocol | None = None
         self._owner: asyncio.Task[None] | None = None
@@ -293,6 +298,11 @@ class BusMaster(Device):
     def foreign_master(self) -> bool:
         """Return whether another master is being heard on the line now."""
         return self._foreign_quiet is not None
+
+    async def wait_listened(self) -> bool:
+        """Wait until the listen-before-talk period ended; return whether the line was free."""
+        await self._listened.wait()
+        return self._foreign_episodes == 0
 
     def device_state(self, address: int) -> DeviceState:
         """Return the state of the device at ``address``."""
@@ -609,6 +619,13 @@ class BusMaster(Device):
 
     async def _serve(self, protocol: QBusProtocol) -> None:
         loop = asyncio.get_running_loop()
+        if self._timing.listen_before_s > 0:
+            await asyncio.sleep(self._timing.listen_before_s)
+        self._listened.set()
+        if self._timing.stand_down and self._foreign_episodes:
+            _LOGGER.error("%s: another master holds the line; sending nothing", self.name)
+            await protocol.wait_closed()
+            return
         while True:
             job = self._next_job(loop.time())
             if isinstance(job, _Job):
