@@ -11,6 +11,7 @@ from devices.qbus.frames import (
     DeviceKind,
     EventKind,
     FinishOutcome,
+    PingFlag,
     TransferPosition,
     TransferTarget,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "DeviceState",
     "EventKind",
     "FinishOutcome",
+    "PingFlag",
     "TransferPosition",
     "TransferTarget",
     "create_bus",

@@ -11,6 +11,7 @@ import errno
 import json
 import logging
 import math
+import os
 import re
 import sys
 import unicodedata
@@ -73,6 +74,9 @@ RATING_PAD_MARGIN_S: Final = 5
 # sends at least a restart sweep every RESTART_SWEEP_INTERVAL_S (and polls keypads far more
 # often), so one interval plus a margin for a loaded machine hears it.
 LINE_LISTEN_S: Final = RESTART_SWEEP_INTERVAL_S + 1.0
+# ``--hub``: the running hub IDENTs, PINGs and reads back every device itself; with retries on a
+# 9600-baud line that is well under a second per device, so a minute covers a full hall.
+HUB_SELFTEST_TIMEOUT_S: Final = 60.0
 # EXIT status when another master (a running hub) holds the line: nothing was sent.
 EXIT_LINE_BUSY: Final = 3
 
@@ -352,6 +356,7 @@ async def run_selftest(
     key_timeout_s: float | None = None,
     config_path: str | None = None,
     listen_s: float | None = None,
+    hub: tuple[str, str] | None = None,
 ) -> SelftestReport:
     """Open the bus and the printers of ``config`` and check every device; never raises for one.
 
@@ -367,7 +372,12 @@ async def run_selftest(
         },
     )
     bus_devices = _bus_devices(config)
-    if config.devices.bus is not None:
+    if config.devices.bus is not None and hub is not None:
+        bus_report = DeviceReport(device="bus", kind="bus", label=f"总线 bus (hub {hub[0]})")
+        report.devices.append(bus_report)
+        report.devices.extend(device.report for device in bus_devices)
+        report.diagnostics["bus"] = await _bus_via_hub(hub[0], hub[1], bus_report, bus_devices)
+    elif config.devices.bus is not None:
         check = _BusSelftest(
             config.devices.bus,
             bus_devices,
@@ -386,6 +396,61 @@ async def run_selftest(
         report.diagnostics[device.device] = diagnostics
     report.finished_at = _utc_now()
     return report
+
+
+async def _bus_via_hub(
+    url: str, token: str, bus_report: DeviceReport, devices: list[_BusDevice]
+) -> dict[str, Any]:
+    """Ask the running hub to check its bus devices (POST /api/v1/devices/selftest)."""
+    import aiohttp  # only --hub needs an HTTP client
+
+    endpoint = url.rstrip("/") + "/api/v1/devices/selftest"
+    headers = {"Authorization": f"Bearer {token}", "Accept-Language": "zh-CN"}
+    try:
+        timeout = aiohttp.ClientTimeout(total=HUB_SELFTEST_TIMEOUT_S)
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.post(endpoint, headers=headers) as response,
+        ):
+            body = await response.json(content_type=None)
+            status = response.status
+    except (aiohttp.ClientError, TimeoutError, ValueError) as err:
+        bus_report.add(
+            "hub",
+            Outcome.FAIL,
+            f"无法连接 hub / cannot reach the hub at {url}: {err or type(err).__name__}",
+            "检查 hub 是否运行、地址和端口（配置 hub.host / hub.port）/ check that the hub runs "
+            "and the address and port (hub.host / hub.port in the configuration)",
+        )
+        _skip(devices, "hub 不可达 / hub unreachable")
+        return {}
+    if status in (401, 403):
+        bus_report.add(
+            "hub",
+            Outcome.FAIL,
+            f"hub 拒绝了令牌 / the hub refused the token (HTTP {status})",
+            "需要管理员（admin）令牌 / an admin token is needed",
+        )
+        _skip(devices, "令牌无效 / token refused")
+        return {}
+    if status != 200 or not isinstance(body, dict):
+        bus_report.add("hub", Outcome.FAIL, f"hub 应答 HTTP {status}: {body}")
+        _skip(devices, f"HTTP {status}")
+        return {}
+    bus_report.add("hub", Outcome.PASS, f"由运行中的 hub 检查 / checked by the running hub {url}")
+    by_name = {device.report.device: device for device in devices}
+    for result in body.get("devices", []):
+        name = str(result.get("device"))
+        target = by_name[name].report if name in by_name else bus_report
+        outcome = Outcome.PASS if result.get("ok") else Outcome.FAIL
+        data = {key: result[key] for key in ("boot", "shown") if key in result}
+        target.add("ident", outcome, str(result.get("detail", "")), **data)
+    return body
+
+
+def _skip(devices: list[_BusDevice], why: str) -> None:
+    for device in devices:
+        device.report.add("not_tested", Outcome.SKIP, f"未测 not tested: {why}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -443,6 +508,20 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument(
+        "--hub",
+        metavar="URL",
+        help=(
+            "hub 正在运行时由它检查总线设备（如 http://127.0.0.1:8080），令牌取自 --token 或环境"
+            "变量 QCALL_TOKEN（管理员）/ while the hub runs, let it check the bus devices "
+            "(e.g. http://127.0.0.1:8080); admin token from --token or QCALL_TOKEN"
+        ),
+    )
+    parser.add_argument(
+        "--token",
+        metavar="TOKEN",
+        help="管理员令牌（用于 --hub）/ admin token for --hub (or set QCALL_TOKEN)",
+    )
+    parser.add_argument(
         "-v", "--verbose", action="store_true", help="显示驱动日志 / show driver log messages"
     )
     return parser
@@ -454,6 +533,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.key_timeout <= 0:
         parser.error("--key-timeout must be positive / 等待时间须大于 0")
+    hub: tuple[str, str] | None = None
+    if args.hub:
+        token = args.token or os.environ.get("QCALL_TOKEN", "")
+        if not token:
+            parser.error(
+                "--hub needs an admin token: --token TOKEN or QCALL_TOKEN / --hub 需要管理员令牌"
+            )
+        hub = (args.hub, token)
     _configure_logging(verbose=args.verbose)
     config_path = str(Path(args.config).resolve())
     try:
@@ -470,6 +557,7 @@ def main(argv: list[str] | None = None) -> int:
                 interactive=args.interactive,
                 key_timeout_s=args.key_timeout,
                 config_path=config_path,
+                hub=hub,
             )
         )
     except KeyboardInterrupt:

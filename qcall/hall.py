@@ -13,9 +13,11 @@ from typing import TYPE_CHECKING, Any, Final
 from devices import registry
 from devices.registry import (
     BusEvent,
+    DeviceKind,
     DeviceState,
     EventKind,
     FinishOutcome,
+    PingFlag,
     TransferPosition,
     TransferTarget,
 )
@@ -113,6 +115,34 @@ class Hall:
             "hall": {"key_presses": self.key_presses, "key_failures": self.key_failures},
             **self.master.diagnostics(),
         }
+
+    async def selftest(self) -> list[dict[str, Any]]:
+        """Check every bus device through the hub's own master, changing nothing they show.
+
+        ``qcall selftest --hub`` uses this while the hub holds the line: IDENT (kind, model),
+        PING (boot, fault flag) and, for a display, what it shows read back.
+        """
+        master = self.master
+        results: list[dict[str, Any]] = []
+        for probe in await master.probe():
+            address = int(probe.name.rsplit("@", 1)[1]) if "@" in probe.name else None
+            result: dict[str, Any] = {"device": probe.name, "ok": probe.ok, "detail": probe.detail}
+            if address is not None and probe.ok:
+                try:
+                    ping = await master.ping(address)
+                    result["boot"] = ping.boot
+                    if PingFlag.FAULT in ping.flags:
+                        result["ok"] = False
+                        result["detail"] += (
+                            "; 设备报告硬件故障 / the device reports a hardware fault"
+                        )
+                    if self.master.device_kind(address) is DeviceKind.COUNTER_DISPLAY:
+                        result["shown"] = (await master.query_text(address)).text
+                except QcallError as err:
+                    result["ok"] = False
+                    result["detail"] = f"{err.message_zh} / {err.message_en}"
+            results.append(result)
+        return results
 
     # ----------------------------------------------------------------- hub → devices
 

@@ -304,6 +304,10 @@ class BusMaster(Device):
         await self._listened.wait()
         return self._foreign_episodes == 0
 
+    def device_kind(self, address: int) -> DeviceKind:
+        """Return the configured kind of the device at ``address``."""
+        return self._node(address).kind
+
     def device_state(self, address: int) -> DeviceState:
         """Return the state of the device at ``address``."""
         return self._node(address).state

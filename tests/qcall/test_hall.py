@@ -354,3 +354,38 @@ async def test_a_power_cycled_display_at_an_idle_window_gets_its_text_back(
     await _until(emulator, 31, lambda s: s["text"] == "3号窗口 欢迎办理")
     assert hub.hall is not None
     assert hub.hall.diagnostics()["counters"]["restarts_signalled"] == 1
+
+
+async def test_selftest_through_the_running_hub_changes_nothing_shown(
+    hub: Hub, emulator: BusEmulator
+) -> None:
+    from aiohttp import web
+
+    from devices.selftest import EXIT_FAILURE, EXIT_OK, Outcome, run_selftest
+    from qcall.api import build_app
+
+    engine = hub.engine
+    await hub.execute(lambda now: engine.open_window(now, 3, "c1"))
+    await _until(emulator, 31, lambda s: s["text"] == "3号窗口 欢迎办理")
+    admin = await hub.write(hub.store.create_token, Role.ADMIN, "technician")
+    clerk = await hub.write(lambda: hub.store.create_token(Role.CLERK, "clerk", staff_id="c1"))
+    runner = web.AppRunner(build_app(hub, manage_hub=False), shutdown_timeout=1.0)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    url = f"http://{host}:{port}"
+    try:
+        report = await run_selftest(hub.config, hub=(url, admin))
+        refused = await run_selftest(hub.config, hub=(url, clerk))
+    finally:
+        await runner.cleanup()
+    assert report.exit_code == EXIT_OK, report.format_table()
+    display = report.device("bus:counter_display@31")
+    assert [c.outcome for c in display.checks] == [Outcome.PASS]
+    assert display.checks[0].data["shown"] == "3号窗口 欢迎办理"
+    assert report.device("bus:keypad@12").outcome is Outcome.PASS
+    # What the hall shows was not touched.
+    assert emulator.shown(31)["text"] == "3号窗口 欢迎办理"
+    assert refused.exit_code == EXIT_FAILURE
+    assert "admin" in refused.device("bus").checks[0].hint
