@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import random
+import signal
 import sys
 import tty
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -1179,6 +1180,12 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     async def serve() -> None:
+        # Our own handlers: a job started in the background by a shell inherits SIGINT ignored,
+        # and a KeyboardInterrupt could land anywhere, even inside stop().
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
         await emulator.start()
         print(f"bus / 总线: {emulator.url}", flush=True)  # noqa: T201 - CLI output
         if emulator.pty_path:
@@ -1189,14 +1196,12 @@ def main(argv: list[str] | None = None) -> int:
         summary = ", ".join(f"{a}={k.role}" for a, k in kinds.items())
         print(f"devices / 设备: {summary}", flush=True)  # noqa: T201 - CLI output
         try:
-            await asyncio.Event().wait()
+            await stop.wait()
         finally:
             await emulator.stop()
 
     try:
         asyncio.run(serve())
-    except KeyboardInterrupt:
-        return 0
     except OSError as err:
         print(f"cannot start / 无法启动: {err}", file=sys.stderr)  # noqa: T201 - CLI output
         return 1

@@ -323,7 +323,13 @@ def test_cli_help_and_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--addresses" in capsys.readouterr().err
 
 
-async def test_cli_runs_and_stops_on_sigint() -> None:
+def _ignore_sigint() -> None:
+    """What a shell does to a job it starts in the background (``qcall emulate bus &``)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("background", [False, True])
+async def test_cli_runs_and_stops_on_sigint(background: bool) -> None:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -340,6 +346,7 @@ async def test_cli_runs_and_stops_on_sigint() -> None:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[3])},
+        preexec_fn=_ignore_sigint if background else None,
     )
     assert process.stdout is not None
     try:
@@ -358,9 +365,16 @@ async def test_cli_runs_and_stops_on_sigint() -> None:
         writer.close()
         await writer.wait_closed()
     finally:
-        process.send_signal(signal.SIGINT)
-        async with asyncio.timeout(WAIT_S):
-            assert await process.wait() == 0
+        if process.returncode is None:
+            process.send_signal(signal.SIGINT)
+        try:
+            async with asyncio.timeout(WAIT_S):
+                status = await process.wait()
+        except TimeoutError:
+            process.kill()  # never leave an emulator behind
+            await process.wait()
+            pytest.fail("the emulator ignored SIGINT and was killed")
+    assert status == 0
 
 
 async def test_poll_any_attention_bytes_in_their_slots() -> None:
