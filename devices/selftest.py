@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TypeVar
+from zoneinfo import ZoneInfo
 
 from devices.base import DeviceState
 from devices.printer import PrinterNotReady, PrinterStatus, TicketPrinter
@@ -391,7 +392,9 @@ async def run_selftest(
         report.diagnostics["bus"] = await check.run()
         report.line_busy = check.line_busy
     for index, printer in enumerate(config.devices.printers):
-        device, diagnostics = await _check_printer(printer, index, print_test=print_test)
+        device, diagnostics = await _check_printer(
+            printer, index, print_test=print_test, tz=ZoneInfo(config.center.timezone)
+        )
         report.devices.append(device)
         report.diagnostics[device.device] = diagnostics
     report.finished_at = _utc_now()
@@ -1173,7 +1176,7 @@ def _one_line(text: str) -> str:
 
 
 async def _check_printer(
-    config: Printer, index: int, *, print_test: bool
+    config: Printer, index: int, *, print_test: bool, tz: dt.tzinfo
 ) -> tuple[DeviceReport, dict[str, Any]]:
     report = DeviceReport(
         device=f"printer:{config.id}", kind="printer", label=f"打印机 printer {config.id}"
@@ -1191,7 +1194,7 @@ async def _check_printer(
     try:
         ready = await _printer_status(printer, report)
         if print_test:
-            await _printer_test_page(printer, report, ready=ready)
+            await _printer_test_page(printer, report, ready=ready, tz=tz)
         return report, printer.diagnostics()
     finally:
         await printer.stop()
@@ -1251,14 +1254,17 @@ def _report_status(report: DeviceReport, status: PrinterStatus) -> None:
     )
 
 
-async def _printer_test_page(printer: TicketPrinter, report: DeviceReport, *, ready: bool) -> None:
+async def _printer_test_page(
+    printer: TicketPrinter, report: DeviceReport, *, ready: bool, tz: dt.tzinfo
+) -> None:
     if not ready:
         report.add(
             "print_test", Outcome.SKIP, "未打印：打印机未就绪 / not printed: printer not ready"
         )
         return
     try:
-        result = await printer.print_test()
+        # The page shows the center's wall clock, not the machine's (often UTC on a server).
+        result = await printer.print_test(dt.datetime.now(tz))
     except PrinterNotReady as err:
         hint = "; ".join(str(problem) for problem in err.problems)
         report.add("print_test", Outcome.FAIL, describe(err), hint)

@@ -296,6 +296,8 @@ async def test_printer_near_end_is_a_warning_and_the_test_page_prints(
         (job,) = await printer.wait_for_jobs(1)
     assert "Printer self-test" in job.text
     assert report.exit_code == EXIT_OK
+    # The page shows the center's wall clock (Asia/Shanghai here), whatever the machine's zone.
+    assert re.search(r"时间 Time: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\+08:00", job.text)
 
 
 async def test_printer_nobody_listens_on(unused_tcp_port: int) -> None:
