@@ -151,19 +151,28 @@ _HUB_HINT: Final = (
     "自检需要独占端口：先停止 hub（sudo systemctl stop qcall-hub）/ the self-test needs the "
     "port to itself: stop the hub first (sudo systemctl stop qcall-hub)"
 )
-LINE_BUSY_MESSAGE: Final = (
-    "总线上已有主站在工作（运行中的 hub），自检未发送任何内容，以免改写正在使用的窗口屏和呼叫器。\n"
-    "  现场：先停止 hub（sudo systemctl stop qcall-hub），自检后再启动（sudo systemctl start "
-    "qcall-hub）；\n"
-    "  不停 hub：qcall selftest --hub http://HUB:PORT --token 管理员令牌（由运行中的 hub 检查设备，"
-    "演示环境用这个）。\n"
-    "Another master (a running hub) is working on this line; the self-test sent nothing, so "
-    "the displays and keypads in use are not overwritten.\n"
-    "  On site: stop the hub (sudo systemctl stop qcall-hub), run the self-test, start it "
-    "again (sudo systemctl start qcall-hub);\n"
-    "  without stopping it: qcall selftest --hub http://HUB:PORT --token ADMIN_TOKEN (the "
-    "running hub checks its devices; use this with the demo)."
+LINE_BUSY_HINT: Final = (
+    "先停止 hub（sudo systemctl stop qcall-hub）再自检，或用 --hub 由运行中的 hub 检查 / stop "
+    "the hub first (sudo systemctl stop qcall-hub), or let the running hub check (--hub)"
 )
+
+
+def line_busy_message(hub_url: str) -> str:
+    """Return what to do when a running hub holds the line (both ways, with the hub's URL)."""
+    return (
+        "总线上已有主站在工作（运行中的 hub），自检未发送任何内容，"
+        "以免改写正在使用的窗口屏和呼叫器。\n"
+        "  现场：先停止 hub（sudo systemctl stop qcall-hub），自检后再启动（sudo systemctl "
+        "start qcall-hub）；\n"
+        f"  不停 hub（演示环境也用这个）：QCALL_TOKEN=管理员令牌 qcall selftest --config 配置 "
+        f"--hub {hub_url}\n"
+        "Another master (a running hub) is working on this line; the self-test sent nothing, so "
+        "the displays and keypads in use are not overwritten.\n"
+        "  On site: stop the hub (sudo systemctl stop qcall-hub), run the self-test, start it "
+        "again (sudo systemctl start qcall-hub);\n"
+        f"  without stopping it (also in the demo): QCALL_TOKEN=ADMIN_TOKEN qcall selftest "
+        f"--config FILE --hub {hub_url}"
+    )
 
 
 def _utc_now() -> str:
@@ -568,7 +577,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILURE
     print(report.format_table())  # noqa: T201 - CLI output
     if report.line_busy:
-        print(f"\n{LINE_BUSY_MESSAGE}", file=sys.stderr)  # noqa: T201 - CLI output
+        hub_url = f"http://{config.hub.host}:{config.hub.port}"
+        print(f"\n{line_busy_message(hub_url)}", file=sys.stderr)  # noqa: T201 - CLI output
     path = Path(args.report) if args.report else Path.cwd() / default_report_name(report)
     try:
         write_report(report, path)
@@ -779,7 +789,7 @@ class _BusSelftest:
             Outcome.FAIL,
             f"听到另一个主站的 {counters['foreign_frames']} 帧 / heard "
             f"{counters['foreign_frames']} frames of another master",
-            LINE_BUSY_MESSAGE.replace("\n", " "),
+            LINE_BUSY_HINT,
         )
         self._skip_all("总线正被 hub 使用 / the line is in use by a hub")
         return False

@@ -532,6 +532,7 @@ async def test_selftest_refuses_while_a_hub_holds_the_line_and_sends_nothing(
     assert "another master" in result.detail
     assert "systemctl stop qcall-hub" in result.hint
     assert "--hub" in result.hint
+    assert "--hub http://127.0.0.1:" in selftest.line_busy_message("http://127.0.0.1:8080")
     assert {outcomes(report)[f"bus:{k.role}@{a}"] for a, k in HALL.items()} == {Outcome.SKIP}
     # Nothing of the self-test reached the line: no IDENT, no test pattern, no LCD text.
     assert not [f for f in frames if f.cmd in (Command.IDENT, Command.SHOW_TEXT)]
