@@ -159,6 +159,8 @@ class Hall:
             if window is not None and window.rating_pad is not None:
                 pad, ticket = window.rating_pad, data["number"]
                 self._fire(lambda: self.master.rating_start(pad, ticket, RATING_TIMEOUT_S))
+            if data["window"] in self._pause_after:
+                self._pause_when_idle(data["window"])
             self._show_window(data["window"])
             self._dirty.add(data["window"])
         elif kind in (
@@ -355,16 +357,31 @@ class Hall:
         return None
 
     async def _finish_then_pause(self, number: int, staff: str, outcome: Outcome) -> str | None:
-        """Finish the current ticket; pause the window when the clerk asked to pause after it."""
+        """Finish the current ticket (a pending pause follows from the finished event)."""
+        engine = self.hub.engine
+        ticket = await self.hub.execute(lambda now: engine.finish(now, number, staff, outcome))
+        return "已转后台" if outcome is Outcome.BACK_OFFICE else f"{ticket.number} 已办结"
+
+    def _pause_when_idle(self, number: int) -> None:
+        """The ticket a pause waited for is finished (keypad, web or API): pause the window.
+
+        When the same command already called the next ticket (``next`` from the web), the pause
+        stays pending until that one is finished.
+        """
         hub = self.hub
-        engine = hub.engine
-        pause = number in self._pause_after
-        ticket = await hub.execute(lambda now: engine.finish(now, number, staff, outcome))
-        note = "已转后台" if outcome is Outcome.BACK_OFFICE else f"{ticket.number} 已办结"
-        if pause:
-            self._pause_after.discard(number)
-            await hub.execute(lambda now: engine.pause(now, number, staff))
-        return note
+        run = hub.engine.windows[number]
+        staff = run.staff
+        if run.current is not None or run.paused or staff is None:
+            return
+        self._pause_after.discard(number)
+
+        async def pause() -> None:
+            try:
+                await hub.execute(lambda now: hub.engine.pause(now, number, staff))
+            except QcallError as err:
+                _LOGGER.info("window %d: pause after the ticket refused: %s", number, err)
+
+        hub.create_task(pause(), f"pause-after:{number}")
 
     def _transfer_choices(self, number: int, target: TransferTarget) -> str | None:
         """Return the LCD list when a prefix names several services; None when unambiguous."""

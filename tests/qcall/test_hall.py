@@ -389,3 +389,16 @@ async def test_selftest_through_the_running_hub_changes_nothing_shown(
     assert emulator.shown(31)["text"] == "3号窗口 欢迎办理"
     assert refused.exit_code == EXIT_FAILURE
     assert "admin" in refused.device("bus").checks[0].hint
+
+
+async def test_a_pause_pressed_on_the_keypad_follows_a_finish_from_the_web(
+    hub: Hub, emulator: BusEmulator
+) -> None:
+    engine = hub.engine
+    first, _ = await _serving(hub, emulator)
+    emulator.press(12, EventKind.PAUSE)
+    await _until(emulator, 12, lambda s: s["lcd"].endswith("办完暂停"))
+    await hub.execute(lambda now: engine.finish(now, 1, "k1", Outcome.DONE))
+    await emulator.wait_until(lambda: engine.windows[1].paused, WAIT_S)
+    assert engine.tickets[first.id].state == "done"
+    await _until(emulator, 11, lambda s: s["text"] == "暂停服务")
