@@ -194,6 +194,7 @@ class _Counters:
     poll_any_cycles: int = 0
     attention_polls: int = 0
     restart_sweeps: int = 0
+    sweeps_cut_short: int = 0
     restarts_signalled: int = 0
 
 
@@ -266,6 +267,8 @@ class BusMaster(Device):
         self._foreign_quiet: asyncio.TimerHandle | None = None
         self._foreign_episodes = 0
         self._listened = asyncio.Event()
+        # Set when a call is queued during a restart sweep: the sweep stops listening at once.
+        self._sweep_interrupt: asyncio.Event | None = None
         self._wakeup = asyncio.Event()
         self._protocol: QBusProtocol | None = None
         self._owner: asyncio.Task[None] | None = None
@@ -437,6 +440,7 @@ class BusMaster(Device):
             "attention_bytes": self._link_stats.attention_bytes,
             "attention_polls": self._counters.attention_polls,
             "restart_sweeps": self._counters.restart_sweeps,
+            "sweeps_cut_short": self._counters.sweeps_cut_short,
             "restarts_signalled": self._counters.restarts_signalled,
             "reconnects": self._supervisor.reconnects,
         }
@@ -566,6 +570,8 @@ class BusMaster(Device):
         if job.slot is not None:
             self._supersede(job)
         (self._calls if job.command is Command.SHOW_CALL else self._urgent).append(job)
+        if job.command is Command.SHOW_CALL and self._sweep_interrupt is not None:
+            self._sweep_interrupt.set()
         self._wakeup.set()
 
     def _supersede(self, newer: _Job) -> None:
@@ -720,7 +726,17 @@ class BusMaster(Device):
         window = protocol.wire_time(request.window_chars) + self._timing.attention_margin_s
         # Every device is asked at most every poll_interval_ms, counted from the cycle's start.
         due = asyncio.get_running_loop().time() + self.config.poll_interval_ms / 1000
-        heard = await protocol.poll_any(frame, window)
+        # A call does not wait for a sweep's listening window: a restarted display (rare) whose
+        # attention byte then meets the call frame signals again in the next sweep, and the
+        # call is retried like any request that got no reply.
+        interrupt = asyncio.Event() if poll.sweep else None
+        self._sweep_interrupt = interrupt
+        try:
+            heard = await protocol.poll_any(frame, window, interrupt)
+        finally:
+            self._sweep_interrupt = None
+        if interrupt is not None and interrupt.is_set():
+            self._counters.sweeps_cut_short += 1
         if poll.sweep:
             self._counters.restart_sweeps += 1
             self._sweep_due = (

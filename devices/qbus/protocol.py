@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -210,12 +211,15 @@ class QBusProtocol(asyncio.Protocol):
         await self._wait_line_idle()
         self._write(frame)
 
-    async def poll_any(self, frame: Frame, window_s: float) -> list[int]:
+    async def poll_any(
+        self, frame: Frame, window_s: float, interrupt: asyncio.Event | None = None
+    ) -> list[int]:
         """Broadcast POLL_ANY ``frame``; return the attention bytes heard ``window_s`` after it.
 
         While the window is open, single bytes 01-7F received outside a frame are attention
-        bytes (in arrival order, duplicates kept); frames are still decoded as usual. Raise
-        DeviceUnavailable when the port is or goes down.
+        bytes (in arrival order, duplicates kept); frames are still decoded as usual. The window
+        closes early when ``interrupt`` is set. Raise DeviceUnavailable when the port is or goes
+        down.
         """
         if self._pending is not None or self._attention is not None:
             raise RuntimeError("QBusProtocol allows one outstanding request")
@@ -225,7 +229,12 @@ class QBusProtocol(asyncio.Protocol):
         try:
             self._write(frame)
             delay = self._line_free_at + window_s - asyncio.get_running_loop().time()
-            await asyncio.sleep(max(delay, 0.0))
+            if interrupt is None:
+                await asyncio.sleep(max(delay, 0.0))
+            else:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(max(delay, 0.0)):
+                        await interrupt.wait()
         finally:
             if self._held_sof:
                 self._held_sof = False

@@ -409,6 +409,29 @@ async def test_a_restart_is_found_by_the_sweep_long_before_the_idle_ping(
     assert master.diagnostics()["counters"]["restarts_signalled"] == 1
 
 
+async def test_a_call_does_not_wait_for_a_restart_sweep_to_finish_listening(
+    make_bench: Callable[..., Any],
+) -> None:
+    # Sweeps whose listening window would last half a minute: only cutting it short for the
+    # call lets the call through within the bounded wait.
+    timing = BusTiming(
+        reprobe_interval_s=0.05,
+        idle_ping_interval_s=3600,
+        restart_sweep_interval_s=0.01,
+        attention_margin_s=30.0,
+    )
+    bench: Bench = await make_bench({3: D, 4: D}, timing=timing)
+    master, emulator = bench.master, bench.emulator
+    swept = asyncio.Event()
+    emulator.subscribe(lambda frame, _: swept.set() if frame.cmd == Command.POLL_ANY else None)
+    async with asyncio.timeout(WAIT_S):
+        await swept.wait()
+    async with asyncio.timeout(WAIT_S):
+        await master.show_call(3, "A012", 3)
+    assert emulator.shown(3)["ticket"] == "A012"
+    assert master.diagnostics()["counters"]["sweeps_cut_short"] >= 1
+
+
 async def test_a_second_master_on_the_line_raises_an_alarm_and_the_devices_are_repainted(
     make_bench: Callable[..., Any],
 ) -> None:
