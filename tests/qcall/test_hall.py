@@ -10,6 +10,7 @@ import pytest
 
 from devices.emulators.bus import BusEmulator, Fault
 from devices.qbus.frames import DeviceKind, EventKind, FinishOutcome, TransferTarget
+from devices.qbus.master import IDLE_PING_INTERVAL_S
 from qcall.config import parse_config
 from qcall.events import Event, EventType
 from qcall.hub import Hub
@@ -233,8 +234,10 @@ async def test_a_silent_display_goes_offline_and_recovers_by_itself(
         lambda: hub.engine.devices.get(name, {}).get("state") == "ready", WAIT_S
     )
     emulator.fault(31, Fault.UNPLUG)
+    # An idle display is only pinged every IDLE_PING_INTERVAL_S: that is the bound.
     await emulator.wait_until(
-        lambda: hub.engine.devices.get(name, {}).get("state") == "offline", WAIT_S * 2
+        lambda: hub.engine.devices.get(name, {}).get("state") == "offline",
+        IDLE_PING_INTERVAL_S + WAIT_S,
     )
     emulator.fault(31, Fault.PLUG)
     await emulator.wait_until(
