@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,19 @@ def _events(hub: Hub) -> list[Event]:
     seen: list[Event] = []
     hub.bus.subscribe(seen.append)
     return seen
+
+
+async def _until_hub(hub: Hub, check: Any, timeout_s: float) -> None:
+    """Wait until ``check()`` holds, re-checking after every hub event."""
+    changed = asyncio.Event()
+    unsubscribe = hub.bus.subscribe(lambda _: changed.set())
+    try:
+        async with asyncio.timeout(timeout_s):
+            while not check():
+                changed.clear()
+                await changed.wait()
+    finally:
+        unsubscribe()
 
 
 async def _until(emulator: BusEmulator, address: int, check: Any) -> dict[str, Any]:
@@ -235,14 +249,11 @@ async def test_a_silent_display_goes_offline_and_recovers_by_itself(
     )
     emulator.fault(31, Fault.UNPLUG)
     # An idle display is only pinged every IDLE_PING_INTERVAL_S: that is the bound.
-    await emulator.wait_until(
-        lambda: hub.engine.devices.get(name, {}).get("state") == "offline",
-        IDLE_PING_INTERVAL_S + WAIT_S,
+    await _until_hub(
+        hub, lambda: hub.engine.devices[name]["state"] == "offline", IDLE_PING_INTERVAL_S + WAIT_S
     )
     emulator.fault(31, Fault.PLUG)
-    await emulator.wait_until(
-        lambda: hub.engine.devices.get(name, {}).get("state") == "ready", WAIT_S * 2
-    )
+    await _until_hub(hub, lambda: hub.engine.devices[name]["state"] == "ready", WAIT_S * 2)
     states = [
         e.data["state"]
         for e in seen
