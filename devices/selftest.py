@@ -475,9 +475,13 @@ def build_parser() -> argparse.ArgumentParser:
             "Self-test: checks every bus device (counter displays, keypads, rating pads) and "
             "printer in the configuration and says what to check when one fails.\n\n"
             "自检自己打开总线端口和打印机：请先停止 hub（sudo systemctl stop qcall-hub），"
-            "串口同一时间只能由一个程序打开。\n"
+            "串口同一时间只能由一个程序打开。自检先监听总线约 3 秒，听到运行中的 hub 就什么也不发送"
+            "并退出（退出码 3）；hub 不能停（演示环境、营业中）时用 --hub 由它检查总线设备。\n"
             "The self-test opens the bus port and the printers itself: stop the hub first "
-            "(sudo systemctl stop qcall-hub) - a serial port can be open in one program only."
+            "(sudo systemctl stop qcall-hub) - a serial port can be open in one program only. It "
+            "listens to the line for ~3 s first and, hearing a running hub, sends nothing and "
+            "exits 3; when the hub cannot be stopped (the demo, opening hours) use --hub to let "
+            "it check its bus devices."
         ),
         epilog=(
             "退出码 exit status: 0 全部通过 all passed · 1 有失败 something failed · "
