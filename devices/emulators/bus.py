@@ -227,6 +227,7 @@ class VirtualDevice:
             "serial": self.serial,
             "boot": self.boot,
             "plugged": self.plugged,
+            "restarted": self.restarted,
         }
 
     def _readdress(self, address: int) -> None:
