@@ -42,6 +42,8 @@ LCD_NOTE_S: Final = 4.0
 # How long a rating pad waits for the resident's score after a ticket is finished.
 RATING_TIMEOUT_S: Final = 30
 CALL_FLASH: Final = 3
+# Transfer choices listed per keypad LCD line (2 x 16 cells; "1社会" takes 5).
+LCD_CHOICES_PER_LINE: Final = 3
 PAUSED_TEXT: Final = "暂停服务"
 _OUTCOMES: Final = {
     FinishOutcome.DONE: Outcome.DONE,
@@ -390,9 +392,15 @@ class Hall:
         services = self._transfer_services(number, target.service_prefix)
         if len(services) < 2:
             return None
-        prefix = target.service_prefix
-        listed = " ".join(f"{i}{s.name_zh[:2]}" for i, s in enumerate(services, 1))
-        return f"{prefix}有{len(services)}项 请选序号\n{listed}"
+        # A keypad LCD has 2 lines of 16 cells: three "1社会" entries (5 cells each) fill one.
+        entries = [f"{i}{s.name_zh[:2]}" for i, s in enumerate(services, 1)]
+        lines = [
+            "".join(entries[i : i + LCD_CHOICES_PER_LINE])
+            for i in range(0, len(entries), LCD_CHOICES_PER_LINE)
+        ]
+        if len(lines) == 1:
+            lines.insert(0, f"{target.service_prefix}有{len(services)}项 请选序号")
+        return "\n".join(lines)
 
     def _command(self, number: int, staff: str, event: BusEvent) -> Callable[[dt.datetime], Any]:
         engine = self.hub.engine

@@ -168,8 +168,9 @@ class VirtualDevice:
 
     def execute(self, cmd: int, payload: bytes, *, broadcast: bool) -> bytes:
         """Run one command; return the reply payload."""
-        if not broadcast and cmd in _BOOT_REPLIES:
+        if not broadcast and cmd in _BOOT_REPLIES and self.restarted:
             self.restarted = False
+            self._on_change()
         if cmd == Command.IDENT:
             return IdentReply(
                 self.kind,

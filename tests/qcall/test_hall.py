@@ -302,7 +302,7 @@ async def test_keypad_transfer_by_a_shared_prefix_lists_the_choices(
     seq = engine.seq
     emulator.press(12, EventKind.TRANSFER, transfer=TransferTarget(service_prefix="B"))
     lcd = await _until(emulator, 12, lambda s: s["lcd"].startswith("B有3项"))
-    assert lcd["lcd"] == "B有3项 请选序号\n1业务 2灵活 3失业"
+    assert lcd["lcd"] == "B有3项 请选序号\n1业务2灵活3失业"
     assert engine.seq == seq
     assert engine.windows[1].current == first.id
     emulator.press(12, EventKind.TRANSFER, transfer=TransferTarget(service_prefix="B", choice=3))
@@ -416,3 +416,17 @@ async def test_a_pause_pressed_on_the_keypad_follows_a_finish_from_the_web(
     await emulator.wait_until(lambda: engine.windows[1].paused, WAIT_S)
     assert engine.tickets[first.id].state == "done"
     await _until(emulator, 11, lambda s: s["text"] == "暂停服务")
+
+
+async def test_five_services_of_a_prefix_fill_both_lcd_lines(
+    emulator: BusEmulator, tmp_path: Path
+) -> None:
+    raw = _hall_config(b2="灵活就业", b3="失业登记", b4="退休审核", b5="就业困难")
+    hub = await _start(emulator, tmp_path, raw)
+    try:
+        await _serving(hub, emulator)
+        emulator.press(12, EventKind.TRANSFER, transfer=TransferTarget(service_prefix="B"))
+        lcd = await _until(emulator, 12, lambda s: s["lcd"].startswith("1业务"))
+        assert lcd["lcd"] == "1业务2灵活3失业\n4退休5就业"
+    finally:
+        await hub.stop()
