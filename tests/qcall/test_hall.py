@@ -430,3 +430,30 @@ async def test_five_services_of_a_prefix_fill_both_lcd_lines(
         assert lcd["lcd"] == "1业务2灵活3失业\n4退休5就业"
     finally:
         await hub.stop()
+
+
+async def test_a_second_master_raises_the_line_alarm_and_the_hall_is_repainted(
+    hub: Hub, emulator: BusEmulator
+) -> None:
+    from devices.qbus.master import FOREIGN_MASTER_QUIET_S, BusMaster
+    from qcall.config import Bus
+
+    engine = hub.engine
+    await hub.execute(lambda now: engine.open_window(now, 3, "c1"))
+    await _until(emulator, 31, lambda s: s["text"] == "3号窗口 欢迎办理")
+    intruder = BusMaster(Bus(url=emulator.url, baud=9600), {31: DeviceKind.COUNTER_DISPLAY})
+    await intruder.start()
+    try:
+        await _until_hub(hub, lambda: "bus:line" in engine.devices, WAIT_S)
+        await intruder.show_text(31, "测试 TEST 8888")
+    finally:
+        await intruder.stop()
+    line = engine.devices["bus:line"]
+    assert line["state"] == "failed"
+    assert "另一个主站" in line["detail"]
+    assert hub.hall is not None
+    assert hub.hall.diagnostics()["foreign_master"]["episodes"] == 1
+    await _until_hub(
+        hub, lambda: engine.devices["bus:line"]["state"] == "ready", FOREIGN_MASTER_QUIET_S + WAIT_S
+    )
+    await _until(emulator, 31, lambda s: s["text"] == "3号窗口 欢迎办理")
