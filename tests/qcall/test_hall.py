@@ -362,6 +362,7 @@ async def test_a_power_cycled_display_at_an_idle_window_gets_its_text_back(
     engine = hub.engine
     await hub.execute(lambda now: engine.open_window(now, 3, "c1"))
     await _until(emulator, 31, lambda s: s["text"] == "3号窗口 欢迎办理")
+    await _until(emulator, 31, lambda s: s["idle_text"] == "3号窗口")
     emulator.fault(31, Fault.POWER_CYCLE)
     assert emulator.shown(31)["text"] == "3号窗口"  # its stored idle (closed) text
     # Found by the restart sweep (every 2 s), not the idle ping 15 s later.
