@@ -155,6 +155,9 @@ class _Node:
     content: dict[str, tuple[Command, bytes]] = field(default_factory=dict)
     timeouts: int = 0
     events: int = 0
+    # The display answered a restart sweep: its next PING reply restores it, even when its boot
+    # counter was not known before (it came online through a write, which carries no boot).
+    restart_heard: bool = False
 
     def next_seq(self) -> int:
         self.seq = (self.seq + 1) & 0xFF
@@ -753,6 +756,7 @@ class BusMaster(Device):
                     self._counters.attention_polls += 1
                 else:
                     self._counters.restarts_signalled += 1
+                    node.restart_heard = True
                 self._signalled.append(node)
         unknown = signalled.difference(request.addresses)
         if unknown:
@@ -872,9 +876,18 @@ class BusMaster(Device):
                 restore = True
             node.boot = boot
             node.acked = 0
+        if boot is not None and node.restart_heard:
+            node.restart_heard = False
+            if not restore:
+                _LOGGER.info("%s signalled a restart (boot %d)", node.name, boot)
+            restore = True
         if restore:
             self._restore(node)
-        if node.kind is DeviceKind.COUNTER_DISPLAY or self._grouped(node):
+        # A device that came online through a write has told us no boot counter yet: PING it
+        # now (due stays "now"), or a restart before the next idle ping would go unnoticed.
+        if node.boot is not None and (
+            node.kind is DeviceKind.COUNTER_DISPLAY or self._grouped(node)
+        ):
             node.due = now + self._timing.idle_ping_interval_s
 
     def _went_silent(self, node: _Node, err: DeviceError) -> None:

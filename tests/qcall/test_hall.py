@@ -10,7 +10,15 @@ from typing import Any
 import pytest
 
 from devices.emulators.bus import BusEmulator, Fault
-from devices.qbus.frames import DeviceKind, EventKind, FinishOutcome, TransferTarget
+from devices.qbus.frames import (
+    Command,
+    DeviceKind,
+    EventKind,
+    FinishOutcome,
+    Frame,
+    PollAny,
+    TransferTarget,
+)
 from devices.qbus.master import IDLE_PING_INTERVAL_S
 from qcall.config import parse_config
 from qcall.events import Event, EventType
@@ -363,6 +371,16 @@ async def test_a_power_cycled_display_at_an_idle_window_gets_its_text_back(
     await hub.execute(lambda now: engine.open_window(now, 3, "c1"))
     await _until(emulator, 31, lambda s: s["text"] == "3号窗口 欢迎办理")
     await _until(emulator, 31, lambda s: s["idle_text"] == "3号窗口")
+    # A restart sweep runs only when no write is queued: after one, nothing else repaints it.
+    swept = asyncio.Event()
+
+    def on_frame(frame: Frame, _: float) -> None:
+        if frame.cmd == Command.POLL_ANY and 31 in PollAny.from_payload(frame.payload).addresses:
+            swept.set()
+
+    emulator.subscribe(on_frame)
+    async with asyncio.timeout(WAIT_S):
+        await swept.wait()
     emulator.fault(31, Fault.POWER_CYCLE)
     assert emulator.shown(31)["text"] == "3号窗口"  # its stored idle (closed) text
     # Found by the restart sweep (every 2 s), not the idle ping 15 s later.
