@@ -353,10 +353,16 @@ async def _demo_hall(config: CenterConfig, db: Path, folder: Path, port: int) ->
                 host=where.hostname or "127.0.0.1",
                 port=where.port or 9100,
                 paper=printer.paper,
+                control=(where.hostname or "127.0.0.1", (where.port or 9100) + 1),
             )
             await emulated.start()
             started.append(emulated.stop)
-            print(f"模拟打印机 / emulated printer {printer.id}: {printer.url} → {out}")  # noqa: T201
+            control = emulated.control_address
+            print(  # noqa: T201
+                f"模拟打印机 / emulated printer {printer.id}: {printer.url} → {out} (故障 / fault: "
+                f"{emulated.describe_fault()}; 控制 / control: "
+                f"{control[0] if control else ''}:{control[1] if control else ''})"
+            )
         return await _run_hub(config, db, config.hub.host, port)
     except OSError as err:
         print(  # noqa: T201
