@@ -16,7 +16,6 @@ import datetime as dt
 import ipaddress
 import logging
 import os
-import sqlite3
 import threading
 import time
 from collections import deque
@@ -188,7 +187,7 @@ class Logins:
                     await self.prune()
                 else:
                     await self.flush()
-            except sqlite3.Error as err:
+            except Exception as err:  # noqa: BLE001 - task boundary: the limits stay in memory
                 _LOGGER.warning("saving failed logins failed (will retry): %s", err)
 
     async def flush(self) -> None:
@@ -197,7 +196,7 @@ class Logins:
             changes, self._unsaved = self._unsaved, []
             try:
                 await self._write(self._store.save_login_changes, changes)
-            except sqlite3.Error:
+            except Exception:
                 self._unsaved[:0] = changes  # retried at the next flush
                 raise
 
@@ -205,7 +204,7 @@ class Logins:
         """Save what is unsaved, close the worker's connection and stop the worker."""
         try:
             await self.flush()
-        except sqlite3.Error as err:
+        except Exception as err:  # noqa: BLE001 - a stop goes on: the rows only restore limits
             _LOGGER.warning("could not save the last failed logins: %s", err)
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._worker, self._pin_store.close)
