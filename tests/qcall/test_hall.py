@@ -66,6 +66,18 @@ async def _start(emulator: BusEmulator, tmp_path: Path, raw: dict[str, Any]) -> 
     await hub.write(hub.store.add_staff, "c1", "张三", PIN, Role.CLERK)
     await hub.write(hub.store.add_staff, "k1", "李四", PIN, Role.CLERK)
     await hub.write(hub.store.add_staff, "d1", "王五", PIN, Role.ADMIN)
+    # Every device answered once (on a loaded machine a first IDENT may time out; the
+    # re-probe brings it back): a write to a device still marked offline would be refused.
+    names = [f"bus:{kind.role}@{address}" for address, kind in KINDS.items()]
+    try:
+        await _until_hub(
+            hub,
+            lambda: all(hub.engine.devices.get(n, {}).get("state") == "ready" for n in names),
+            WAIT_S * 2,
+        )
+    except BaseException:
+        await hub.stop()
+        raise
     return hub
 
 
