@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import gc
+import getpass
 import json
 import logging
 import os
@@ -16,6 +17,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Final
+from zoneinfo import ZoneInfo
 
 from qcall import __version__, reports
 from qcall.config import CenterConfig, load_config
@@ -28,6 +30,9 @@ _LOGGER = logging.getLogger("qcall")
 EXIT_OK: Final = 0
 EXIT_FAILURE: Final = 1
 EXIT_CONFIG: Final = 2
+EXIT_USAGE: Final = 2  # bad input on the command line or stdin: nothing was changed
+# Until the hub's PIN policy lands: keypads take digits only.
+PIN_MIN_DIGITS: Final = 4
 # Long enough for open event streams to be told goodbye; short enough for systemd.
 SHUTDOWN_TIMEOUT_S: Final = 5.0
 
@@ -100,13 +105,33 @@ def _parser() -> argparse.ArgumentParser:
     staff = sub.add_parser("staff", help="工作人员账户 / staff accounts").add_subparsers(
         metavar="ACTION"
     )
-    add = staff.add_parser("add", help="添加或更新工作人员 / add or update a staff member")
+    add = staff.add_parser(
+        "add",
+        help="添加或更新工作人员（密码从终端或标准输入读取）/ add or update a staff member "
+        "(the PIN is asked for, or read from stdin)",
+    )
     _config_db(add)
     add.add_argument("--id", required=True, help="工号 / staff id")
     add.add_argument("--name", required=True, help="姓名 / name")
-    add.add_argument("--pin", required=True, help="密码 (≥4 位) / PIN (at least 4 characters)")
     add.add_argument("--role", required=True, choices=["clerk", "supervisor", "admin"])
     add.set_defaults(handler=_staff_add)
+    listing = staff.add_parser("list", help="列出工作人员 / list staff accounts")
+    _config_db(listing)
+    listing.set_defaults(handler=_staff_list)
+    for action, handler, what in (
+        (
+            "disable",
+            _staff_disable,
+            "停用账户并注销登录 / disable an account, end its sessions",
+        ),
+        ("enable", _staff_enable, "重新启用账户 / enable an account again"),
+        ("reset-pin", _staff_reset_pin, "重设密码（并解锁）/ set a new PIN (and unlock)"),
+        ("unlock", _staff_unlock, "解除密码错误锁定 / lift the lock after wrong PINs"),
+    ):
+        one = staff.add_parser(action, help=what)
+        _config_db(one)
+        one.add_argument("--id", required=True, help="工号 / staff id")
+        one.set_defaults(handler=handler)
 
     token = sub.add_parser("token", help="设备与系统访问令牌 / API tokens").add_subparsers(
         metavar="ACTION"
@@ -118,6 +143,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     create.add_argument("--name", required=True, help="用途说明 / what it is for")
     create.set_defaults(handler=_token_create)
+    tokens = token.add_parser("list", help="列出有效令牌 / list the valid tokens (by id)")
+    _config_db(tokens)
+    tokens.add_argument(
+        "--all", action="store_true", help="也列出已吊销的 / include revoked tokens"
+    )
+    tokens.set_defaults(handler=_token_list)
+    revoke = token.add_parser("revoke", help="吊销令牌 / revoke a token")
+    _config_db(revoke)
+    revoke.add_argument("--id", required=True, help="令牌编号 / token id (token list)")
+    revoke.set_defaults(handler=_token_revoke)
 
     report = sub.add_parser("report", help="统计报表 / reports").add_subparsers(metavar="KIND")
     daily = report.add_parser("daily", help="日报 / daily report")
@@ -170,17 +205,142 @@ def _open_store(args: argparse.Namespace) -> tuple[CenterConfig, Store]:
     return config, store
 
 
+def _fail(zh: str, en: str) -> int:
+    print(f"{zh} / {en}", file=sys.stderr)  # noqa: T201
+    return EXIT_USAGE
+
+
+def _open_existing(args: argparse.Namespace) -> tuple[CenterConfig, Store] | None:
+    """Open a database that must exist already (a typo must not create an empty one)."""
+    if not args.db.exists():
+        return None
+    return _open_store(args)
+
+
+def _no_database(args: argparse.Namespace) -> int:
+    return _fail(f"找不到数据库 {args.db}", f"no database at {args.db}")
+
+
+def _pin_problem(staff_id: str, pin: str) -> tuple[str, str] | None:
+    """Why a PIN may not be used (Chinese, English), or None.
+
+    The PIN policy of the hub and store layer goes here once it exists; until then the
+    rule the keypad needs: digits only, at least four of them.
+    """
+    del staff_id  # the policy refuses the staff id itself as a PIN
+    if not pin.isdigit() or len(pin) < PIN_MIN_DIGITS:
+        return (
+            f"密码至少 {PIN_MIN_DIGITS} 位，且只能是数字",
+            f"the PIN needs at least {PIN_MIN_DIGITS} digits and nothing else",
+        )
+    return None
+
+
+def _read_pin(staff_id: str) -> str | tuple[str, str]:
+    """A new PIN from the terminal (asked twice, not echoed) or the first line of stdin."""
+    if sys.stdin.isatty():
+        try:
+            pin = getpass.getpass(f"{staff_id} 的新密码 / new PIN for {staff_id}: ")
+            again = getpass.getpass("再输入一次 / again: ")
+        except EOFError:
+            return ("没有输入密码", "no PIN was entered")
+        if pin != again:
+            return ("两次输入的密码不一致", "the two PINs differ")
+    else:
+        pin = sys.stdin.readline().rstrip("\r\n")
+    pin = pin.strip()
+    return _pin_problem(staff_id, pin) or pin
+
+
 def _staff_add(args: argparse.Namespace) -> int:
-    if len(args.pin) < 4:
-        print("密码至少 4 位 / the PIN needs at least 4 characters", file=sys.stderr)  # noqa: T201
-        return EXIT_CONFIG
+    pin = _read_pin(args.id)
+    if isinstance(pin, tuple):
+        return _fail(*pin)
     _config, store = _open_store(args)
     try:
-        member = store.add_staff(args.id, args.name, args.pin, Role(args.role))
+        member = store.add_staff(args.id, args.name, pin, Role(args.role))
     finally:
         store.close()
     print(f"已保存工作人员 / saved staff member: {member.id} ({member.name}, {member.role})")  # noqa: T201
     return EXIT_OK
+
+
+def _staff_list(args: argparse.Namespace) -> int:
+    opened = _open_existing(args)
+    if opened is None:
+        return _no_database(args)
+    _config, store = opened
+    try:
+        members = store.list_staff()
+        locked = store.locked_staff(dt.datetime.now(dt.UTC))
+    finally:
+        store.close()
+    print(f"{'工号 id':<12} {'角色 role':<12} {'状态 state':<16} 姓名 name")  # noqa: T201
+    for member in members:
+        if not member.active:
+            state = "已停用 disabled"
+        elif member.id in locked:
+            state = "已锁定 locked"
+        else:
+            state = "正常 active"
+        print(f"{member.id:<12} {member.role!s:<12} {state:<16} {member.name}")  # noqa: T201
+    return EXIT_OK
+
+
+def _staff_change(
+    args: argparse.Namespace, change: Callable[[Store], bool], done_zh: str, done_en: str
+) -> int:
+    opened = _open_existing(args)
+    if opened is None:
+        return _no_database(args)
+    _config, store = opened
+    try:
+        found = change(store)
+    finally:
+        store.close()
+    if not found:
+        return _fail(f"没有工号为 {args.id} 的工作人员", f"no staff member with id {args.id}")
+    print(f"{args.id}: {done_zh} / {done_en}")  # noqa: T201
+    return EXIT_OK
+
+
+def _staff_disable(args: argparse.Namespace) -> int:
+    return _staff_change(
+        args,
+        lambda store: store.set_staff_active(args.id, active=False),
+        "已停用，登录已注销",
+        "disabled, sessions ended",
+    )
+
+
+def _staff_enable(args: argparse.Namespace) -> int:
+    return _staff_change(
+        args, lambda store: store.set_staff_active(args.id, active=True), "已启用", "enabled"
+    )
+
+
+def _staff_reset_pin(args: argparse.Namespace) -> int:
+    if not args.db.exists():
+        return _no_database(args)
+    pin = _read_pin(args.id)
+    if isinstance(pin, tuple):
+        return _fail(*pin)
+    return _staff_change(
+        args,
+        lambda store: store.set_pin(args.id, pin),
+        "已设置新密码并解锁",
+        "new PIN set, account unlocked",
+    )
+
+
+def _staff_unlock(args: argparse.Namespace) -> int:
+    def unlock(store: Store) -> bool:
+        if store.staff(args.id) is None:
+            return False
+        store.clear_login_failures(args.id)
+        return True
+
+    return _staff_change(args, unlock, "已解锁", "unlocked")
 
 
 def _token_create(args: argparse.Namespace) -> int:
@@ -191,6 +351,52 @@ def _token_create(args: argparse.Namespace) -> int:
         store.close()
     print(f"新令牌（只显示一次）/ new {args.role} token for {args.name!r} (shown once):")  # noqa: T201
     print(token)  # noqa: T201
+    return EXIT_OK
+
+
+def _token_list(args: argparse.Namespace) -> int:
+    opened = _open_existing(args)
+    if opened is None:
+        return _no_database(args)
+    config, store = opened
+    try:
+        found = store.list_tokens(include_revoked=args.all)
+    finally:
+        store.close()
+    tz = ZoneInfo(config.center.timezone)
+
+    def local(moment: dt.datetime | None) -> str:
+        return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M") if moment else "-"
+
+    print(  # noqa: T201
+        f"{'编号 id':<14} {'角色 role':<12} {'创建 created':<17} {'到期 expires':<17} "
+        "状态 state  名称 name"
+    )
+    for item in found:
+        state = "已吊销 revoked" if item.revoked else "有效 valid"
+        owner = f" (staff {item.staff_id})" if item.staff_id else ""
+        print(  # noqa: T201
+            f"{item.id:<14} {item.role!s:<12} {local(item.created_at):<17} "
+            f"{local(item.expires_at):<17} {state}  {item.name}{owner}"
+        )
+    return EXIT_OK
+
+
+def _token_revoke(args: argparse.Namespace) -> int:
+    opened = _open_existing(args)
+    if opened is None:
+        return _no_database(args)
+    _config, store = opened
+    try:
+        matched = store.revoke_token_id(args.id)
+    finally:
+        store.close()
+    if len(matched) != 1:
+        return _fail(
+            f"没有编号为 {args.id} 的令牌（编号见 qcall token list）",
+            f"no token with id {args.id} (see qcall token list)",
+        )
+    print(f"已吊销 / revoked: {matched[0].id} ({matched[0].role}, {matched[0].name})")  # noqa: T201
     return EXIT_OK
 
 

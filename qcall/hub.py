@@ -32,6 +32,9 @@ T = TypeVar("T")
 DAY_TICK_INTERVAL_S: Final = 30.0
 # Positive token look-ups are cached this long; revocation (logout) clears the entry at once.
 TOKEN_CACHE_S: Final = 60.0
+# Revocations and disabled accounts made by another process (the CLI) reach the token cache
+# within this interval; one tiny indexed read each time.
+AUTH_WATCH_INTERVAL_S: Final = 1.0
 # WAL frames are copied back into the database file this often, off the commit path.
 CHECKPOINT_INTERVAL_S: Final = 2.0
 # Each stop stage gets this long before the hub moves on (a hung webhook must not block exit).
@@ -86,6 +89,7 @@ class Hub:
         self.create_task(self._journal(), "journal")
         self.create_task(self._checkpoint_loop(), "checkpoint")
         self.create_task(self._day_ticker(), "day-ticker")
+        self.create_task(self._auth_watch(), "auth-watch")
         await self.execute(self.engine.tick)
         from qcall.webhooks import WebhookDispatcher
 
@@ -328,6 +332,21 @@ class Hub:
             )
         await self.write(self.store.clear_login_failures, staff_id)
         return member
+
+    async def _auth_watch(self) -> None:
+        """Drop cached tokens when any token is revoked or any account disabled elsewhere."""
+        seen = await self.read(self.reader.auth_version)
+        while True:
+            await asyncio.sleep(AUTH_WATCH_INTERVAL_S)
+            try:
+                current = await self.read(self.reader.auth_version)
+            except sqlite3.Error as err:
+                _LOGGER.warning("cannot check for revoked tokens (will retry): %s", err)
+                continue
+            if current != seen:
+                seen = current
+                self._revocations += 1
+                self._token_cache.clear()
 
     async def revoke(self, token: str) -> None:
         """Revoke a token everywhere at once."""
