@@ -63,8 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except ConfigError as err:
-        print(err.message_zh, file=sys.stderr)  # noqa: T201
-        print(err.message_en.split("\n", 1)[0], file=sys.stderr)  # noqa: T201
+        print(err.report(), file=sys.stderr)  # noqa: T201
         return EXIT_CONFIG
     except KeyboardInterrupt:
         return EXIT_OK

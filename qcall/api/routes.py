@@ -16,13 +16,13 @@ from pydantic import BaseModel, ValidationError
 
 from qcall import __version__, reports
 from qcall.api import schemas
-from qcall.config import format_loc
 from qcall.engine import Ticket
 from qcall.errors import AuthError, BadRequest, Forbidden, QcallError
 from qcall.hub import Hub
 from qcall.i18n import pick_language, text
 from qcall.model import WINDOW_ROLES, Outcome, Role
 from qcall.store import Principal
+from qcall.validation import problems_of
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -165,15 +165,17 @@ async def parse_body(request: web.Request, model: type[BaseModel], lang: str) ->
     try:
         return model.model_validate_json(raw)
     except ValidationError as err:
-        problems = [
-            {"field": format_loc(tuple(e["loc"])), "problem": e["msg"]} for e in err.errors()
-        ]
-        first = problems[0]
+        found = problems_of(err.errors())
+        first = found[0]
         raise BadRequest(
-            f"invalid {first['field']}: {first['problem']}",
-            f"请求内容有误：{first['field']}（{first['problem']}）",
+            f"invalid {first.where}: {first.en}",
+            f"请求内容有误：{first.where}{first.zh}",
             code="invalid_body",
-            details={"problems": problems},
+            details={
+                "problems": [
+                    {"field": p.where, "problem": p.zh if lang == "zh" else p.en} for p in found
+                ]
+            },
         ) from None
 
 
@@ -251,7 +253,7 @@ async def login(ctx: Context) -> web.StreamResponse:
             "staff": member.id,
             "name": member.name,
             "role": str(member.role),
-            "expires_at": expires.isoformat(),
+            "expires_at": expires.astimezone(hub.tz).isoformat(),
         }
     )
 
