@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import datetime as dt
 import gc
 import getpass
 import json
 import logging
-import os
-import secrets
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -176,6 +173,11 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--config", type=Path, default=Path("config/demo.toml"))
     demo.add_argument("--dir", type=Path, default=Path("var/demo"), help="demo data folder")
     demo.add_argument("--port", type=int, help="hub port (default: from config)")
+    demo.add_argument("--bus-port", type=int, help="emulated bus port (default: from config)")
+    demo.add_argument(
+        "--control-port", type=int, help="bus emulator's key control port (default: bus port + 1)"
+    )
+    demo.add_argument("--printer-port", type=int, help="emulated printer port (default: config)")
     demo.set_defaults(handler=_demo)
     return parser
 
@@ -475,112 +477,11 @@ async def _run_hub(
 
 
 def _demo(args: argparse.Namespace) -> int:
-    """Set up a demo center with random PINs and tokens, then serve it."""
-    config = load_config(args.config)
-    folder: Path = args.dir
-    folder.mkdir(parents=True, exist_ok=True)
-    db = folder / "qcall.db"
-    secrets_file = folder / "credentials.json"
-    store = Store(db)
-    store.open()
-    try:
-        if secrets_file.exists():
-            credentials = json.loads(secrets_file.read_text(encoding="utf-8"))
-        else:
-            credentials = _demo_credentials(store, config)
-            secrets_file.write_text(
-                json.dumps(credentials, ensure_ascii=False, indent=2), encoding="utf-8"
-            )
-            with contextlib.suppress(OSError):
-                os.chmod(secrets_file, 0o600)  # noqa: PTH101
-    finally:
-        store.close()
-    port = args.port or config.hub.port
-    print(  # noqa: T201
-        f"\nqcall 演示 / demo — http://{config.hub.host}:{port}/api/v1/health\n"
-        f"演示账户与令牌（随机生成，仅限演示）/ demo accounts and tokens (random, demo only): "
-        f"{secrets_file}\n"
-    )
-    for member in credentials["staff"]:
-        print(f"  {member['role']:<10} {member['id']:<8} PIN {member['pin']}")  # noqa: T201
-    print(f"  kiosk token:   {credentials['tokens']['kiosk']}")  # noqa: T201
-    print(f"  display token: {credentials['tokens']['display']}\n")  # noqa: T201
-    return asyncio.run(_demo_hall(config, db, folder, port))
+    """Set up a demo center with random PINs and tokens, then serve it on emulated devices."""
+    from qcall import demo
 
-
-async def _demo_hall(config: CenterConfig, db: Path, folder: Path, port: int) -> int:
-    """Start the emulators the demo configuration points at, then the hub."""
-    from urllib.parse import urlsplit
-
-    from devices.emulators.bus import BusEmulator
-    from devices.emulators.printer import PrinterEmulator
-    from devices.qbus.master import kinds_from_windows
-
-    started: list[Callable[[], object]] = []
-    try:
-        bus = config.devices.bus
-        if bus is not None and bus.url.startswith("socket://"):
-            where = urlsplit(bus.url)
-            emulator = BusEmulator(
-                kinds_from_windows(w.devices for w in config.windows),
-                baud=bus.baud,
-                host=where.hostname or "127.0.0.1",
-                port=where.port or 0,
-                state_file=folder / "bus-state.json",
-                control=(where.hostname or "127.0.0.1", (where.port or 0) + 1),
-            )
-            await emulator.start()
-            started.append(emulator.stop)
-            print(  # noqa: T201
-                f"模拟总线 / emulated bus: {emulator.url} (显示内容 / shown: "
-                f"{folder / 'bus-state.json'}; 按键控制 / key control: "
-                f"{emulator.control_address})"
-            )
-        for printer in config.devices.printers:
-            where = urlsplit(printer.url)
-            if where.scheme not in ("tcp", "socket"):
-                continue
-            out = folder / f"printer-{printer.id}"
-            emulated = PrinterEmulator(
-                out,
-                host=where.hostname or "127.0.0.1",
-                port=where.port or 9100,
-                paper=printer.paper,
-            )
-            await emulated.start()
-            started.append(emulated.stop)
-            print(f"模拟打印机 / emulated printer {printer.id}: {printer.url} → {out}")  # noqa: T201
-        return await _run_hub(config, db, config.hub.host, port)
-    except OSError as err:
-        print(  # noqa: T201
-            f"无法启动模拟设备（端口被占用？是否已有演示在运行？）/ cannot start the emulators "
-            f"(port in use? is a demo already running?): {err}",
-            file=sys.stderr,
-        )
-        return EXIT_FAILURE
-    finally:
-        for stop in reversed(started):
-            result = stop()
-            if asyncio.iscoroutine(result):
-                await result
-
-
-def _demo_credentials(store: Store, config: CenterConfig) -> dict[str, object]:
-    staff = []
-    for window in config.windows:
-        staff_id = f"w{window.number:02d}"
-        pin = f"{secrets.randbelow(1_000_000):06d}"
-        store.add_staff(staff_id, f"{window.number}号窗口演示员", pin, Role.CLERK)
-        staff.append({"id": staff_id, "pin": pin, "role": "clerk", "window": window.number})
-    for staff_id, role in (("sup1", Role.SUPERVISOR), ("adm1", Role.ADMIN)):
-        pin = f"{secrets.randbelow(1_000_000):06d}"
-        store.add_staff(staff_id, f"演示{role}", pin, role)
-        staff.append({"id": staff_id, "pin": pin, "role": str(role)})
-    tokens = {
-        role: store.create_token(Role(role), f"demo {role}")
-        for role in ("kiosk", "display", "integration")
-    }
-    return {"staff": staff, "tokens": tokens}
+    ports = demo.Ports(args.port, args.bus_port, args.control_port, args.printer_port)
+    return demo.run(load_config(args.config), args.dir, ports, _run_hub)
 
 
 if __name__ == "__main__":
