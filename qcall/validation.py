@@ -22,6 +22,7 @@ PATTERNS: Final[dict[str, tuple[str, str]]] = {
         "标识：以小写字母开头，只含小写字母、数字和下划线，最长 40 个字符",
     ),
     r"^[A-Z]{1,2}$": ("one or two capital letters, like A or BC", "一到两个大写字母，如 A 或 BC"),
+    r"^[A-Za-z]{1,2}\d{1,4}$": ("a ticket number like A012", "号码，如 A012"),
     r"^https?://": (
         "an address starting with http:// or https://",
         "以 http:// 或 https:// 开头的地址",

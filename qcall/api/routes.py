@@ -167,9 +167,10 @@ async def parse_body(request: web.Request, model: type[BaseModel], lang: str) ->
     except ValidationError as err:
         found = problems_of(err.errors())
         first = found[0]
+        whole = not err.errors()[0]["loc"]  # about the body as a whole, not one field
         raise BadRequest(
-            f"invalid {first.where}: {first.en}",
-            f"请求内容有误：{first.where}{first.zh}",
+            f"invalid body: {first.en}" if whole else f"invalid {first.where}: {first.en}",
+            f"请求内容有误：{first.zh}" if whole else f"请求内容有误：{first.where} {first.zh}",
             code="invalid_body",
             details={
                 "problems": [

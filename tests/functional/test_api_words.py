@@ -84,9 +84,30 @@ async def test_bad_bodies_are_explained_wholly_in_each_language(
     assert not re.search(r"[\u4e00-\u9fff]", en["error"]["message"])
 
 
+@pytest.mark.parametrize(
+    ("path", "body", "zh"),
+    [
+        ("/windows/3/call", {"number": "A-1"},
+         "请求内容有误：number 应为号码，如 A012（当前值：'A-1'）"),
+        ("/windows/3/transfer", {"service": "social_card", "window": 2},
+         "请求内容有误：service 和 window 必须且只能给出一个"),
+    ],
+)  # fmt: skip
+async def test_window_bodies_are_explained_in_words(
+    api: Api, path: str, body: Any, zh: str
+) -> None:
+    _, login = await api.call("POST", "/login", body={"staff": "c3", "pin": PIN})
+    status, answer = await api.call("POST", path, login["token"], body)
+    assert status == 400
+    assert answer["error"]["message"] == zh
+    status, answer = await api.call("POST", path, login["token"], body, lang="en")
+    assert not FOREIGN_IN_ZH.search(zh)
+    assert "^" not in answer["error"]["message"]
+
+
 async def test_a_number_given_for_text_says_so(api: Api, hub: HubProcess) -> None:
     _, zh = await api.call("POST", "/tickets", hub.token("kiosk"), {"service": 5})
-    assert zh["error"]["message"] == "请求内容有误：service应为文本（当前值：5）"
+    assert zh["error"]["message"] == "请求内容有误：service 应为文本（当前值：5）"
     _, en = await api.call("POST", "/tickets", hub.token("kiosk"), {"service": 5}, lang="en")
     assert en["error"]["message"] == "invalid service: should be text (got 5)"
 
