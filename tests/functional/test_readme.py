@@ -33,8 +33,14 @@ from qcall.model import Role
 ROOT: Final = Path(__file__).resolve().parents[2]
 README: Final = ROOT / "README.md"
 DOCS: Final = ROOT / "docs"
-# The fixed ports of config/demo.toml as the README writes them.
-DEMO_PORTS: Final = {"hub": 8080, "bus": 7101, "control": 7102, "printer": 9101}
+# The fixed ports of config/demo.toml as the README writes them (emulator + its control port).
+DEMO_PORTS: Final = {
+    "hub": 8080,
+    "bus": 7101,
+    "control": 7102,
+    "printer": 9101,
+    "printer_control": 9102,
+}
 # Starting the demo (emulators, hub, a database) takes a few seconds on a busy machine.
 START_TIMEOUT_S: Final = 60.0
 # The README's blocks include a few one-second sleeps; the rest is quick.
@@ -95,17 +101,18 @@ def test_the_docs_name_every_route_event_and_role() -> None:
 # ----------------------------------------------------------------------------- a fresh demo
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [int(sock.getsockname()[1]) for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
+def _free_pair() -> int:
+    """A port whose successor is free too (an emulator and its control port)."""
+    for _attempt in range(100):
+        with socket.socket() as first, socket.socket() as second:
+            first.bind(("127.0.0.1", 0))
+            port = int(first.getsockname()[1])
+            try:
+                second.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no two free ports in a row")
 
 
 def _healthy(port: int) -> bool:
@@ -130,12 +137,28 @@ class Demo:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        hub, bus, control, printer = _free_ports(4)
-        self.ports = {"hub": hub, "bus": bus, "control": control, "printer": printer}
-        (folder / "config").symlink_to(ROOT / "config")
+        bus, printer = _free_pair(), _free_pair()
+        self.ports = {
+            "hub": _free_pair(),
+            "bus": bus,
+            "control": bus + 1,
+            "printer": printer,
+            "printer_control": printer + 1,
+        }
+        # config/ as in the repository, its demo moved to these ports: every command of the
+        # README (selftest included) reads the same file the demo serves.
+        shutil.copytree(ROOT / "config", folder / "config")
+        demo_toml = folder / "config" / "demo.toml"
+        demo_toml.write_text(self.moved(demo_toml.read_text(encoding="utf-8")), encoding="utf-8")
         (folder / ".venv").symlink_to(Path(sys.prefix))
         self.log = folder / "demo.log"
         self.proc: subprocess.Popen[bytes] | None = None
+
+    def moved(self, text: str) -> str:
+        """Text with the demo's fixed ports replaced by this demo's."""
+        for name, fixed in DEMO_PORTS.items():
+            text = re.sub(rf"(?<=[:= ]){fixed}\b", str(self.ports[name]), text)
+        return text
 
     def start(self) -> None:
         with self.log.open("wb") as out:
@@ -168,10 +191,7 @@ class Demo:
 
     def script(self, blocks: list[str]) -> str:
         """The blocks as one bash script, the README's ports moved to this demo's."""
-        text = "set -euo pipefail\n" + "\n".join(blocks)
-        for name, fixed in DEMO_PORTS.items():
-            text = re.sub(rf"(?<=:){fixed}\b", str(self.ports[name]), text)
-        return text
+        return self.moved("set -euo pipefail\n" + "\n".join(blocks))
 
 
 @pytest.fixture
@@ -216,6 +236,11 @@ def test_the_readme_blocks_work_in_order_on_a_fresh_demo(demo: Demo) -> None:
         while (shown := _shown(demo.ports["control"], address)).get("ticket") != number:
             assert time.monotonic() < deadline, (address, shown, result.stdout)
             time.sleep(POLL_S)
+    # The keypad that called A002 shows it on its LCD.
+    deadline = time.monotonic() + SHOWN_TIMEOUT_S
+    while "A002" not in str((lcd := _shown(demo.ports["control"], 22)).get("lcd")):
+        assert time.monotonic() < deadline, lcd
+        time.sleep(POLL_S)
     # And the operator blocks did what they say.
     assert "1001" in result.stdout
     assert "一楼取号机" in result.stdout
