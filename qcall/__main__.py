@@ -142,7 +142,7 @@ def _parser() -> argparse.ArgumentParser:
     tokens = token.add_parser("list", help="列出有效令牌 / list the valid tokens (by id)")
     _config_db(tokens)
     tokens.add_argument(
-        "--all", action="store_true", help="也列出已吊销的 / include revoked tokens"
+        "--all", action="store_true", help="也列出已吊销、已过期的 / include revoked and expired"
     )
     tokens.set_defaults(handler=_token_list)
     revoke = token.add_parser("revoke", help="吊销令牌 / revoke a token")
@@ -364,6 +364,9 @@ def _token_list(args: argparse.Namespace) -> int:
         found = store.list_tokens(include_revoked=args.all)
     finally:
         store.close()
+    now = dt.datetime.now(dt.UTC)
+    if not args.all:
+        found = [t for t in found if t.expires_at is None or t.expires_at > now]
     tz = ZoneInfo(config.center.timezone)
 
     def local(moment: dt.datetime | None) -> str:
@@ -374,7 +377,12 @@ def _token_list(args: argparse.Namespace) -> int:
         "状态 state  名称 name"
     )
     for item in found:
-        state = "已吊销 revoked" if item.revoked else "有效 valid"
+        if item.revoked:
+            state = "已吊销 revoked"
+        elif item.expires_at is not None and item.expires_at <= now:
+            state = "已过期 expired"
+        else:
+            state = "有效 valid"
         owner = f" (staff {item.staff_id})" if item.staff_id else ""
         print(  # noqa: T201
             f"{item.id:<14} {item.role!s:<12} {local(item.created_at):<17} "

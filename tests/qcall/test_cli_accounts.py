@@ -293,6 +293,19 @@ def test_token_list_shows_ids_never_tokens_and_revoke_by_id(db: Path) -> None:
     assert [(row[0], row[-2]) for row in every if row[1] == "kiosk"] == [(kiosk_id, "revoked")]
 
 
+def test_expired_sessions_are_listed_only_with_all(db: Path) -> None:
+    store = opened(db)
+    try:
+        past = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+        store.create_token(Role.CLERK, "login:c1", staff_id="c1", expires_at=past)
+    finally:
+        store.close()
+    assert _token_rows(db) == []
+    [row] = _token_rows(db, "--all")
+    assert row[1] == "clerk"
+    assert "expired" in row
+
+
 @pytest.mark.parametrize("token_id", ["nope", "0123456789ab", ""])
 def test_revoking_an_unknown_token_id_changes_nothing(db: Path, token_id: str) -> None:
     _token(db, "kiosk", "k")
