@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-APT_PACKAGES := espeak-ng fonts-wqy-microhei socat sox curl
+APT_PACKAGES := espeak-ng fonts-wqy-microhei socat sox chromium curl
 DEMO_DIR := var/demo
 # e.g. make demo DEMO_ARGS="--port 18080 --bus-port 17101 --control-port 17102 --printer-port 19101"
 DEMO_ARGS ?=
@@ -35,6 +35,7 @@ test: sysdeps $(STAMP)
 bench: sysdeps $(STAMP)
 	$(PY) bench/hub.py
 	$(PY) bench/devices.py
+	$(PY) bench/reports.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

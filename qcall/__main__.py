@@ -7,7 +7,6 @@ import asyncio
 import datetime as dt
 import gc
 import getpass
-import json
 import logging
 import signal
 import sys
@@ -16,10 +15,12 @@ from pathlib import Path
 from typing import Final
 from zoneinfo import ZoneInfo
 
-from qcall import __version__, reports
+from qcall import __version__
+from qcall.cli_reports import add_report_parsers as _report_parsers
 from qcall.config import CenterConfig, load_config
 from qcall.errors import ConfigError
 from qcall.model import Role
+from qcall.pin_policy import pin_problem
 from qcall.store import Store
 
 _LOGGER = logging.getLogger("qcall")
@@ -28,8 +29,6 @@ EXIT_OK: Final = 0
 EXIT_FAILURE: Final = 1
 EXIT_CONFIG: Final = 2
 EXIT_USAGE: Final = 2  # bad input on the command line or stdin: nothing was changed
-# Until the hub's PIN policy lands: keypads take digits only.
-PIN_MIN_DIGITS: Final = 4
 # Long enough for open event streams to be told goodbye; short enough for systemd.
 SHUTDOWN_TIMEOUT_S: Final = 5.0
 
@@ -150,13 +149,7 @@ def _parser() -> argparse.ArgumentParser:
     revoke.add_argument("--id", required=True, help="令牌编号 / token id (token list)")
     revoke.set_defaults(handler=_token_revoke)
 
-    report = sub.add_parser("report", help="统计报表 / reports").add_subparsers(metavar="KIND")
-    daily = report.add_parser("daily", help="日报 / daily report")
-    _config_db(daily)
-    daily.add_argument("--date", required=True, help="YYYY-MM-DD")
-    daily.add_argument("--format", default="table", choices=["table", "csv", "json"])
-    daily.add_argument("--lang", default="zh", choices=["zh", "en"])
-    daily.set_defaults(handler=_report_daily)
+    _report_parsers(sub)
 
     emulate = sub.add_parser(
         "emulate",
@@ -222,21 +215,6 @@ def _no_database(args: argparse.Namespace) -> int:
     return _fail(f"找不到数据库 {args.db}", f"no database at {args.db}")
 
 
-def _pin_problem(staff_id: str, pin: str) -> tuple[str, str] | None:
-    """Why a PIN may not be used (Chinese, English), or None.
-
-    The PIN policy of the hub and store layer goes here once it exists; until then the
-    rule the keypad needs: digits only, at least four of them.
-    """
-    del staff_id  # the policy refuses the staff id itself as a PIN
-    if not pin.isdigit() or len(pin) < PIN_MIN_DIGITS:
-        return (
-            f"密码至少 {PIN_MIN_DIGITS} 位，且只能是数字",
-            f"the PIN needs at least {PIN_MIN_DIGITS} digits and nothing else",
-        )
-    return None
-
-
 def _read_pin(staff_id: str) -> str | tuple[str, str]:
     """A new PIN from the terminal (asked twice, not echoed) or the first line of stdin."""
     if sys.stdin.isatty():
@@ -250,7 +228,8 @@ def _read_pin(staff_id: str) -> str | tuple[str, str]:
     else:
         pin = sys.stdin.readline().rstrip("\r\n")
     pin = pin.strip()
-    return _pin_problem(staff_id, pin) or pin
+    problem = pin_problem(staff_id, pin)  # (English, Chinese)
+    return (problem[1], problem[0]) if problem else pin
 
 
 def _staff_add(args: argparse.Namespace) -> int:
@@ -406,31 +385,6 @@ def _token_revoke(args: argparse.Namespace) -> int:
             f"no token with id {args.id} (see qcall token list)",
         )
     print(f"已吊销 / revoked: {matched[0].id} ({matched[0].role}, {matched[0].name})")  # noqa: T201
-    return EXIT_OK
-
-
-def _report_daily(args: argparse.Namespace) -> int:
-
-    try:
-        day = dt.date.fromisoformat(args.date)
-    except ValueError:
-        print("日期格式应为 YYYY-MM-DD / date must be YYYY-MM-DD", file=sys.stderr)  # noqa: T201
-        return EXIT_CONFIG
-    # A report only reads: a mistyped path must not become a new, empty database (all zeros).
-    if not args.db.exists():
-        print(f"找不到数据库 {args.db} / no database at {args.db}", file=sys.stderr)  # noqa: T201
-        return EXIT_CONFIG
-    config, store = _open_store(args)
-    try:
-        report = reports.daily_report(config, store.day_events(day), day)
-    finally:
-        store.close()
-    if args.format == "json":
-        print(json.dumps(reports.to_json(report), ensure_ascii=False, indent=2))  # noqa: T201
-    elif args.format == "csv":
-        sys.stdout.write(reports.to_csv(report, lang=args.lang))
-    else:
-        print(reports.to_table(report, lang=args.lang))  # noqa: T201
     return EXIT_OK
 
 

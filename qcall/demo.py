@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import json
 import secrets
 import shutil
@@ -22,10 +21,10 @@ from urllib.parse import urlsplit
 
 from qcall.config import CenterConfig, Printer
 from qcall.model import Role
+from qcall.pin_policy import generate_pin, pin_problem
 from qcall.store import Store
 
 DEMO_TOKEN_ROLES: Final = ("kiosk", "display", "integration")
-DEMO_PIN_DIGITS: Final = 6
 EXIT_FAILURE: Final = 1
 
 Serve = Callable[[CenterConfig, Path, str, int], Awaitable[int]]
@@ -74,30 +73,21 @@ def with_ports(config: CenterConfig, ports: Ports) -> CenterConfig:
     return config.model_copy(update={"hub": hub, "center": center, "devices": devices})
 
 
-def _random_pin() -> str:
-    """Six random digits, not an obvious run (123456, 000000 …)."""
-    while True:
-        pin = f"{secrets.randbelow(10**DEMO_PIN_DIGITS):0{DEMO_PIN_DIGITS}d}"
-        steps = {int(b) - int(a) for a, b in itertools.pairwise(pin)}
-        if len(steps) > 1:
-            return pin
-
-
 def new_credentials(config: CenterConfig) -> dict[str, Any]:
     """Fresh random PINs and tokens: one clerk per window, a supervisor, an admin."""
     staff: list[dict[str, Any]] = [
         {
             "id": f"w{window.number:02d}",
             "name": f"{window.number}号窗口演示员",
-            "pin": _random_pin(),
+            "pin": generate_pin(f"w{window.number:02d}"),
             "role": "clerk",
             "window": window.number,
         }
         for window in config.windows
     ]
     staff += [
-        {"id": "sup1", "name": "演示值班长", "pin": _random_pin(), "role": "supervisor"},
-        {"id": "adm1", "name": "演示管理员", "pin": _random_pin(), "role": "admin"},
+        {"id": "sup1", "name": "演示值班长", "pin": generate_pin("sup1"), "role": "supervisor"},
+        {"id": "adm1", "name": "演示管理员", "pin": generate_pin("adm1"), "role": "admin"},
     ]
     tokens = {role: f"qc_{secrets.token_urlsafe(32)}" for role in DEMO_TOKEN_ROLES}
     return {"staff": staff, "tokens": tokens}
@@ -111,6 +101,9 @@ def _load(path: Path, config: CenterConfig) -> dict[str, Any] | None:
         tokens = data["tokens"]
         wanted = {f"w{w.number:02d}" for w in config.windows} | {"sup1", "adm1"}
         if set(staff) != wanted or any(not str(tokens.get(r, "")) for r in DEMO_TOKEN_ROLES):
+            return None
+        # PINs kept from before the PIN policy would be refused now: start clean instead.
+        if any(pin_problem(sid, pin) is not None for sid, (pin, _role) in staff.items()):
             return None
         for member in data["staff"]:
             member.setdefault("name", str(member["id"]))
