@@ -284,9 +284,9 @@ class AssessmentWeights(_Frozen):
     def _add_up_to_100(self) -> AssessmentWeights:
         total = sum(self.model_dump().values())
         if total != 100:
-            raise ValueError(
-                f"考核权重之和应为 100，现为 {total} / "
-                f"the assessment weights must add up to 100, not {total}"
+            raise bilingual(
+                f"the assessment weights must add up to 100, not {total}",
+                f"考核权重之和应为 100，现为 {total}",
             )
         return self
 
