@@ -162,35 +162,40 @@ def _hub(request: web.Request) -> Hub:
     return request.app[HUB_KEY]
 
 
-def _view(hub: Hub, request: web.Request, *, confirming: bool) -> TrackView:
+async def _view(hub: Hub, request: web.Request, *, confirming: bool) -> TrackView:
     from qcall.api.routes import ticket_view
 
     token = request.match_info["token"]
     lang = pick_language(request.headers.get("Accept-Language"))
     center = hub.config.center
-    try:
+
+    def found() -> TrackView:
         ticket = hub.engine.ticket_by_token(token)
-    except QcallError:
+        service = hub.config.service(ticket.service)  # None once removed from the config
+        view = ticket_view(hub, ticket)
+        return track_view(
+            lang=lang,
+            center_zh=center.name_zh,
+            center_en=center.name_en,
+            ticket=ticket,
+            service_zh=service.name_zh if service else ticket.service,
+            service_en=service.name_en if service else ticket.service,
+            ahead=view["ahead"],
+            wait_s=view["estimated_wait_s"],
+            case=hub.engine.cases.get(ticket.case_id) if ticket.case_id else None,
+            issued=hub.engine.local(ticket.issued_at),
+            token=token,
+            confirming=confirming,
+        )
+
+    try:
+        return await hub.committed(found)  # only committed state is shown
+    except QcallError as err:
+        if err.status != 404:
+            raise
         return track_view(
             lang=lang, center_zh=center.name_zh, center_en=center.name_en, ticket=None
         )
-    service = hub.config.service(ticket.service)
-    assert service is not None
-    view = ticket_view(hub, ticket)
-    return track_view(
-        lang=lang,
-        center_zh=center.name_zh,
-        center_en=center.name_en,
-        ticket=ticket,
-        service_zh=service.name_zh,
-        service_en=service.name_en,
-        ahead=view["ahead"],
-        wait_s=view["estimated_wait_s"],
-        case=hub.engine.cases.get(ticket.case_id) if ticket.case_id else None,
-        issued=hub.engine.local(ticket.issued_at),
-        token=token,
-        confirming=confirming,
-    )
 
 
 def _page(view: TrackView) -> web.Response:
@@ -204,12 +209,12 @@ def _page(view: TrackView) -> web.Response:
 
 async def track_page(request: web.Request) -> web.StreamResponse:
     """``GET /t/{token}``: number, place in line, window when called, the case; bilingual."""
-    return _page(_view(_hub(request), request, confirming=False))
+    return _page(await _view(_hub(request), request, confirming=False))
 
 
 async def track_cancel_confirm(request: web.Request) -> web.StreamResponse:
     """``GET /t/{token}/cancel``: asks before cancelling (nothing changes here)."""
-    return _page(_view(_hub(request), request, confirming=True))
+    return _page(await _view(_hub(request), request, confirming=True))
 
 
 async def track_cancel(request: web.Request) -> web.StreamResponse:

@@ -15,6 +15,7 @@ from qcall.events import Event, EventType
 from qcall.hub import Hub
 from qcall.model import Outcome, Role
 from tests.common import small_center
+from tests.qcall.test_hub import until
 
 # Bounds for waiting on real bus traffic (9600 baud emulated); not timing assertions.
 WAIT_S = 10.0
@@ -141,7 +142,24 @@ async def test_keypad_refusals_show_on_its_lcd_and_change_nothing(
     seq = hub.engine.seq
     emulator.press(12, EventKind.RECALL)
     await _until(emulator, 12, lambda s: s["lcd"] == "1 号窗口当前没有号码")
-    assert hub.engine.seq == seq
+    # Nothing but a device's own state change (a display answering late) may follow.
+    after = await hub.events_after(seq)
+    assert [e for e in after if e.type is not EventType.DEVICE_STATE] == []
+
+
+async def test_a_keypad_trying_staff_ids_is_limited_like_an_address(
+    hub: Hub, emulator: BusEmulator
+) -> None:
+    hub.logins.by_address.limit = 2  # the real limit is 20; two keep the test short
+    for staff in ("x1", "x2"):
+        emulator.press(12, EventKind.LOGIN, staff=staff, pin=PIN)
+        await _until(emulator, 12, lambda s: s["lcd"] == "工号或密码错误")
+        emulator.press(12, EventKind.NEXT)
+        await _until(emulator, 12, lambda s: s["lcd"] == "请先登录")
+    emulator.press(12, EventKind.LOGIN, staff="k1", pin=PIN)
+    await _until(emulator, 12, lambda s: s["lcd"] == "此设备登录失败次数过多，请 10 分钟后再试")
+    assert hub.engine.windows[1].staff is None
+    assert hub.logins.diagnostics()["pin_checks"] == 2
 
 
 async def test_keypad_transfer_and_callback(hub: Hub, emulator: BusEmulator) -> None:
@@ -175,17 +193,18 @@ async def test_a_silent_display_goes_offline_and_recovers_by_itself(
 ) -> None:
     seen = _events(hub)
     name = "bus:counter_display@31"
-    await emulator.wait_until(
-        lambda: hub.engine.devices.get(name, {}).get("state") == "ready", WAIT_S
-    )
+
+    def committed(state: str) -> bool:
+        known = hub.engine.devices.get(name, {}).get("state") == state
+        return known and hub.committed_seq == hub.engine.seq
+
+    # Polled: the emulator's wait_until wakes only on its own changes, and the hub may
+    # commit the device's state after the last of them.
+    await until(lambda: committed("ready"), "ready")
     emulator.fault(31, Fault.UNPLUG)
-    await emulator.wait_until(
-        lambda: hub.engine.devices.get(name, {}).get("state") == "offline", WAIT_S * 2
-    )
+    await until(lambda: committed("offline"), "offline")
     emulator.fault(31, Fault.PLUG)
-    await emulator.wait_until(
-        lambda: hub.engine.devices.get(name, {}).get("state") == "ready", WAIT_S * 2
-    )
+    await until(lambda: committed("ready"), "back")
     states = [
         e.data["state"]
         for e in seen
