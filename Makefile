@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 APT_PACKAGES := espeak-ng fonts-wqy-microhei socat sox chromium curl
 DEMO_DIR := var/demo
-# e.g. make demo DEMO_ARGS="--port 18080 --bus-port 17101 --control-port 17102 --printer-port 19101"
+# e.g. make demo DEMO_ARGS="--port 18080 --bus-port 17101 --printer-port 19101" (controls: +1)
 DEMO_ARGS ?=
 
 .PHONY: demo test bench lint sysdeps venv clean

@@ -193,6 +193,11 @@ def _parser() -> argparse.ArgumentParser:
         "--control-port", type=int, help="bus emulator's key control port (default: bus port + 1)"
     )
     demo.add_argument("--printer-port", type=int, help="emulated printer port (default: config)")
+    demo.add_argument(
+        "--printer-control-port",
+        type=int,
+        help="printer emulator's fault control port (default: printer port + 1)",
+    )
     demo.set_defaults(handler=_demo)
     return parser
 
@@ -484,7 +489,9 @@ def _demo(args: argparse.Namespace) -> int:
     """Set up a demo center with random PINs and tokens, then serve it on emulated devices."""
     from qcall import demo
 
-    ports = demo.Ports(args.port, args.bus_port, args.control_port, args.printer_port)
+    ports = demo.Ports(
+        args.port, args.bus_port, args.control_port, args.printer_port, args.printer_control_port
+    )
     return demo.run(load_config(args.config), args.dir, ports, _run_hub)
 
 

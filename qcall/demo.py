@@ -36,8 +36,9 @@ class Ports:
 
     hub: int | None = None
     bus: int | None = None
-    control: int | None = None
+    control: int | None = None  # the bus emulator's key control (default: bus port + 1)
     printer: int | None = None
+    printer_control: int | None = None  # the printer's fault control (default: its port + 1)
 
 
 def host_port(host: str, port: int) -> str:
@@ -238,17 +239,19 @@ async def _hall(config: CenterConfig, folder: Path, ports: Ports, serve: Serve) 
             if where.scheme not in ("tcp", "socket"):
                 continue
             out = folder / f"printer-{printer.id}"
+            host, port = where.hostname or "127.0.0.1", where.port or 9100
+            first = printer is config.devices.printers[0]
+            control_port = ports.printer_control if first and ports.printer_control else port + 1
             emulated = PrinterEmulator(
-                out,
-                host=where.hostname or "127.0.0.1",
-                port=where.port or 9100,
-                paper=printer.paper,
+                out, host=host, port=port, paper=printer.paper, control=(host, control_port)
             )
             await emulated.start()
             started.append(emulated.stop)
+            control = emulated.control_address
             print(  # noqa: T201
-                f"模拟打印机 / emulated printer {printer.id}: "
-                f"{host_port(where.hostname or '127.0.0.1', where.port or 9100)} → {out}",
+                f"模拟打印机 / emulated printer {printer.id}: {host_port(host, port)} → {out}; "
+                f"故障 / fault: {emulated.describe_fault()}; "
+                f"控制 / control: {host_port(*control) if control else '-'}",
                 flush=True,
             )
         return await serve(config, folder / "qcall.db", config.hub.host, config.hub.port)

@@ -798,6 +798,12 @@ class Engine:
         )
         return len(self._line(service_id, True)) + len(self._line(service_id, False)) + pinned
 
+    def callable_count(self, number: int) -> int:
+        """Tickets ``next`` at window ``number`` could call: its services and its own transfers."""
+        served = self._serves[number]
+        lines = sum(len(self._lines[s, lane]) for s in served for lane in (True, False))
+        return lines + len(self._pinned[number])
+
     def ahead(self, ticket: Ticket) -> int:
         """Tickets that will be called before this one under the current policy."""
         if ticket.state is not TicketState.WAITING:

@@ -659,6 +659,20 @@ async def diagnostics(ctx: Context) -> web.StreamResponse:
     return json_response(hub.diagnostics() | {"db_bytes": db_bytes})
 
 
+@route(
+    "POST",
+    f"{API}/devices/selftest",
+    ADMINS,
+    "Check every bus device through the running hub (qcall selftest --hub)",
+    tag="system",
+)
+async def devices_selftest(ctx: Context) -> web.StreamResponse:
+    """IDENT, PING and read back every bus device without changing what it shows."""
+    hall = ctx.hub.hall
+    devices = [] if hall is None else await hall.selftest()
+    return json_response({"ok": all(d["ok"] for d in devices), "devices": devices})
+
+
 def _file_size(path: os.PathLike[str]) -> int | None:
     try:
         return os.stat(path).st_size  # noqa: PTH116
