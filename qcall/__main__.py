@@ -44,6 +44,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from devices.emulators import printer
 
         return printer.main(words[2:])
+    if words[:1] == ["display"]:
+        from display import cli as display_cli
+
+        return display_cli.display_main(words[1:])
+    if words[:2] == ["voice", "build"]:
+        from display import cli as voice_cli
+
+        return voice_cli.voice_main(words[2:])
     if words[:1] == ["selftest"]:
         from devices import selftest
 
@@ -138,6 +146,15 @@ def _parser() -> argparse.ArgumentParser:
         help="设备自检 / probe every configured device: 'qcall selftest --help'",
     )
 
+    sub.add_parser(
+        "display",
+        help="大厅叫号屏 / lobby screen and voice: 'qcall display --help'",
+    )
+    sub.add_parser(
+        "voice",
+        help="语音片段缓存 / render the clip cache: 'qcall voice build --help'",
+    )
+
     demo = sub.add_parser("demo", help="演示：中心服务 + 模拟设备 / demo hub on emulated devices")
     demo.add_argument("--config", type=Path, default=Path("config/demo.toml"))
     demo.add_argument("--dir", type=Path, default=Path("var/demo"), help="demo data folder")
@@ -223,7 +240,7 @@ def _serve(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     host = args.host or config.hub.host
     port = args.port or config.hub.port
-    return asyncio.run(_run_hub(config, args.db, host, port))
+    return asyncio.run(_run_hub(config, args.db, host, port, config_path=args.config))
 
 
 async def _run_hub(
@@ -232,13 +249,15 @@ async def _run_hub(
     host: str,
     port: int,
     ready: Callable[[], None] | None = None,
+    *,
+    config_path: Path | None = None,
 ) -> int:
     from aiohttp import web
 
     from qcall.api import build_app
     from qcall.hub import Hub
 
-    hub = Hub(config, db)
+    hub = Hub(config, db, config_path=config_path)
     app = build_app(hub)
     runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_TIMEOUT_S, access_log=None)
     await runner.setup()
@@ -300,10 +319,12 @@ def _demo(args: argparse.Namespace) -> int:
         print(f"  {member['role']:<10} {member['id']:<8} PIN {member['pin']}")  # noqa: T201
     print(f"  kiosk token:   {credentials['tokens']['kiosk']}")  # noqa: T201
     print(f"  display token: {credentials['tokens']['display']}\n")  # noqa: T201
-    return asyncio.run(_demo_hall(config, db, folder, port))
+    return asyncio.run(_demo_hall(config, db, folder, port, args.config))
 
 
-async def _demo_hall(config: CenterConfig, db: Path, folder: Path, port: int) -> int:
+async def _demo_hall(
+    config: CenterConfig, db: Path, folder: Path, port: int, args_config: Path | None = None
+) -> int:
     """Start the emulators the demo configuration points at, then the hub."""
     from urllib.parse import urlsplit
 
@@ -345,7 +366,7 @@ async def _demo_hall(config: CenterConfig, db: Path, folder: Path, port: int) ->
             await emulated.start()
             started.append(emulated.stop)
             print(f"模拟打印机 / emulated printer {printer.id}: {printer.url} → {out}")  # noqa: T201
-        return await _run_hub(config, db, config.hub.host, port)
+        return await _run_hub(config, db, config.hub.host, port, config_path=args_config)
     except OSError as err:
         print(  # noqa: T201
             f"无法启动模拟设备（端口被占用？是否已有演示在运行？）/ cannot start the emulators "

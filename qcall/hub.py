@@ -47,7 +47,10 @@ class Hub:
         db_path: str | Path,
         *,
         clock: Callable[[], dt.datetime] | None = None,
+        config_path: str | Path | None = None,
     ) -> None:
+        from qcall.lobby import LobbySource, ScreenRegistry
+
         self.config = config
         self.db_path = Path(db_path)
         self.tz = ZoneInfo(config.center.timezone)
@@ -74,6 +77,9 @@ class Hub:
         self._stoppers: list[Callable[[], Awaitable[None]]] = []
         self._diagnostics: list[Callable[[], dict[str, Any]]] = []
         self.hall: Hall | None = None
+        # Lobby settings follow edits of the config file; screens are devices (DESIGN §6).
+        self.lobby = LobbySource(config.lobby, Path(config_path) if config_path else None)
+        self.screens = ScreenRegistry(self)
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -355,6 +361,7 @@ class Hub:
             "subscribers": self.bus.subscriber_count,
             "tasks": sorted(t.get_name() for t in self._tasks),
             "devices": {name: dict(info) for name, info in self.engine.devices.items()},
+            "screens": self.screens.diagnostics(),
             "device_details": [provider() for provider in self._diagnostics],
         }
 

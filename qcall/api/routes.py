@@ -625,6 +625,34 @@ async def state(ctx: Context) -> web.StreamResponse:
     return json_response(await ctx.hub.durable_state())
 
 
+@route("GET", f"{API}/lobby", DISPLAY_PLUS, "Lobby screen settings and hall layout", tag="lobby")
+async def lobby(ctx: Context) -> web.StreamResponse:
+    """Center names, windows, service groups, notices and announcement settings."""
+    from qcall.lobby import lobby_view
+
+    hub = ctx.hub
+    return json_response(lobby_view(hub.config, await hub.lobby.current()))
+
+
+@route(
+    "GET",
+    f"{API}/figures",
+    DISPLAY_PLUS,
+    "Today's public figures (信息公开): served, mean wait, satisfaction",
+    tag="lobby",
+)
+async def figures(ctx: Context) -> web.StreamResponse:
+    """Counts and rates of today only: no numbers, names or staff."""
+    from qcall.lobby import public_figures
+
+    hub = ctx.hub
+    day = hub.engine.local(hub.clock()).date()
+    report = await hub.read(
+        lambda: reports.daily_report(hub.config, hub.reader.day_events(day), day)
+    )
+    return json_response(public_figures(report))
+
+
 @route(
     "GET",
     f"{API}/reports/daily",

@@ -16,6 +16,8 @@ from qcall.errors import BadRequest, Conflict, QcallError
 from qcall.events import Event
 from qcall.hub import Hub
 from qcall.i18n import pick_language
+from qcall.lobby import ScreenSession
+from qcall.model import Role
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -71,7 +73,7 @@ async def events_ws(request: web.Request) -> web.StreamResponse:
     lang = pick_language(request.headers.get("Accept-Language"))
     ws = web.WebSocketResponse(heartbeat=WS_HEARTBEAT_S, max_msg_size=WS_MAX_MESSAGE)
     try:
-        await authorize(request, hub, DISPLAY_PLUS)
+        principal = await authorize(request, hub, DISPLAY_PLUS)
         after = _after(request)
         if after is not None and after > hub.committed_seq:
             raise Conflict(
@@ -94,11 +96,17 @@ async def events_ws(request: web.Request) -> web.StreamResponse:
     # Subscribe before reading the snapshot or the log, so nothing falls between them.
     subscription = hub.bus.subscribe_queue()
     reader = asyncio.get_running_loop().create_task(_drain_client(ws), name="qcall:ws-reader")
+    # Lobby screens are devices: listed in diagnostics, reported when gone (DESIGN §6).
+    screen = None
+    if principal is not None and principal.role is Role.DISPLAY:
+        screen = hub.screens.connected(principal.name, request.remote or "")
     try:
-        await _stream(hub, ws, subscription, after, reader)
+        await _stream(hub, ws, subscription, after, reader, screen)
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:
+        if screen is not None:
+            hub.screens.disconnected(screen)
         streams.discard(ws)
         subscription.close()
         reader.cancel()
@@ -126,6 +134,7 @@ async def _stream(
     subscription: object,
     after: int | None,
     reader: asyncio.Task[None],
+    screen: ScreenSession | None = None,
 ) -> None:
     from qcall.events import Subscription
 
@@ -138,6 +147,8 @@ async def _stream(
         )
     else:
         last = await _replay(hub, ws, after)
+    if screen is not None:
+        screen.last_seq = last
     reader.add_done_callback(lambda _task: subscription.wake())
     queue = subscription.queue
     while True:
@@ -159,6 +170,8 @@ async def _stream(
                 last = await _replay(hub, ws, last, upto=event.seq - 1)
             await ws.send_str(_encode(event))
             last = event.seq
+        if screen is not None:
+            screen.last_seq = last
 
 
 async def _replay(hub: Hub, ws: web.WebSocketResponse, after: int, upto: int | None = None) -> int:
