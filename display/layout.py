@@ -33,8 +33,8 @@ GREY: Final[RGB] = (176, 190, 197)
 
 # Pages of windows and waiting groups turn this often (ui.md rule 2: ≥ 8 s a page).
 PAGE_S: Final = 8.0
-# Window rows: at least this far apart on a 1080-line screen (ui.md rule 2, 5 m reading).
-ROW_PITCH: Final = 90
+# Window rows this far apart on a 1080-line screen: 8 rows a page beside the call (ui.md rule 2).
+ROW_PITCH: Final = 86
 # The scrolling band moves this many pixels a second on a 1080-line screen.
 BAND_SPEED: Final = 120.0
 WEEKDAYS_ZH: Final = ("星期一", "星期二", "星期三", "星期四", "星期五", "星期六", "星期日")
@@ -364,7 +364,9 @@ def _waiting(b: _Builder, model: LobbyModel, rect: Rect, mono: float, lang: str)
     pad = b.px(30)
     groups = model.waiting_groups()
     label = "等候人数" if lang != "en" else "Waiting"
-    items = [f"{zh} {count}" if lang != "en" else f"{en} {count}" for zh, en, count in groups]
+    items = [
+        f"{zh} {count}" if lang != "en" else f"{en} {count}" for zh, en, count in groups if count
+    ]
     # As many groups a page as fit at a legible size; pages turn like the window list.
     per_page, used = 0, text_em(label) + 1
     for item in items:
@@ -374,7 +376,10 @@ def _waiting(b: _Builder, model: LobbyModel, rect: Rect, mono: float, lang: str)
         per_page += 1
     index, _pages = page(len(items), per_page, mono)
     shown = items[index * max(per_page, 1) : (index + 1) * max(per_page, 1)]
-    text = f"{label}：" + "   ".join(shown) if shown else ""
+    if shown:
+        text = f"{label}：" + "   ".join(shown)
+    else:
+        text = "当前无人等候  No one waiting" if lang != "en" else "No one waiting"
     b.text("waiting", (x + pad, y, w - 2 * pad, h), text, 44, WHITE, BACKGROUND)
 
 
