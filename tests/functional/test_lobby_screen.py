@@ -56,6 +56,16 @@ def write_config(path: Path, raw: dict[str, Any]) -> None:
     partial.replace(path)
 
 
+def read(path: Path) -> str:
+    """A text file's content."""
+    return path.read_text(encoding="utf-8")
+
+
+def write(path: Path, text: str) -> None:
+    """Replace a text file's content."""
+    path.write_text(text, encoding="utf-8")
+
+
 @pytest.fixture(scope="module")
 def lobby_config(credentials: Credentials, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The standalone demo center with a short screen-offline time and no quiet hours."""
@@ -89,11 +99,9 @@ def hub(
         process.kill()
 
 
-async def until(
-    predicate: Callable[[], bool], what: str, timeout: float = SCREEN_TIMEOUT_S
-) -> None:
+async def until(predicate: Callable[[], bool], what: str, limit: float = SCREEN_TIMEOUT_S) -> None:
     """Wait (polling) until ``predicate`` holds; fail naming ``what``."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + limit
     while not predicate():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
@@ -179,9 +187,9 @@ async def test_a_call_shows_number_and_window_and_is_announced(
             texts = screen.scene.texts()
             assert texts["call.line2"] == "到 3 号窗口"
             assert rows(screen.scene)["3号窗口"] == (number, "呼叫中")
-            await until(lambda: (shots / "latest.json").exists(), "a screenshot")
+            await until((shots / "latest.json").exists, "a screenshot")
             await until(
-                lambda: f"请 {number} 号" in (shots / "latest.json").read_text(encoding="utf-8"),
+                lambda: f"请 {number} 号" in read(shots / "latest.json"),
                 "the screenshot of the call",
             )
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -296,7 +304,7 @@ async def test_disconnect_and_reconnect_lose_and_repeat_nothing(
     ):
         c5 = await clerk(hub, "c5", 5)
         try:
-            await until(lambda: screen.voice_ready.is_set(), "the voice", 60.0)
+            await until(screen.voice_ready.is_set, "the voice", 60.0)
             await proxy.cut()
             await until(lambda: not screen.model.online, "the offline mark")
             assert screen.scene is not None
@@ -342,7 +350,7 @@ async def test_notices_edited_in_the_config_reach_the_screen(
     options = Options(hub.url, hub.token("display"), voice=False)
     async with running(options) as screen:
         await until(lambda: screen.scene is not None and screen.scene.band is not None, "band")
-        raw = tomllib.loads(lobby_config.read_text(encoding="utf-8"))
+        raw = tomllib.loads(read(lobby_config))
         raw["lobby"]["notices"] = [{"zh": "今天下午三点系统维护", "en": "Maintenance at 3 pm"}]
         write_config(lobby_config, raw)
         await until(
@@ -355,15 +363,15 @@ async def test_notices_edited_in_the_config_reach_the_screen(
             SETTINGS_TIMEOUT_S,
         )
         # A broken edit is refused by the hub and the screen keeps the last good notices.
-        good = lobby_config.read_text(encoding="utf-8")
+        good = read(lobby_config)
         try:
-            lobby_config.write_text(good.replace("repeat = 2", "repeat = 99"), encoding="utf-8")
+            write(lobby_config, good.replace("repeat = 2", "repeat = 99"))
             async with QcallClient(hub.url, hub.token("display")) as display:
                 settings = await display.lobby()
             assert settings["lobby"]["announce"]["repeat"] == 2
             assert settings["lobby"]["notices"][0]["zh"] == "今天下午三点系统维护"
         finally:
-            lobby_config.write_text(good, encoding="utf-8")
+            write(lobby_config, good)
 
 
 async def test_hub_lists_screens_and_reports_one_gone(hub: HubProcess) -> None:
