@@ -128,7 +128,7 @@ def text_em(text: str) -> float:
 def fit(text: str, width: int, height: int, largest: int) -> int:
     """The largest type size ≤ ``largest`` at which ``text`` fits ``width`` × ``height``."""
     em = max(text_em(text), 0.5)
-    return max(8, min(largest, int(width / em), int(height / 1.2)))
+    return max(8, min(largest, int(width / em), int(height / 1.15)))
 
 
 def call_lines(call: Call | None) -> tuple[str, str, str]:

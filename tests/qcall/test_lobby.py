@@ -1,0 +1,129 @@
+"""The ``[lobby]`` table: validation, live reload from the file, the views the API serves."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from qcall.config import parse_config
+from qcall.errors import ConfigError
+from qcall.lobby import LobbySource, lobby_view, public_figures
+from qcall.reports import DailyReport, Figures, Ratings
+from tests.common import ROOT, make_config, small_center
+
+
+def problems(lobby: dict[str, object]) -> str:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(small_center(lobby=lobby), "<test>")
+    return str(caught.value.message_en)
+
+
+def test_defaults_and_example_settings() -> None:
+    lobby = make_config().lobby
+    assert lobby.announce.repeat == 2
+    assert lobby.volume_at(dt.time(10)) == lobby.volume
+    example = tomllib.loads((ROOT / "config" / "center.example.toml").read_text("utf-8"))
+    assert example["lobby"]["notices"]
+    configured = parse_config(example, "example").lobby
+    assert configured.volume_at(dt.time(12, 0)) == 0.0  # quiet hours
+    assert configured.volume_at(dt.time(9, 0)) == 0.9
+
+
+@pytest.mark.parametrize(
+    ("lobby", "path"),
+    [
+        ({"announce": {"template_zh": "请到窗口"}}, "lobby.announce.template_zh"),
+        ({"announce": {"template_en": "{number} {number} {window}"}}, "lobby.announce.template_en"),
+        (
+            {"announce": {"template_zh": "请 {number} 号 到 {room} 号"}},
+            "lobby.announce.template_zh",
+        ),
+        (
+            {"announce": {"template_zh": "请 {number} 号 到 {window} 号 3"}},
+            "lobby.announce.template_zh",
+        ),
+        ({"announce": {"repeat": 0}}, "lobby.announce.repeat"),
+        ({"volume": 1.5}, "lobby.volume"),
+        ({"quiet_hours": [{"start": "13:00", "end": "12:00"}]}, "lobby.quiet_hours[0].end"),
+        ({"notices": [{"zh": ""}]}, "lobby.notices[0].zh"),
+        ({"notice": []}, "lobby.notice"),
+    ],
+)
+def test_bad_lobby_settings_are_named_by_path(lobby: dict[str, object], path: str) -> None:
+    assert path in problems(lobby)
+
+
+def _write(path: Path, raw_lobby: dict[str, object], stamp: int) -> None:
+    text = (ROOT / "config" / "center.example.toml").read_text("utf-8")
+    raw = tomllib.loads(text)
+    raw["lobby"] = raw_lobby
+    path.write_text(_dumps(raw), encoding="utf-8")
+    os.utime(path, ns=(stamp, stamp))  # a new mtime even within the clock's resolution
+
+
+def _dumps(raw: dict[str, object]) -> str:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_demo", ROOT / "config" / "make_demo.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return str(module.dumps(raw))
+
+
+async def test_lobby_follows_the_file_and_keeps_the_last_good_settings(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "center.toml"
+    _write(path, {"notices": [{"zh": "甲"}]}, 1_000_000_000)
+    source = LobbySource(parse_config(tomllib.loads(path.read_text("utf-8"))).lobby, path)
+    assert [n.zh for n in (await source.current()).notices] == ["甲"]
+    _write(path, {"notices": [{"zh": "乙"}]}, 2_000_000_000)
+    assert [n.zh for n in (await source.current()).notices] == ["乙"]
+    _write(path, {"notices": [{"zh": "丙"}], "volume": 7}, 3_000_000_000)
+    assert [n.zh for n in (await source.current()).notices] == ["乙"]
+    assert "lobby.volume" in caplog.text
+    # Without a file (a hub built in code) the settings stay as started.
+    fixed = LobbySource(make_config().lobby, None)
+    assert await fixed.current() == make_config().lobby
+
+
+def test_views_carry_no_personal_data() -> None:
+    config = make_config()
+    view = lobby_view(config, config.lobby)
+    assert set(view) == {
+        "center",
+        "timezone",
+        "windows",
+        "departments",
+        "services",
+        "lobby",
+        "version",
+    }
+    assert lobby_view(config, config.lobby)["version"] == view["version"]
+    report = DailyReport(
+        day=dt.date(2026, 11, 30),
+        center_zh="中心",
+        center_en="Center",
+        day_type="weekday",
+        closed=False,
+        last_seq=9,
+        total=Figures(served=3, ratings=Ratings(count=4, mean=4.0, distribution=(0, 1, 0, 1, 2))),
+        services=(),
+        windows=(),
+        staff=(),
+    )
+    figures = public_figures(report)
+    assert figures == {
+        "date": "2026-11-30",
+        "issued": 0,
+        "served": 3,
+        "waiting_mean_s": None,
+        "ratings": 4,
+        "satisfaction_pct": 75.0,
+    }
