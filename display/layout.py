@@ -117,7 +117,7 @@ def char_em(ch: str) -> float:
         return 1.0
     if ch == " ":
         return 0.3
-    return 0.58
+    return 0.62
 
 
 def text_em(text: str) -> float:

@@ -80,6 +80,7 @@ class TextCache:
         self._font.pad = True
         self._cache: OrderedDict[tuple[str, int, tuple[int, ...], tuple[int, ...]], pygame.Surface]
         self._cache = OrderedDict()
+        self._sizes: dict[tuple[str, int, int, int], int] = {}
         self.renders = 0
 
     def get(
@@ -90,6 +91,10 @@ class TextCache:
         surface = self._cache.get(key)
         if surface is None:
             surface, _rect = self._font.render(text, color, bg, size=size)
+            if pygame.display.get_surface() is not None:
+                # The display's pixel format: blitting is then a plain copy (several times
+                # faster than converting on every blit).
+                surface = surface.convert()
             self.renders += 1
             self._cache[key] = surface
             if len(self._cache) > TEXT_CACHE_SIZE:
@@ -99,15 +104,26 @@ class TextCache:
         return surface
 
     def fitted(self, element: Element) -> pygame.Surface:
-        """The element's text at its size, or smaller when the real glyphs are wider."""
+        """The element's text at its size, or smaller when the real glyphs are wider.
+
+        The glyphs are measured first (cheap), so a line is rendered once at the size that
+        fits its rectangle.
+        """
         size = element.size
-        surface = self.get(element.text, size, element.color, element.bg)
         width, height = element.rect[2], element.rect[3]
-        while (surface.get_width() > width or surface.get_height() > height) and size > 8:
-            ratio = min(width / surface.get_width(), height / surface.get_height())
-            size = max(8, min(size - 1, int(size * ratio)))
-            surface = self.get(element.text, size, element.color, element.bg)
-        return surface
+        key = (element.text, size, width, height)
+        fitted = self._sizes.get(key)
+        if fitted is None:
+            fitted = size
+            box = self._font.get_rect(element.text, size=fitted)
+            while (box.width > width or box.height > height) and fitted > 8:
+                ratio = min(width / max(box.width, 1), height / max(box.height, 1))
+                fitted = max(8, min(fitted - 1, int(fitted * ratio)))
+                box = self._font.get_rect(element.text, size=fitted)
+            self._sizes[key] = fitted
+            if len(self._sizes) > TEXT_CACHE_SIZE:
+                self._sizes.pop(next(iter(self._sizes)))
+        return self.get(element.text, fitted, element.color, element.bg)
 
 
 class Renderer:

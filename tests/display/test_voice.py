@@ -44,6 +44,11 @@ async def until(predicate: Callable[[], bool], what: str) -> None:
         await asyncio.sleep(POLL_S)
 
 
+def wav_names(folder: Path) -> list[str]:
+    """The WAV files recorded in a folder, in name order."""
+    return sorted(p.name for p in folder.glob("*.wav"))
+
+
 def sox_stat(path: Path) -> dict[str, float]:
     """``sox F -n stat`` as numbers (sox prints them on stderr)."""
     out = subprocess.run(
@@ -211,7 +216,7 @@ async def test_two_calls_at_once_are_spoken_one_after_the_other(
     (first_seq, _s1, first_end), (second_seq, second_start, _e2) = announcer.playback
     assert (first_seq, second_seq) == (7, 8)
     assert second_start >= first_end  # never overlapping
-    assert [p.name for p in sorted(tmp_path.glob("*.wav"))] == [
+    assert wav_names(tmp_path) == [
         "000001-A001-w1.wav",
         "000002-B002-w2.wav",
     ]
@@ -240,7 +245,7 @@ async def test_a_call_waiting_too_long_is_dropped_with_a_log_line(
     ]
     assert "A001" in caplog.text
     assert "dropped" in caplog.text
-    assert [p.name for p in tmp_path.glob("*.wav")] == ["000001-A002-w1.wav"]
+    assert wav_names(tmp_path) == ["000001-A002-w1.wav"]
 
 
 HANGING_WORKER = """
