@@ -23,7 +23,7 @@ from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from display.announcer import Announcer, MixerPlayer, Spoken, templates_from, volume_at
-from display.layout import PAGE_S, Scene, layout
+from display.layout import PAGE_S, Scene, layout, needed_call_px
 from display.model import LobbyModel
 from display.voice import DEFAULT_TEMPLATES, ClipLibrary, Templates, build_cache, required_clips
 from qcall.client import QcallApiError, QcallClient, QcallConnectionError
@@ -103,6 +103,7 @@ class LobbyScreen:
         self._shot_count = 0
         self._library = ClipLibrary(options.voice_dir or default_voice_dir())
         self.voice_ready = asyncio.Event()
+        self._legibility_checked: str | None = None
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -176,6 +177,7 @@ class LobbyScreen:
             if frame_key != key or scene is None:
                 scene = layout(self.model, size, self.options.lang, wall, mono)
                 key = frame_key
+            self._check_legibility(scene)
             rects = renderer.draw(scene, mono)
             if rects:
                 pygame.display.update(rects)
@@ -187,6 +189,24 @@ class LobbyScreen:
                 shot_key = content
                 self._snapshot(pygame, renderer.screen, scene)
             await self._sleep(scene, mono, stop)
+
+    def _check_legibility(self, scene: Scene) -> None:
+        """Warn once per settings version when the call is too small for the hall's depth."""
+        settings = self.model.settings
+        if settings is None or settings["version"] == self._legibility_checked:
+            return
+        self._legibility_checked = settings["version"]
+        depth = float(settings["lobby"].get("hall_depth_m", 10.0))
+        needed = needed_call_px(depth, scene.size[1])
+        size = scene.find("call.line1").size
+        if size < needed:
+            _LOGGER.warning(
+                "the called number is %d px tall type; a %g m hall needs about %d px "
+                "(ui.md rule 1): use a larger screen, or one screen per zone nearer the seats",
+                size,
+                depth,
+                needed,
+            )
 
     async def _sleep(self, scene: Scene, mono: float, stop: asyncio.Event) -> None:
         timeout = IDLE_FRAME_S

@@ -180,6 +180,15 @@ def page(count: int, per_page: int, mono: float) -> tuple[int, int]:
     return int(mono // PAGE_S) % pages, pages
 
 
+def needed_call_px(hall_depth_m: float, screen_height: int) -> int:
+    """Type size the called number needs for residents ``hall_depth_m`` away.
+
+    ui.md rule 1 (ADA 703.5.5 on a 55-inch 1080p panel): ≥ 240 px at 10 m, ≥ 352 px at 15 m,
+    about 23.5 px a metre, scaled to the screen's height.
+    """
+    return math.ceil(23.5 * hall_depth_m * screen_height / 1080)
+
+
 def layout(
     model: LobbyModel, size: tuple[int, int], lang: str, wall: dt.datetime, mono: float
 ) -> Scene:
