@@ -318,3 +318,20 @@ def test_volume_by_time_of_day_and_quiet_hours() -> None:
     assert volume_at(lobby, dt.time(8, 45)) == 0.9
     assert volume_at(lobby, dt.time(10, 0)) == 0.8
     assert volume_at(lobby, dt.time(12, 30)) == 0.0
+
+
+def test_voice_build_command_reuses_the_cache(voice_dir: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    shutil.copytree(voice_dir, cache)
+    (cache / "en" / "digit_7.wav").unlink()  # one clip lost: only it is rendered again
+    result = subprocess.run(
+        [sys.executable, "-m", "qcall", "voice", "build", "--dir", str(cache)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "rendered 1," in result.stdout
+    assert f"reused {len(required_clips(DEFAULT_TEMPLATES)) - 1}," in result.stdout
+    assert voice.rms(voice.read_wav(cache / "en" / "digit_7.wav")) > 0.01

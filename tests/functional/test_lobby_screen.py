@@ -446,12 +446,17 @@ def test_cli_screen_writes_screenshots_and_refuses_no_token(
     )
     try:
         deadline = time.monotonic() + CLI_SCREEN_TIMEOUT_S
-        while not (shots / "latest.json").exists():
+        scene: dict[str, Any] = {}
+        while "8号窗口" not in json.dumps(scene, ensure_ascii=False):
             assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            assert time.monotonic() < deadline
+            assert time.monotonic() < deadline, scene
             time.sleep(0.1)
-        scene = json.loads((shots / "latest.json").read_text(encoding="utf-8"))
+            if (shots / "latest.json").exists():
+                scene = json.loads((shots / "latest.json").read_text(encoding="utf-8"))
         assert scene["size"] == [1080, 1920]
+        texts = {e["label"]: e["text"] for e in scene["elements"]}
+        assert texts["header.offline"] == ""
+        assert texts["header.center"].startswith("梧桐街道社区事务受理服务中心")
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(shots / "latest.png", ARTIFACTS / "lobby-1080x1920.png")
     finally:
