@@ -160,7 +160,7 @@ class LobbyScreen:
     async def _frames(self, pygame: Any, renderer: Any, stop: asyncio.Event) -> None:
         size = pygame.display.get_surface().get_size()
         key: tuple[Any, ...] | None = None
-        shot_key: tuple[Any, ...] | None = None
+        shot_key: tuple[tuple[str, str], ...] | None = None
         scene: Scene | None = None
         while not stop.is_set():
             self._wake.clear()
@@ -185,8 +185,10 @@ class LobbyScreen:
             self.frames += 1
             if self._on_frame is not None:
                 self._on_frame(scene, mono)
-            if content != shot_key:
-                shot_key = content
+            # A visible change is a change of what is written where (not the flash or band).
+            shown = tuple((e.label, e.text) for e in scene.elements)
+            if shown != shot_key:
+                shot_key = shown
                 self._snapshot(pygame, renderer.screen, scene)
             await self._sleep(scene, mono, stop)
 
@@ -267,7 +269,12 @@ class LobbyScreen:
                         failures = 0
                     delay = RETRY_INITIAL_S
                     self.model.set_online(True)
-                    calls = self.model.apply(message, mono, dt.datetime.now(dt.UTC))
+                    try:
+                        calls = self.model.apply(message, mono, dt.datetime.now(dt.UTC))
+                    except (KeyError, TypeError, ValueError) as err:
+                        # A message this screen cannot read must not stop the stream.
+                        _LOGGER.warning("event %s ignored: %r", message.get("seq"), err)
+                        continue
                     if self.options.voice:
                         for call in calls:
                             self._announcer_submit(call, mono)

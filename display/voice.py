@@ -50,6 +50,9 @@ SYNTH_TIMEOUT_S: Final = 10.0
 # Starting Python, pyttsx3 and espeak-ng in the worker.
 WORKER_START_TIMEOUT_S: Final = 20.0
 MANIFEST: Final = "manifest.json"
+# Clips failing one after the other mean no speech at all here (espeak-ng missing): stop
+# trying after this many rather than start a worker for every clip.
+GIVE_UP_AFTER: Final = 5
 ZH_VOICE: Final = "cmn-latn-pinyin"  # `cmn` misreads hanzi on espeak-ng 1.51 (devices.md §3.2)
 EN_VOICE: Final = "en-us"
 ZH_RATE: Final = 165
@@ -441,6 +444,7 @@ def build_cache(
         manifest = {}
     clips: dict[str, dict[str, str]] = manifest.setdefault("clips", {})
     report = BuildReport()
+    failures_in_a_row = 0
     own_worker = worker is None
     speech = worker or SpeechWorker()
     try:
@@ -455,12 +459,19 @@ def build_cache(
                 if known.get("text") == spec.text and known.get("voice") == spec.voice:
                     report.reused.append(spec.key)
                     continue
+            if failures_in_a_row >= GIVE_UP_AFTER:
+                report.failed.append(spec.key)
+                continue
             try:
                 _render(spec, path, speech)
             except VoiceError as err:
                 _LOGGER.warning("clip %s not rendered: %s", spec.key, err)
                 report.failed.append(spec.key)
+                failures_in_a_row += 1
+                if failures_in_a_row == GIVE_UP_AFTER:
+                    _LOGGER.error("speech synthesis keeps failing; is espeak-ng installed?")  # noqa: TRY400
                 continue
+            failures_in_a_row = 0
             clips[spec.key] = {"text": spec.text, "voice": spec.voice, "sha256": _digest(path)}
             report.rendered.append(spec.key)
             if progress is not None:

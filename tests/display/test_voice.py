@@ -335,3 +335,11 @@ def test_voice_build_command_reuses_the_cache(voice_dir: Path, tmp_path: Path) -
     assert "rendered 1," in result.stdout
     assert f"reused {len(required_clips(DEFAULT_TEMPLATES)) - 1}," in result.stdout
     assert voice.rms(voice.read_wav(cache / "en" / "digit_7.wav")) > 0.01
+
+
+def test_without_working_speech_the_build_gives_up_quickly(tmp_path: Path) -> None:
+    broken = SpeechWorker([sys.executable, "-c", "import sys; sys.exit(3)"], timeout=5.0)
+    report = build_cache(tmp_path / "cache", DEFAULT_TEMPLATES, worker=broken)
+    assert report.rendered == ["chime"]  # generated, not spoken
+    assert len(report.failed) == len(required_clips(DEFAULT_TEMPLATES)) - 1
+    assert broken.started <= 2 * voice.GIVE_UP_AFTER
