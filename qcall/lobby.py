@@ -137,7 +137,13 @@ class ScreenRegistry:
         timer = self._gone.pop(name, None)
         if timer is not None:
             timer.cancel()
-        self._record(name, "ready", "lobby screen connected")
+        # Back after being reported gone: tell supervisors the lobby TV works again.
+        known = self._hub.engine.devices.get(SCREEN_DEVICE_PREFIX + name)
+        if known is not None and known["state"] != "ready":
+            self._hub.create_task(
+                self._execute(name, "ready", "lobby screen connected again"),
+                f"screen-state:{name}",
+            )
         return session
 
     def disconnected(self, session: ScreenSession) -> None:
@@ -159,13 +165,6 @@ class ScreenRegistry:
         if not self._sessions.get(name):
             _LOGGER.warning("lobby screen %r has been gone for %g s", name, delay)
             await self._execute(name, "offline", f"no connection for {delay:g} s")
-
-    def _record(self, name: str, state: str, detail: str) -> None:
-        device = SCREEN_DEVICE_PREFIX + name
-        known = self._hub.engine.devices.get(device)
-        if known is not None and known["state"] == state:
-            return
-        self._hub.create_task(self._execute(name, state, detail), f"screen-state:{name}")
 
     async def _execute(self, name: str, state: str, detail: str) -> None:
         device = SCREEN_DEVICE_PREFIX + name

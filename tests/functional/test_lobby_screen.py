@@ -384,16 +384,25 @@ async def test_hub_lists_screens_and_reports_one_gone(hub: HubProcess) -> None:
             assert len(mine) == 1
             assert isinstance(mine[0]["last_seq"], int)
             assert mine[0]["since"]
+            # A screen seen for the first time is no event; gone too long, it is one.
+            assert f"screen:{name}" not in (await admin.state())["devices"]
         device = f"screen:{name}"
-        deadline = time.monotonic() + OFFLINE_TIMEOUT_S
-        while True:
-            state = await admin.state()
-            if state["devices"].get(device, {}).get("state") == "offline":
-                break
-            assert time.monotonic() < deadline, state["devices"]
-            await asyncio.sleep(0.1)
+        await device_state(admin, device, "offline")
         diagnostics = await admin.diagnostics()
         assert not [s for s in diagnostics["screens"] if s["name"] == name]
+        async with running(Options(hub.url, token, voice=False)):
+            await device_state(admin, device, "ready")
+
+
+async def device_state(admin: QcallClient, device: str, wanted: str) -> None:
+    """Wait until the hub reports ``device`` in state ``wanted``."""
+    deadline = time.monotonic() + OFFLINE_TIMEOUT_S
+    while True:
+        state = await admin.state()
+        if state["devices"].get(device, {}).get("state") == wanted:
+            return
+        assert time.monotonic() < deadline, state["devices"]
+        await asyncio.sleep(0.1)
 
 
 async def test_public_figures_have_no_personal_data(hub: HubProcess) -> None:
@@ -447,7 +456,12 @@ def test_cli_screen_writes_screenshots_and_refuses_no_token(
     try:
         deadline = time.monotonic() + CLI_SCREEN_TIMEOUT_S
         scene: dict[str, Any] = {}
-        while "8号窗口" not in json.dumps(scene, ensure_ascii=False):
+
+        def connected(scene: dict[str, Any]) -> bool:
+            texts = {e["label"]: e["text"] for e in scene.get("elements", [])}
+            return "8号窗口" in texts.values() and texts.get("header.offline") == ""
+
+        while not connected(scene):
             assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
             assert time.monotonic() < deadline, scene
             time.sleep(0.1)
