@@ -199,7 +199,7 @@ class LobbyScreen:
             return
         self._legibility_checked = settings["version"]
         depth = float(settings["lobby"].get("hall_depth_m", 10.0))
-        needed = needed_call_px(depth, scene.size[1])
+        needed = needed_call_px(depth, scene.size)
         size = scene.find("call.line1").size
         if size < needed:
             _LOGGER.warning(

@@ -180,13 +180,14 @@ def page(count: int, per_page: int, mono: float) -> tuple[int, int]:
     return int(mono // PAGE_S) % pages, pages
 
 
-def needed_call_px(hall_depth_m: float, screen_height: int) -> int:
+def needed_call_px(hall_depth_m: float, size: tuple[int, int]) -> int:
     """Type size the called number needs for residents ``hall_depth_m`` away.
 
     ui.md rule 1 (ADA 703.5.5 on a 55-inch 1080p panel): ≥ 240 px at 10 m, ≥ 352 px at 15 m,
-    about 23.5 px a metre, scaled to the screen's height.
+    about 23.5 px a metre; a panel with fewer lines has bigger pixels (a portrait panel is
+    the same panel turned, so its short side counts).
     """
-    return math.ceil(23.5 * hall_depth_m * screen_height / 1080)
+    return math.ceil(23.5 * hall_depth_m * min(size) / 1080)
 
 
 def layout(
@@ -285,22 +286,21 @@ def _call_card(b: _Builder, model: LobbyModel, rect: Rect, mono: float) -> None:
     b.elements.append(Element("call.card", rect, "", 0, fg, bg))
     pad = b.px(24)
     inner = w - 2 * pad
-    h1, h2 = int(h * 0.47), int(h * 0.39)
+    h1, h2 = int(h * 0.47), int(h * 0.41)
     h3 = h - h1 - h2
     b.text("call.line1", (x + pad, y, inner, h1), line1, 250, fg, bg, "center")
     b.text("call.line2", (x + pad, y + h1, inner, h2), line2, 190, fg, bg, "center")
     b.text("call.en", (x + pad, y + h1 + h2, inner, h3 - pad // 2), english, 46, sub, bg, "center")
 
 
-def _recent(b: _Builder, model: LobbyModel, rect: Rect, columns: int, lang: str) -> None:
+def _recent(b: _Builder, model: LobbyModel, rect: Rect, columns: int, rows: int, lang: str) -> None:
     x, y, w, h = rect
     b.panel("recent", rect, PANEL)
     title_h = b.px(56)
     pad = b.px(24)
     title = "最近叫号  Recent calls" if lang != "en" else "Recent calls"
     b.text("recent.title", (x + pad, y, w - 2 * pad, title_h), title, 40, SOFT, PANEL)
-    calls = [c for c in model.recent if c is not model.featured][: columns * 3]
-    rows = 3
+    calls = [c for c in model.recent if c is not model.featured][: columns * rows]
     row_h = (h - title_h) // rows
     col_w = (w - 2 * pad) // columns
     for index in range(columns * rows):
@@ -411,13 +411,13 @@ def _landscape(
     _header(b, model, wall, (0, 0, width, header_h), False, lang)
     body_top = header_h + gap
     body_bottom = height - band_h - waiting_h
-    left_w = int(width * 0.58)
-    card_h = int((body_bottom - body_top) * 0.56)
+    left_w = int(width * 0.6)
+    # The call gets most of the height (ui.md rule 1); four earlier calls stay below it.
+    card_h = int((body_bottom - body_top) * 0.62)
     _call_card(b, model, (gap * 2, body_top, left_w - gap * 3, card_h), mono)
     recent_top = body_top + card_h + gap
-    _recent(
-        b, model, (gap * 2, recent_top, left_w - gap * 3, body_bottom - recent_top - gap), 2, lang
-    )
+    recent_rect = (gap * 2, recent_top, left_w - gap * 3, body_bottom - recent_top - gap)
+    _recent(b, model, recent_rect, 2, 2, lang)
     _windows(
         b,
         model,
@@ -440,11 +440,11 @@ def _portrait(
     header_h, band_h, waiting_h, gap = px(160), px(92), px(90), px(14)
     _header(b, model, wall, (0, 0, width, header_h), True, lang)
     top = header_h + gap
-    card_h = px(460)
+    card_h = px(500)
     _call_card(b, model, (gap * 2, top, width - gap * 4, card_h), mono)
     top += card_h + gap
-    recent_h = px(300)
-    _recent(b, model, (gap * 2, top, width - gap * 4, recent_h), 2, lang)
+    recent_h = px(270)
+    _recent(b, model, (gap * 2, top, width - gap * 4, recent_h), 2, 2, lang)
     top += recent_h + gap
     bottom = height - band_h - waiting_h
     _windows(b, model, (gap * 2, top, width - gap * 4, bottom - top - gap), mono, lang)
