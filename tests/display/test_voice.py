@@ -343,3 +343,21 @@ def test_without_working_speech_the_build_gives_up_quickly(tmp_path: Path) -> No
     assert report.rendered == ["chime"]  # generated, not spoken
     assert len(report.failed) == len(required_clips(DEFAULT_TEMPLATES)) - 1
     assert broken.started <= 2 * voice.GIVE_UP_AFTER
+
+
+@pytest.mark.parametrize("key", ["zh/phrase_请", "zh/number_13", "zh/phrase_号窗口办理"])
+def test_chinese_clips_are_read_as_mandarin_not_as_english_pinyin(
+    voice_dir: Path, key: str
+) -> None:
+    # espeak-ng 1.51's `cmn` voice reads many hanzi as pinyin with an English tone digit
+    # ("(en)...fo@"); `cmn-latn-pinyin` does not (reference: devices.md §3.2).
+    spec = json.loads((voice_dir / "manifest.json").read_text(encoding="utf-8"))["clips"][key]
+    phonemes = subprocess.run(
+        ["espeak-ng", "-q", "-x", "-v", spec["voice"], spec["text"]],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert spec["voice"] == "cmn-latn-pinyin"
+    assert phonemes.strip()
+    assert "(en)" not in phonemes
