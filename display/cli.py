@@ -77,6 +77,13 @@ def display_main(argv: Sequence[str]) -> int:
     """Entry point of ``qcall display``."""
     args = display_parser().parse_args(list(argv))
     _logging(args.log_level)
+    if not args.hub.startswith(("http://", "https://")):
+        print(  # noqa: T201
+            f"服务器地址应以 http:// 或 https:// 开头 / the hub address must start with "
+            f"http:// or https:// (got {args.hub!r})",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     if not args.token:
         print(  # noqa: T201
             f"需要显示屏令牌（--token 或 ${TOKEN_ENV}）/ a display token is required "

@@ -434,6 +434,16 @@ def test_cli_screen_writes_screenshots_and_refuses_no_token(
     )
     assert refused.returncode == 2
     assert "令牌" in refused.stderr
+    bad_hub = subprocess.run(
+        [str(QCALL), "display", "--hub", "127.0.0.1:8080", "--token", "x"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=CLI_SCREEN_TIMEOUT_S,
+        check=False,
+    )
+    assert bad_hub.returncode == 2
+    assert "http://" in bad_hub.stderr
     shots = tmp_path / "shots"
     proc = subprocess.Popen(
         [
