@@ -20,6 +20,10 @@ FEATURE_MIN_S: Final = 7.0
 # A new call flashes this long at 2 Hz, then stays steady (ui.md rule 4: ≤ 10 s, ≤ 3 flashes/s).
 FLASH_S: Final = 6.0
 FLASH_PERIOD_S: Final = 1.0
+# Calls waiting for their turn as the featured call; beyond this the oldest waiting one is
+# skipped (it stays in the list and its window's row), so the featured call never lags
+# minutes behind a busy hall.
+FEATURE_QUEUE_MAX: Final = 3
 # Calls listed under the featured one (ui.md rule 6: at least four).
 RECENT_CALLS: Final = 6
 
@@ -288,6 +292,8 @@ class LobbyModel:
             self.featured_since = mono
         else:
             self.queued.append(call)
+            while len(self.queued) > FEATURE_QUEUE_MAX:
+                self.queued.popleft()
         self.version += 1
 
     def _update(self, number: int, **changes: Any) -> None:

@@ -19,6 +19,7 @@ from qcall.engine import Engine
 from qcall.errors import AuthError, QcallError, StorageError, TooManyAttempts
 from qcall.events import Event, EventBus, EventType
 from qcall.i18n import text
+from qcall.lobby import LobbySource, ScreenRegistry
 from qcall.metrics import Metrics
 from qcall.store import LOGIN_MAX_FAILURES, LOGIN_WINDOW, Principal, StaffMember, Store
 
@@ -49,8 +50,6 @@ class Hub:
         clock: Callable[[], dt.datetime] | None = None,
         config_path: str | Path | None = None,
     ) -> None:
-        from qcall.lobby import LobbySource, ScreenRegistry
-
         self.config = config
         self.db_path = Path(db_path)
         self.tz = ZoneInfo(config.center.timezone)

@@ -21,6 +21,7 @@ from qcall.engine import Ticket
 from qcall.errors import AuthError, BadRequest, Forbidden, QcallError
 from qcall.hub import Hub
 from qcall.i18n import pick_language, text
+from qcall.lobby import lobby_view, public_figures
 from qcall.model import WINDOW_ROLES, Outcome, Role
 from qcall.store import Principal
 
@@ -628,8 +629,6 @@ async def state(ctx: Context) -> web.StreamResponse:
 @route("GET", f"{API}/lobby", DISPLAY_PLUS, "Lobby screen settings and hall layout", tag="lobby")
 async def lobby(ctx: Context) -> web.StreamResponse:
     """Center names, windows, service groups, notices and announcement settings."""
-    from qcall.lobby import lobby_view
-
     hub = ctx.hub
     return json_response(lobby_view(hub.config, await hub.lobby.current()))
 
@@ -643,8 +642,6 @@ async def lobby(ctx: Context) -> web.StreamResponse:
 )
 async def figures(ctx: Context) -> web.StreamResponse:
     """Counts and rates of today only: no numbers, names or staff."""
-    from qcall.lobby import public_figures
-
     hub = ctx.hub
     day = hub.engine.local(hub.clock()).date()
     report = await hub.read(

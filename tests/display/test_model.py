@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from display.model import FEATURE_MIN_S, FLASH_S, LobbyModel, parse_zone
+from display.model import FEATURE_MIN_S, FEATURE_QUEUE_MAX, FLASH_S, LobbyModel, parse_zone
 from qcall.client import StreamMessage
 
 T0 = dt.datetime(2026, 11, 30, 9, 0, tzinfo=dt.UTC)
@@ -84,6 +84,17 @@ def test_calls_faster_than_the_feature_time_queue_in_order() -> None:
     assert model.tick(100.0 + FEATURE_MIN_S)
     assert model.featured.number == "A003"
     assert [c.number for c in model.recent][:2] == ["A003", "A002"]
+
+
+def test_a_busy_hall_skips_the_oldest_waiting_feature() -> None:
+    model = LobbyModel()
+    model.apply(snapshot(), 0.0, T0)
+    for k in range(8):
+        model.apply(event(11 + k, "ticket.called", id=str(k), number=f"A{k}", window=1), 100.0, T0)
+    assert model.featured is not None
+    assert model.featured.number == "A0"
+    assert [c.number for c in model.queued] == [f"A{k}" for k in range(8 - FEATURE_QUEUE_MAX, 8)]
+    assert [c.number for c in model.recent][:3] == ["A7", "A6", "A5"]
 
 
 def test_window_lifecycle_events() -> None:
