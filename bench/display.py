@@ -21,6 +21,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +134,18 @@ def frame_times(frames: int) -> None:
     print(f"  {'first frame (start-up, everything drawn once)':<44} {first:9.2f} ms")
 
 
+@dataclass(slots=True)
+class TimedModel(LobbyModel):
+    """The lobby model, noting when each call's event arrived (bench instrumentation)."""
+
+    arrived: dict[str, float] = field(default_factory=dict)
+
+    def apply(self, message: Any, mono: float, wall: dt.datetime) -> Any:
+        if message["type"] == "ticket.called":
+            self.arrived[str(message["data"]["number"])] = time.perf_counter()
+        return LobbyModel.apply(self, message, mono, wall)
+
+
 class ScreenBench:
     """(b)–(d) against a real hub subprocess (bench/hub.py's set-up)."""
 
@@ -143,6 +156,7 @@ class ScreenBench:
         self.folder = folder
         self.waiting: dict[str, asyncio.Future[float]] = {}
         self.spoken: dict[str, asyncio.Future[float]] = {}
+        self.arrived: dict[str, float] = {}
 
     def on_frame(self, scene: Scene, _mono: float) -> None:
         if not self.waiting:
@@ -171,6 +185,8 @@ class ScreenBench:
             self.hub.base, self.hub.display, voice_dir=voice_dir, audio=False, voice=True
         )
         screen = LobbyScreen(options, on_frame=self.on_frame, on_spoken=self.on_spoken)
+        # Instrumentation: when each call's event reached the screen's model.
+        screen.model = TimedModel(arrived=self.arrived)
         stop = asyncio.Event()
         task = asyncio.create_task(screen.run(stop))
         connector = aiohttp.TCPConnector(limit=0)
@@ -205,6 +221,7 @@ class ScreenBench:
         to_frame: list[float] = []
         to_audio: list[float] = []
         answered: list[float] = []
+        event_to_frame: list[float] = []
         for k in range(self.args.calls):
             async with session.post(
                 f"{self.hub.base}/api/v1/tickets", json={"service": "social_card"}, headers=kiosk
@@ -223,7 +240,9 @@ class ScreenBench:
             ) as response:
                 assert response.status == 200, await response.text()
             answered.append((time.perf_counter() - t0) * 1000)
-            to_frame.append((await asyncio.wait_for(frame, 10) - t0) * 1000)
+            shown = await asyncio.wait_for(frame, 10)
+            to_frame.append((shown - t0) * 1000)
+            event_to_frame.append((shown - self.arrived[number]) * 1000)
             to_audio.append((await asyncio.wait_for(audio, 10) - t0) * 1000)
             await asyncio.sleep(0.05)
         print(f"\n(c) clerk next → frame showing the number, real hub, {len(to_frame)} calls")
@@ -232,6 +251,10 @@ class ScreenBench:
         print(
             f"  {'of which the hub answering POST next, p50/p99':<44} "
             f"{statistics.median(answered):9.2f} / {_pct(answered, 0.99):.2f} ms"
+        )
+        print(
+            f"  {'event at the screen → frame, p50/p99':<44} "
+            f"{statistics.median(event_to_frame):9.2f} / {_pct(event_to_frame, 0.99):.2f} ms"
         )
         print(f"\n(d) call → announcement audio ready to play, {len(to_audio)} calls")
         print(f"  {'median':<44} {statistics.median(to_audio):9.2f} ms")
