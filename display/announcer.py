@@ -33,6 +33,8 @@ MIXER_BUFFER: Final = 1024
 class Player(Protocol):
     """Plays one buffer; ``play`` starts it and returns its length in seconds."""
 
+    available: bool
+
     def play(self, samples: Samples, volume: float) -> float: ...
 
     def busy(self) -> bool: ...
@@ -178,7 +180,7 @@ class Announcer:
         seconds = len(samples) / SAMPLE_RATE
         self._done(Spoken(self.count, call, seconds, ready, path))
         volume = self.volume()
-        if self._player is None or volume <= 0.0:
+        if self._player is None or not self._player.available or volume <= 0.0:
             return
         started = self._clock()
         seconds = self._player.play(samples, volume)

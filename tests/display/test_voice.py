@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -361,3 +362,47 @@ def test_chinese_clips_are_read_as_mandarin_not_as_english_pinyin(
     assert spec["voice"] == "cmn-latn-pinyin"
     assert phonemes.strip()
     assert "(en)" not in phonemes
+
+
+NO_SPEAKERS = """
+import asyncio, logging, sys
+from pathlib import Path
+from display.announcer import Announcer, MixerPlayer
+from display.model import Call
+from display.voice import DEFAULT_TEMPLATES, ClipLibrary
+
+logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
+
+async def main():
+    library = ClipLibrary(Path(sys.argv[1]))
+    library.load()
+    player = MixerPlayer()
+    announcer = Announcer(library, DEFAULT_TEMPLATES, player=player, record_dir=Path(sys.argv[2]))
+    task = asyncio.create_task(announcer.run())
+    for seq in (1, 2):
+        announcer.submit(Call(f"A00{seq}", 3, seq))
+    while len(announcer.history) < 2:
+        await asyncio.sleep(0.01)
+    task.cancel()
+    print("available", player.available)
+
+asyncio.run(main())
+"""
+
+
+def test_missing_audio_output_is_logged_once_and_announcements_go_on(
+    voice_dir: Path, tmp_path: Path
+) -> None:
+    env = dict(os.environ, SDL_AUDIODRIVER="no-such-audio-driver")
+    result = subprocess.run(
+        [sys.executable, "-c", NO_SPEAKERS, str(voice_dir), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "available False" in result.stdout
+    assert result.stderr.count("no audio output") == 1
+    assert wav_names(tmp_path) == ["000001-A001-w3.wav", "000002-A002-w3.wav"]
