@@ -19,7 +19,7 @@ from qcall.engine import Engine
 from qcall.errors import AuthError, QcallError, StorageError, TooManyAttempts
 from qcall.events import Event, EventBus, EventType
 from qcall.i18n import text
-from qcall.lobby import LobbySource, ScreenRegistry
+from qcall.lobby import FiguresCache, LobbySource, ScreenRegistry
 from qcall.metrics import Metrics
 from qcall.store import LOGIN_MAX_FAILURES, LOGIN_WINDOW, Principal, StaffMember, Store
 
@@ -79,6 +79,7 @@ class Hub:
         # Lobby settings follow edits of the config file; screens are devices (DESIGN §6).
         self.lobby = LobbySource(config.lobby, Path(config_path) if config_path else None)
         self.screens = ScreenRegistry(self)
+        self.figures = FiguresCache()
 
     # ----------------------------------------------------------------- lifecycle
 

@@ -9,6 +9,7 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -23,6 +24,9 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 
 SCREEN_DEVICE_PREFIX: Final = "screen:"
+# Every screen asks for the public figures twice a minute; one computation (a pass over the
+# day's log on the reader thread) serves them all for this long, or until the next event.
+FIGURES_MAX_AGE_S: Final = 5.0
 # A rating of 4 or 5 (满意, 非常满意) counts as satisfied in the public satisfaction rate.
 SATISFIED_FROM: Final = 4
 
@@ -109,6 +113,28 @@ def public_figures(report: reports.DailyReport) -> dict[str, Any]:
             None if ratings.count == 0 else round(100.0 * satisfied / ratings.count, 1)
         ),
     }
+
+
+class FiguresCache:
+    """The day's public figures, computed once for all screens asking at about the same time."""
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._key: object = None
+        self._value: dict[str, Any] | None = None
+        self._at = float("-inf")
+
+    async def get(
+        self, key: object, compute: Callable[[], Awaitable[dict[str, Any]]]
+    ) -> dict[str, Any]:
+        """The figures for ``key`` (day and last seq), recomputed when stale."""
+        async with self._lock:
+            fresh = time.monotonic() - self._at < FIGURES_MAX_AGE_S
+            if self._value is None or (key != self._key and not fresh):
+                self._value = await compute()
+                self._key = key
+                self._at = time.monotonic()
+            return self._value
 
 
 @dataclass(slots=True, eq=False)

@@ -644,10 +644,14 @@ async def figures(ctx: Context) -> web.StreamResponse:
     """Counts and rates of today only: no numbers, names or staff."""
     hub = ctx.hub
     day = hub.engine.local(hub.clock()).date()
-    report = await hub.read(
-        lambda: reports.daily_report(hub.config, hub.reader.day_events(day), day)
-    )
-    return json_response(public_figures(report))
+
+    async def compute() -> dict[str, Any]:
+        report = await hub.read(
+            lambda: reports.daily_report(hub.config, hub.reader.day_events(day), day)
+        )
+        return public_figures(report)
+
+    return json_response(await hub.figures.get((day, hub.committed_seq), compute))
 
 
 @route(

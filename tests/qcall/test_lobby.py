@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import os
 import tomllib
@@ -11,7 +12,7 @@ import pytest
 
 from qcall.config import parse_config
 from qcall.errors import ConfigError
-from qcall.lobby import LobbySource, lobby_view, public_figures
+from qcall.lobby import FiguresCache, LobbySource, lobby_view, public_figures
 from qcall.reports import DailyReport, Figures, Ratings
 from tests.common import ROOT, make_config, small_center
 
@@ -127,3 +128,20 @@ def test_views_carry_no_personal_data() -> None:
         "ratings": 4,
         "satisfaction_pct": 75.0,
     }
+
+
+async def test_figures_are_computed_once_for_screens_asking_together() -> None:
+    cache = FiguresCache()
+    computed: list[int] = []
+
+    async def compute() -> dict[str, object]:
+        computed.append(1)
+        await asyncio.sleep(0.01)
+        return {"served": len(computed)}
+
+    results = await asyncio.gather(*(cache.get(("day", 7), compute) for _ in range(20)))
+    assert computed == [1]
+    assert all(r == {"served": 1} for r in results)
+    # A new event within FIGURES_MAX_AGE_S: still the cached figures (cheap for 100 screens).
+    assert await cache.get(("day", 8), compute) == {"served": 1}
+    assert computed == [1]
