@@ -44,6 +44,8 @@ PEAK_CEILING: Final = 0.95
 # Leading and trailing samples quieter than this (fraction of full scale) are trimmed.
 SILENCE_THRESHOLD: Final = 0.01
 TRIM_MARGIN_S: Final = 0.01
+# Clip edges are faded over this long (a hard cut is an audible click between pieces).
+FADE_S: Final = 0.005
 # One espeak phrase takes ~20 ms (stack-checks §3); pyttsx3 can hang forever in runAndWait,
 # so a job that has not answered in this long is a hung worker: killed and replaced.
 SYNTH_TIMEOUT_S: Final = 10.0
@@ -216,12 +218,14 @@ def chime() -> Samples:
     """A soft two-tone chime (ding-dong), generated rather than synthesised."""
     out = array.array("h")
     for freq, length in ((880.0, 0.42), (660.0, 0.6)):
+        tone = array.array("h")
         count = round(length * SAMPLE_RATE)
         for i in range(count):
             t = i / SAMPLE_RATE
-            envelope = math.exp(-4.0 * t) * min(1.0, i / 200)
+            envelope = math.exp(-4.0 * t)
             value = math.sin(2 * math.pi * freq * t) + 0.3 * math.sin(4 * math.pi * freq * t)
-            out.append(int(0.45 * 32767 * envelope * value / 1.3))
+            tone.append(int(0.45 * 32767 * envelope * value / 1.3))
+        out.extend(fade(tone, 0.03))
     return out
 
 
@@ -293,7 +297,18 @@ def trim(samples: Samples) -> Samples:
         return array.array("h")
     last = next(i for i in range(len(samples) - 1, -1, -1) if abs(samples[i]) > limit)
     margin = round(TRIM_MARGIN_S * SAMPLE_RATE)
-    return samples[max(0, first - margin) : min(len(samples), last + margin + 1)]
+    return fade(samples[max(0, first - margin) : min(len(samples), last + margin + 1)])
+
+
+def fade(samples: Samples, seconds: float = FADE_S) -> Samples:
+    """Ramp the first and last ``seconds`` in and out, so a cut edge does not click."""
+    out = array.array("h", samples)
+    count = min(round(seconds * SAMPLE_RATE), len(out) // 2)
+    for i in range(count):
+        gain = i / count
+        out[i] = round(out[i] * gain)
+        out[-1 - i] = round(out[-1 - i] * gain)
+    return out
 
 
 def rms(samples: Samples) -> float:
