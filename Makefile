@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-APT_PACKAGES := espeak-ng fonts-wqy-microhei fontconfig socat sox
+APT_PACKAGES := espeak-ng fonts-wqy-microhei fontconfig socat sox chromium
 DEMO_DIR := var/demo
 
 .PHONY: demo test bench lint sysdeps venv clean
@@ -33,6 +33,7 @@ test: sysdeps $(STAMP)
 bench: sysdeps $(STAMP)
 	$(PY) bench/hub.py
 	$(PY) bench/devices.py
+	$(PY) bench/reports.py
 	$(PY) bench/display.py
 
 lint: $(STAMP)

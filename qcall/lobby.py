@@ -9,12 +9,11 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from qcall import reports
 from qcall.config import CenterConfig, Lobby, load_config
 from qcall.errors import ConfigError
 
@@ -27,8 +26,6 @@ SCREEN_DEVICE_PREFIX: Final = "screen:"
 # Every screen asks for the public figures twice a minute; one computation (a pass over the
 # day's log on the reader thread) serves them all for this long, or until the next event.
 FIGURES_MAX_AGE_S: Final = 5.0
-# A rating of 4 or 5 (满意, 非常满意) counts as satisfied in the public satisfaction rate.
-SATISFIED_FROM: Final = 4
 
 
 class LobbySource:
@@ -98,20 +95,22 @@ def lobby_view(config: CenterConfig, lobby: Lobby) -> dict[str, Any]:
     return body
 
 
-def public_figures(report: reports.DailyReport) -> dict[str, Any]:
-    """Today's figures for information disclosure (信息公开): counts and rates only."""
-    total = report.total
-    ratings = total.ratings
-    satisfied = sum(ratings.distribution[SATISFIED_FROM - 1 :])
+def public_figures(report: Mapping[str, Any]) -> dict[str, Any]:
+    """Today's figures for information disclosure (信息公开): counts and rates only.
+
+    ``report`` is a daily report as the report worker returns it (``reports.to_json``); the
+    satisfaction rate is the reports' own (ratings of at least
+    ``[reports] satisfied_min_score``).
+    """
+    total = report["total"]
+    mean = total["wait"]["mean_s"]
     return {
-        "date": report.day.isoformat(),
-        "issued": total.issued,
-        "served": total.served,
-        "waiting_mean_s": None if total.wait.mean_s is None else round(total.wait.mean_s),
-        "ratings": ratings.count,
-        "satisfaction_pct": (
-            None if ratings.count == 0 else round(100.0 * satisfied / ratings.count, 1)
-        ),
+        "date": report["from"],
+        "issued": int(total["issued"]),
+        "served": int(total["served"]),
+        "waiting_mean_s": None if mean is None else round(mean),
+        "ratings": int(total["ratings"]["count"]),
+        "satisfaction_pct": total["ratings"]["satisfaction_pct"],
     }
 
 

@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 
 from qcall.config import parse_config
+from qcall.engine import Engine
 from qcall.errors import ConfigError
 from qcall.lobby import FiguresCache, LobbySource, lobby_view, public_figures
-from qcall.reports import DailyReport, Figures, Ratings
-from tests.common import ROOT, make_config, small_center
+from qcall.model import Outcome
+from qcall.reports import daily_report, to_json
+from tests.common import ROOT, Clock, make_config, small_center
 
 
 def problems(lobby: dict[str, object]) -> str:
@@ -107,27 +109,35 @@ def test_views_carry_no_personal_data() -> None:
         "version",
     }
     assert lobby_view(config, config.lobby)["version"] == view["version"]
-    report = DailyReport(
-        day=dt.date(2026, 11, 30),
-        center_zh="中心",
-        center_en="Center",
-        day_type="weekday",
-        closed=False,
-        last_seq=9,
-        total=Figures(served=3, ratings=Ratings(count=4, mean=4.0, distribution=(0, 1, 0, 1, 2))),
-        services=(),
-        windows=(),
-        staff=(),
-    )
+
+
+def test_public_figures_from_a_real_day() -> None:
+    config = make_config()
+    engine = Engine(config)
+    clock = Clock()
+    engine.tick(clock())
+    engine.open_window(clock(), 1, "s1")
+    for score in (5, 2):
+        engine.issue(clock(), "social")
+        clock.advance(minutes=4)
+        engine.call_next(clock(), 1, "s1")
+        engine.start(clock(), 1, "s1")
+        clock.advance(minutes=5)
+        engine.finish(clock(), 1, "s1", Outcome.DONE, None)
+        engine.rate(clock(), 1, "s1", score)
+    engine.issue(clock(), "medical")
+    day = clock().date()
+    report = to_json(daily_report(config, engine.drain(), day, today=day))
     figures = public_figures(report)
     assert figures == {
-        "date": "2026-11-30",
-        "issued": 0,
-        "served": 3,
-        "waiting_mean_s": None,
-        "ratings": 4,
-        "satisfaction_pct": 75.0,
+        "date": day.isoformat(),
+        "issued": 3,
+        "served": 2,
+        "waiting_mean_s": 240,
+        "ratings": 2,
+        "satisfaction_pct": 50.0,  # a 2 is below [reports] satisfied_min_score (3)
     }
+    assert "s1" not in str(figures)
 
 
 async def test_figures_are_computed_once_for_screens_asking_together() -> None:
