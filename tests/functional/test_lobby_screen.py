@@ -457,6 +457,8 @@ def test_cli_screen_writes_screenshots_and_refuses_no_token(
             "1080x1920",
             "--screenshot",
             str(shots),
+            "--scene",
+            str(tmp_path / "scene.json"),
             "--no-voice",
         ],
         env=env,
@@ -481,6 +483,9 @@ def test_cli_screen_writes_screenshots_and_refuses_no_token(
         texts = {e["label"]: e["text"] for e in scene["elements"]}
         assert texts["header.offline"] == ""
         assert texts["header.center"].startswith("梧桐街道社区事务受理服务中心")
+        dumped = json.loads((tmp_path / "scene.json").read_text(encoding="utf-8"))
+        assert dumped["size"] == [1080, 1920]
+        assert {e["label"] for e in dumped["elements"]} == set(texts)
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(shots / "latest.png", ARTIFACTS / "lobby-1080x1920.png")
     finally:
