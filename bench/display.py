@@ -15,12 +15,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import os
+import signal
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,21 +39,18 @@ import importlib.util
 import aiohttp
 
 BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
 # This file is named like the ``display`` package: keep its folder off the import path.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH]
-sys.path.insert(0, str(BENCH.parent))
-_spec = importlib.util.spec_from_file_location("qcall_bench_hub", BENCH / "hub.py")
-assert _spec is not None
-assert _spec.loader is not None
-_hub = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_hub)
-Bench, _line, _pct = _hub.Bench, _hub._line, _hub._pct
+sys.path.insert(0, str(ROOT))
 
 from display.announcer import Spoken  # noqa: E402
 from display.app import LobbyScreen, Options  # noqa: E402
 from display.layout import PAGE_S, Scene, layout  # noqa: E402
 from display.model import LobbyModel, WindowStatus  # noqa: E402
 from display.voice import DEFAULT_TEMPLATES, build_cache  # noqa: E402
+from qcall.model import Role  # noqa: E402
+from qcall.store import Store  # noqa: E402
 
 TARGET_FRAME_P99_MS = 8.0
 TARGET_IDLE_CPU_PCT = 5.0
@@ -56,6 +58,106 @@ TARGET_NEXT_TO_FRAME_P99_MS = 30.0
 TARGET_CALL_TO_AUDIO_P99_MS = 100.0
 WINDOWS = 16
 FPS = 30
+PIN = "135790"
+# The hub starts in about a second; this only bounds one that never comes up.
+HUB_START_TIMEOUT_S = 30.0
+HUB_STOP_TIMEOUT_S = 20.0
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _line(name: str, value: float, unit: str, target: float, higher_is_better: bool) -> None:
+    ratio = value / target
+    ok = value >= target if higher_is_better else value <= target
+    print(
+        f"  {name:<44} {value:9.2f} {unit:<6} target {'≥' if higher_is_better else '≤'}"
+        f" {target:g} {unit:<6} ratio {ratio:5.2f}  {'PASS' if ok else 'MISS'}"
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Hub:
+    """A real ``qcall serve`` on the demo center with 16 comprehensive windows, no devices."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.port = _free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.kiosk = ""
+        self.display = ""
+        self.clerks: dict[int, str] = {}
+
+    def start(self) -> None:
+        spec = importlib.util.spec_from_file_location("make_demo", ROOT / "config" / "make_demo.py")
+        assert spec is not None
+        assert spec.loader is not None
+        make_demo = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(make_demo)
+        raw = tomllib.loads((ROOT / "config" / "demo.toml").read_text(encoding="utf-8"))
+        raw["windows"] = [{"number": n, "type": "comprehensive"} for n in range(1, WINDOWS + 1)]
+        raw["windows"].append({"number": WINDOWS + 1, "type": "reply"})
+        consult = [{"id": s["id"]} for s in raw["services"] if s.get("kind") == "consult"]
+        raw["windows"].append({"number": WINDOWS + 2, "type": "dedicated", "services": consult})
+        raw["devices"] = {}
+        for service in raw["services"]:
+            service["daily_cap"] = 9999
+        config = self.folder / "bench.toml"
+        config.write_text(make_demo.dumps(raw), encoding="utf-8")
+        db = self.folder / "bench.db"
+        store = Store(db)
+        store.open()
+        for n in range(1, WINDOWS + 1):
+            store.add_staff(f"b{n:03d}", f"bench {n}", PIN, Role.CLERK)
+        self.kiosk = store.create_token(Role.KIOSK, "bench kiosk")
+        self.display = store.create_token(Role.DISPLAY, "bench lobby screen")
+        store.close()
+        log = (self.folder / "hub.log").open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "qcall", "--log-level", "warning", "serve", "--config",
+             str(config), "--db", str(db), "--port", str(self.port)],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+    async def ready(self, session: aiohttp.ClientSession) -> None:
+        deadline = time.monotonic() + HUB_START_TIMEOUT_S
+        while True:
+            with contextlib.suppress(aiohttp.ClientError):
+                async with session.get(f"{self.base}/api/v1/health") as response:
+                    if response.status == 200:
+                        break
+            if time.monotonic() > deadline:
+                raise SystemExit((self.folder / "hub.log").read_text(errors="replace")[-3000:])
+            await asyncio.sleep(0.1)
+        for n in range(1, WINDOWS + 1):
+            body = {"staff": f"b{n:03d}", "pin": PIN}
+            async with session.post(f"{self.base}/api/v1/login", json=body) as response:
+                token = (await response.json())["token"]
+            headers = {"Authorization": f"Bearer {token}"}
+            async with session.post(
+                f"{self.base}/api/v1/windows/{n}/open", headers=headers
+            ) as response:
+                assert response.status == 200, await response.text()
+            self.clerks[n] = token
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=HUB_STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
 
 
 def _hall() -> LobbyModel:
@@ -150,8 +252,7 @@ class ScreenBench:
     """(b)–(d) against a real hub subprocess (bench/hub.py's set-up)."""
 
     def __init__(self, args: argparse.Namespace, folder: Path) -> None:
-        hub_args = argparse.Namespace(windows=WINDOWS, hub_module="", hub_prefix="")
-        self.hub = Bench(hub_args, folder)
+        self.hub = Hub(folder)
         self.args = args
         self.folder = folder
         self.waiting: dict[str, asyncio.Future[float]] = {}
@@ -192,8 +293,7 @@ class ScreenBench:
         connector = aiohttp.TCPConnector(limit=0)
         try:
             async with aiohttp.ClientSession(connector=connector) as session:
-                await self.hub._wait_healthy(session)
-                await self.hub._open_windows(session)
+                await self.hub.ready(session)
                 await asyncio.wait_for(screen.voice_ready.wait(), 120)
                 while not screen.model.online:  # noqa: ASYNC110 - a model flag, not an event
                     await asyncio.sleep(0.05)
@@ -271,7 +371,7 @@ def main() -> int:
     frame_times(args.frames)
     with tempfile.TemporaryDirectory(prefix="qcall-display-bench-") as tmp:
         bench = ScreenBench(args, Path(tmp))
-        bench.hub.prepare()
+        bench.hub.start()
         try:
             asyncio.run(bench.run())
         finally:
