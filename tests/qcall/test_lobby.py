@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
+import time
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ import pytest
 from qcall.config import parse_config
 from qcall.engine import Engine
 from qcall.errors import ConfigError
+from qcall.hub import Hub
 from qcall.lobby import FiguresCache, LobbySource, lobby_view, public_figures
 from qcall.model import Outcome
 from qcall.reports import daily_report, to_json
@@ -155,3 +158,52 @@ async def test_figures_are_computed_once_for_screens_asking_together() -> None:
     # A new event within FIGURES_MAX_AGE_S: still the cached figures (cheap for 100 screens).
     assert await cache.get(("day", 8), compute) == {"served": 1}
     assert computed == [1]
+
+
+async def _until(predicate: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 10.0
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_screen_gone_too_long_is_reported_and_a_quick_return_is_not(
+    tmp_path: Path,
+) -> None:
+    config = make_config(hub={"screen_offline_s": 0.3})
+    hub = Hub(config, tmp_path / "qcall.db", clock=Clock())
+    await hub.start()
+    try:
+        states: list[tuple[str, str]] = []
+        unsubscribe = hub.bus.subscribe(
+            lambda e: (
+                states.append((e.data["device"], e.data["state"])) if e.data.get("device") else None
+            )
+        )
+        first = hub.screens.connected("大厅屏", "10.0.0.5")
+        first.last_seq = 7
+        assert hub.screens.diagnostics() == [
+            {
+                "name": "大厅屏",
+                "since": first.since.isoformat(),
+                "last_seq": 7,
+                "remote": "10.0.0.5",
+            }
+        ]
+        # A reconnect within the limit (a hub restart, a cable re-plugged) is no event.
+        hub.screens.disconnected(first)
+        await asyncio.sleep(0.1)
+        second = hub.screens.connected("大厅屏", "10.0.0.5")
+        await asyncio.sleep(0.4)
+        assert states == []
+        # Gone longer than the limit: offline; back: ready.
+        hub.screens.disconnected(second)
+        await _until(lambda: states == [("screen:大厅屏", "offline")], "the offline event")
+        assert hub.screens.diagnostics() == []
+        hub.screens.connected("大厅屏", "10.0.0.6")
+        await _until(lambda: len(states) == 2, "the ready event")
+        assert states[1] == ("screen:大厅屏", "ready")
+        assert hub.engine.devices["screen:大厅屏"]["state"] == "ready"
+        unsubscribe()
+    finally:
+        await hub.stop()
