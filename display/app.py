@@ -392,9 +392,3 @@ def _replace_text(path: Path, text: str) -> None:
     partial = path.with_name(path.name + ".partial")
     partial.write_text(text, encoding="utf-8")
     partial.replace(path)
-
-
-async def run_screen(options: Options, stop: asyncio.Event | None = None) -> None:
-    """Run a screen until stopped (SIGINT/SIGTERM in the CLI)."""
-    screen = LobbyScreen(options)
-    await screen.run(stop or asyncio.Event())
