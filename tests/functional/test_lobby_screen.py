@@ -37,7 +37,7 @@ OFFLINE_AFTER_S: Final = 1.0
 OFFLINE_TIMEOUT_S: Final = 20.0
 POLL_S: Final = 0.02
 CLI_SCREEN_TIMEOUT_S: Final = 60.0
-ARTIFACTS: Final = Path(os.environ.get("QCALL_TEST_ARTIFACTS", ROOT / "var" / "test-artifacts"))
+ARTIFACTS: Final = ROOT / "var" / "artifacts" / "lobby"  # screenshots a reviewer opens
 
 
 def _make_demo_module() -> Any:
