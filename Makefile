@@ -33,6 +33,7 @@ test: sysdeps $(STAMP)
 bench: sysdeps $(STAMP)
 	$(PY) bench/hub.py
 	$(PY) bench/devices.py
+	$(PY) bench/wal.py
 	$(PY) bench/reports.py
 
 lint: $(STAMP)
