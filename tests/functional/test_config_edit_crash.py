@@ -29,9 +29,10 @@ STOP_TIMEOUT_S: Final = 15.0
 REMOVED_SERVICE: Final = "union_member_service"  # G, served by the comprehensive windows
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+def _cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "qcall", "--log-level", "warning", *args],
+        input=stdin,
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -79,7 +80,7 @@ async def test_removing_a_window_and_a_service_after_a_crash_costs_nothing(
     log = tmp_path / "hub.log"
     for staff in ("c1", "c2"):
         added = _cli("staff", "add", "--config", str(config), "--db", str(db), "--id", staff,
-                     "--name", staff, "--pin", PIN, "--role", "clerk")  # fmt: skip
+                     "--name", staff, "--role", "clerk", stdin=PIN + "\n")  # fmt: skip
         assert added.returncode == 0, added.stderr
     created = _cli("token", "create", "--config", str(config), "--db", str(db),
                    "--role", "kiosk", "--name", "kiosk")  # fmt: skip
