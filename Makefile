@@ -35,6 +35,7 @@ test: sysdeps $(STAMP)
 bench: sysdeps $(STAMP)
 	$(PY) bench/hub.py
 	$(PY) bench/devices.py
+	$(PY) bench/wal.py
 	$(PY) bench/reports.py
 	$(PY) bench/display.py
 
