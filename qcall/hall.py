@@ -312,6 +312,10 @@ class Hall:
                 _LOGGER.exception("keypad @%d %s failed", address, event.kind)
             if note:
                 self._note(window.number, note)
+            elif self._notes.pop(window.number, None) is not None:
+                # A key that did its job replaces an older note (a refusal, a list of choices):
+                # the LCD shows the window's new state at once.
+                self._dirty.add(window.number)
 
     async def _act(self, window: _Window, address: int, event: BusEvent) -> str | None:
         """Carry out one key press as the window's clerk; return a note for the LCD."""

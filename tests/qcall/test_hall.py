@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -347,12 +348,17 @@ async def test_keypad_transfer_by_a_shared_prefix_lists_the_choices(
     lcd = await _until(emulator, 12, lambda s: s["lcd"].startswith("B有3项"))
     assert lcd["lcd"] == "B有3项 请选序号\n1业务2灵活3失业"
     # Nothing was transferred (device states may still change: they are not the point).
+    assert hub.hall is not None
+    list_expires = hub.hall._notes[1][1]
     assert engine.windows[1].current == first.id
     assert engine.tickets[first.id].state == state
     assert f"{first.id}.1" not in engine.tickets
     emulator.press(12, EventKind.TRANSFER, transfer=TransferTarget(service_prefix="B", choice=3))
     await emulator.wait_until(lambda: engine.tickets[first.id].state == "transferred", WAIT_S)
     assert engine.tickets[f"{first.id}.1"].service == "jobless"
+    # The list gives way to the window's state at once, before the list's note would expire.
+    await _until(emulator, 12, lambda s: s["lcd"] == "当前---- 等候2")
+    assert time.monotonic() < list_expires
     # A choice the prefix does not have is refused on the LCD and changes nothing.
     emulator.press(12, EventKind.NEXT)
     await emulator.wait_until(lambda: engine.windows[1].current is not None, WAIT_S)
