@@ -307,14 +307,23 @@ class Announce(_Frozen):
     def _placeholders(cls, value: str) -> str:
         for field_name in _TEMPLATE_FIELDS:
             if value.count(field_name) != 1:
-                raise ValueError(f"the template must contain {field_name} exactly once")
+                raise bilingual(
+                    f"the template must contain {field_name} exactly once",
+                    f"模板中必须恰好出现一次 {field_name}",
+                )
         rest = value
         for field_name in _TEMPLATE_FIELDS:
             rest = rest.replace(field_name, "")
         if "{" in rest or "}" in rest:
-            raise ValueError("only {number} and {window} may appear in braces")
+            raise bilingual(
+                "only {number} and {window} may appear in braces",
+                "花括号中只能是 {number} 或 {window}",
+            )
         if any(ch.isdigit() for ch in rest):
-            raise ValueError("write numbers in words: digits are spoken from the call")
+            raise bilingual(
+                "write numbers in words: digits are spoken from the call",
+                "模板中的数字请写成汉字或英文单词（阿拉伯数字只用于号码和窗口号）",
+            )
         return value
 
 
@@ -330,7 +339,7 @@ class VolumePeriod(_Frozen):
     def _end_after_start(cls, end: dt.time, info: Any) -> dt.time:
         start = info.data.get("start")
         if start is not None and end <= start:
-            raise ValueError("end must be later than start")
+            raise bilingual("end must be later than start", "结束时间必须晚于开始时间")
         return end
 
 

@@ -176,3 +176,31 @@ def test_renderer_draws_only_what_changed(size: tuple[int, int]) -> None:
         assert len(colours) > 2
     finally:
         pygame.display.quit()
+
+
+def _luminance(rgb: tuple[int, int, int]) -> float:
+    def channel(c: int) -> float:
+        v = c / 255
+        return v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (channel(c) for c in rgb)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def contrast(a: tuple[int, int, int], b: tuple[int, int, int]) -> float:
+    """WCAG contrast ratio."""
+    high, low = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+@pytest.mark.parametrize("mono", [100.1, 100.6, 120.0])  # flash on, flash off, steady
+def test_every_text_has_contrast_of_at_least_7_to_1(mono: float) -> None:
+    model = busy_hall()
+    model.online = False
+    model.featured_since = 100.0
+    scene = layout(model, (1920, 1080), "zh", WALL, mono)
+    for element in scene.elements:
+        if element.text:
+            assert contrast(element.color, element.bg) >= 7.0, element.label  # ui.md rule 3
+    assert scene.band is not None
+    assert contrast(scene.band.color, scene.band.bg) >= 7.0

@@ -207,3 +207,9 @@ async def test_a_screen_gone_too_long_is_reported_and_a_quick_return_is_not(
         unsubscribe()
     finally:
         await hub.stop()
+
+
+def test_lobby_errors_read_in_chinese_too() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(small_center(lobby={"announce": {"template_zh": "请到窗口"}}), "<test>")
+    assert "lobby.announce.template_zh: 模板中必须恰好出现一次 {number}" in caught.value.message_zh
