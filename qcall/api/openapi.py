@@ -79,6 +79,15 @@ def openapi_document() -> dict[str, Any]:
                     "schema": {"type": "string", "enum": ["json", "csv"]},
                 },
             ]
+        if entry.method == "POST" and entry.path.endswith("/tickets"):
+            params.append(
+                {
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 100},
+                    "description": "the same key within the service day answers the same ticket",
+                }
+            )
         if params:
             operation["parameters"] = params
         if entry.roles is not None:

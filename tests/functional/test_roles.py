@@ -69,6 +69,7 @@ EXPECTED: Final[dict[tuple[str, str], frozenset[str] | None]] = {
     ("GET", "/api/v1/events"): DISPLAY_AND_UP,
     ("GET", "/api/v1/reports/daily"): MANAGEMENT,
     ("GET", "/api/v1/diagnostics"): ADMIN_ONLY,
+    ("POST", "/api/v1/devices/{name}/state"): frozenset({"kiosk", "display", "admin"}),
     ("GET", "/api/v1/openapi.json"): PUBLIC,
     ("GET", "/metrics"): PUBLIC,
 }
@@ -112,6 +113,7 @@ PROBES: Final[dict[tuple[str, str], tuple[str, Any]]] = {
     ("GET", "/api/v1/state"): ("/api/v1/state", None),
     ("GET", "/api/v1/reports/daily"): ("/api/v1/reports/daily?date=not-a-date", None),
     ("GET", "/api/v1/diagnostics"): ("/api/v1/diagnostics", None),
+    ("POST", "/api/v1/devices/{name}/state"): ("/api/v1/devices/printer/state", {}),
     ("GET", "/api/v1/openapi.json"): ("/api/v1/openapi.json", None),
     ("GET", "/metrics"): ("/metrics", None),
 }
