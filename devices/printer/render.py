@@ -45,6 +45,7 @@ class TicketPrint:
     materials: tuple[str, ...] = ()
     window_hint: str | None = None
     priority: bool = False
+    rules: tuple[str, ...] = ()  # the center's short rules ("过号请重新取号"), printed at the foot
 
     def __post_init__(self) -> None:
         """Reject values that cannot be printed meaningfully."""
@@ -304,6 +305,10 @@ def render_ticket(
         job.line("请备好以下材料 Please bring:", align=Align.LEFT, bold=True)
         for item in ticket.materials:
             job.line(f"□ {item}", align=Align.LEFT, indent=2)
+    if ticket.rules:
+        job.rule()
+        for rule in ticket.rules:
+            job.line(rule, align=Align.LEFT, indent=2)
     job.rule()
     job.line("请留意屏幕及语音叫号")
     job.line("Watch the screen for your number")

@@ -1,0 +1,825 @@
+"""layout(model, size, measure, now) → Scene: every screen for any window size (pure)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Final, Protocol
+
+from kiosk import texts
+from kiosk.catalog import Lang, ServiceItem
+from kiosk.model import Act, Action, KioskModel, Screen
+from kiosk.scene import Element, Kind, Line, Rect, Scene, Style
+from kiosk.texts import t
+
+# Characters that must not start a line (Chinese line-breaking rule, 避头点).
+_NO_LINE_START: Final = frozenset("，。、；：？！）》」』】〕”’·…,.;:?!)]}%")
+# Line spacing of every text (MIIT: ≥1.3).
+LINE_FACTOR: Final = 1.3
+
+
+class Measure(Protocol):
+    """Text measurement the layout needs (the renderer's FontBook provides it)."""
+
+    def width(self, text: str, size: int, bold: bool = False) -> int:
+        """Return the width of ``text`` at ``size`` pixels."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Metrics:
+    """Type sizes and target sizes in pixels for one window size and text mode.
+
+    ui.md rules 10-11: body ≥36 px, labels ≥40 px, elder mode ×1.4; targets ≥88 px (elder
+    ≥120 px), the primary 取号 ≥160 px, gaps ≥16 px.
+    """
+
+    title: int
+    label: int
+    body: int
+    number: int
+    target: int
+    primary: int
+    gap: int
+    margin: int
+    header: int
+    footer: int
+
+    def lh(self, size: int) -> int:
+        """Return the line height of ``size`` pixel text."""
+        return math.ceil(size * LINE_FACTOR)
+
+
+def metrics(size: tuple[int, int], large: bool) -> Metrics:
+    """Return the metrics for a window of ``size`` in normal or large-text mode."""
+    width, height = size
+    short = min(width, height)
+    number = max(160, min(300, short // 4))
+    if large:
+        return Metrics(
+            title=64,
+            label=58,
+            body=50,
+            number=number,
+            target=132,
+            primary=176,
+            gap=24,
+            margin=28,
+            header=130,
+            footer=164,
+        )
+    return Metrics(
+        title=52,
+        label=44,
+        body=36,
+        number=number,
+        target=100,
+        primary=168,
+        gap=20,
+        margin=28,
+        header=116,
+        footer=136,
+    )
+
+
+def wrap(text: str, width: int, size: int, measure: Measure, bold: bool = False) -> list[str]:
+    """Wrap ``text`` into lines at most ``width`` pixels wide (CJK by character, ASCII by word)."""
+    lines: list[str] = []
+    for paragraph in text.split("\n"):
+        lines.extend(_wrap_paragraph(paragraph, width, size, measure, bold))
+    return lines or [""]
+
+
+def _tokens(text: str) -> list[str]:
+    tokens: list[str] = []
+    word = ""
+    for ch in text:
+        if ch != " " and ord(ch) < 0x80:
+            word += ch
+            continue
+        if word:
+            tokens.append(word)
+            word = ""
+        tokens.append(ch)
+    if word:
+        tokens.append(word)
+    return tokens
+
+
+def _wrap_paragraph(text: str, width: int, size: int, measure: Measure, bold: bool) -> list[str]:
+    lines: list[str] = []
+    current = ""
+    for token in _tokens(text):
+        candidate = current + token
+        if not current or measure.width(candidate.rstrip(), size, bold) <= width:
+            current = candidate
+            continue
+        if token.isspace():
+            lines.append(current.rstrip())
+            current = ""
+            continue
+        if token in _NO_LINE_START and len(current) > 1:
+            # Carry the last character down with the punctuation.
+            lines.append(current[:-1].rstrip())
+            current = current[-1] + token
+            continue
+        if measure.width(token, size, bold) > width:  # a word longer than a line: split it
+            for ch in token:
+                if current and measure.width(current + ch, size, bold) > width:
+                    lines.append(current.rstrip())
+                    current = ""
+                current += ch
+            continue
+        lines.append(current.rstrip())
+        current = token.lstrip()
+    if current.strip():
+        lines.append(current.rstrip())
+    return lines
+
+
+@dataclass
+class _Builder:
+    """Accumulates the elements of one scene."""
+
+    model: KioskModel
+    size: tuple[int, int]
+    m: Metrics
+    measure: Measure
+    now: float
+    wall: dt.datetime
+
+    def __post_init__(self) -> None:
+        self.elements: list[Element] = []
+        self.viewport: Rect | None = None
+        self.scroll = 0
+        self.scroll_max = 0
+
+    @property
+    def lang(self) -> Lang:
+        return self.model.lang
+
+    @property
+    def width(self) -> int:
+        return self.size[0]
+
+    @property
+    def height(self) -> int:
+        return self.size[1]
+
+    @property
+    def landscape(self) -> bool:
+        return self.width > self.height
+
+    def add(self, element: Element) -> Element:
+        self.elements.append(element)
+        return element
+
+    def text(
+        self,
+        rect: Rect,
+        text: str,
+        size: int,
+        style: Style = Style.BODY,
+        *,
+        bold: bool = False,
+        align: str = "left",
+        max_lines: int = 0,
+    ) -> int:
+        """Add wrapped text at the top of ``rect``; return the height used."""
+        lines = wrap(text, rect.w, size, self.measure, bold)
+        if max_lines:
+            lines = lines[:max_lines]
+        height = len(lines) * self.m.lh(size)
+        self.add(
+            Element(
+                Kind.TEXT,
+                Rect(rect.x, rect.y, rect.w, height),
+                tuple(Line(line, size, bold) for line in lines),
+                style,
+                align="center" if align == "center" else "left",
+            )
+        )
+        return height
+
+    def button(
+        self,
+        rect: Rect,
+        texts_: Sequence[tuple[str, int, bool]],
+        action: Action | None,
+        *,
+        style: Style = Style.BUTTON,
+        enabled: bool = True,
+        align: str = "center",
+    ) -> Element:
+        """Add a button whose lines are wrapped to its width."""
+        pad = self.m.gap
+        lines: list[Line] = []
+        for text, size, bold in texts_:
+            lines.extend(
+                Line(piece, size, bold)
+                for piece in wrap(text, rect.w - 2 * pad, size, self.measure, bold)
+            )
+        return self.add(
+            Element(
+                Kind.BUTTON,
+                rect,
+                tuple(lines),
+                style if enabled else Style.GREYED,
+                enabled=enabled,
+                action=action,
+                align="center" if align == "center" else "left",
+            )
+        )
+
+    def button_height(self, texts_: Sequence[tuple[str, int, bool]], width: int) -> int:
+        """Return the height a button needs for ``texts_`` at ``width``."""
+        pad = self.m.gap
+        total = 0
+        for text, size, bold in texts_:
+            total += len(wrap(text, width - 2 * pad, size, self.measure, bold)) * self.m.lh(size)
+        return total + 2 * pad
+
+    # --- shared frame -------------------------------------------------------------------------
+
+    def header(self, title: str) -> Rect:
+        """Add the title band; return the content area below it (above the footer)."""
+        m = self.m
+        band = Rect(0, 0, self.width, m.header)
+        inner = band.inset(m.margin, 0)
+        clock = texts.clock_line(self.wall, self.lang)
+        clock_w = self.measure.width(clock, m.body) if self.width >= 1300 else 0
+        title_w = inner.w - (clock_w + m.gap if clock_w else 0)
+        title_lines = wrap(title, title_w, m.title, self.measure, True)
+        size = m.title if len(title_lines) == 1 else m.label
+        lines = wrap(title, title_w, size, self.measure, True)[:2]
+        used = len(lines) * m.lh(size)
+        self.add(
+            Element(
+                Kind.TEXT,
+                Rect(inner.x, (m.header - used) // 2, title_w, used),
+                tuple(Line(line, size, True) for line in lines),
+                Style.TITLE,
+                align="left",
+            )
+        )
+        if clock_w:
+            self.add(
+                Element(
+                    Kind.TEXT,
+                    Rect(
+                        inner.right - clock_w, (m.header - m.lh(m.body)) // 2, clock_w, m.lh(m.body)
+                    ),
+                    (Line(clock, m.body),),
+                    Style.SUBTLE,
+                )
+            )
+        return Rect(
+            m.margin,
+            m.header + m.gap,
+            self.width - 2 * m.margin,
+            self.height - m.header - m.footer - 2 * m.gap,
+        )
+
+    def footer(self, *, back: bool = True, home: bool = True) -> None:
+        """Add the navigation band: back, start, language and large text."""
+        m = self.m
+        y = self.height - m.footer + (m.footer - m.target) // 2
+        items: list[tuple[str, Action, Style]] = []
+        if back:
+            items.append((t("back", self.lang), Action(Act.BACK), Style.BUTTON))
+        if home:
+            items.append((t("home", self.lang), Action(Act.HOME), Style.BUTTON))
+        other = "en" if self.lang == "zh" else "zh"
+        toggles = [
+            (t(f"lang_{other}", self.lang), Action(Act.LANG, other), Style.BUTTON),
+            (
+                t("large_on" if self.model.large else "large_off", self.lang),
+                Action(Act.LARGE),
+                Style.TOGGLE_ON if self.model.large else Style.BUTTON,
+            ),
+        ]
+        count = len(items) + len(toggles)
+        width = (self.width - 2 * m.margin - (count - 1) * m.gap) // count
+        x = m.margin
+        for label, action, style in [*items, *toggles]:
+            self.button(Rect(x, y, width, m.target), [(label, m.label, False)], action, style=style)
+            x += width + m.gap
+
+    def banner(self, area: Rect, text: str, style: Style = Style.WARN) -> int:
+        """Add a one-to-two line notice at the bottom of ``area``; return the height used."""
+        m = self.m
+        lines = wrap(text, area.w - 2 * m.gap, m.body, self.measure)[:2]
+        height = len(lines) * m.lh(m.body) + m.gap
+        self.add(
+            Element(
+                Kind.TEXT,
+                Rect(area.x, area.bottom - height, area.w, height),
+                tuple(Line(line, m.body) for line in lines),
+                style,
+            )
+        )
+        return height + m.gap
+
+    def status_banner(self, area: Rect) -> int:
+        """Show the hub, printer or idle notice, whichever matters most; return height used."""
+        model = self.model
+        idle = model.idle_left(self.now)
+        if idle is not None:
+            m = self.m
+            text = t("idle", self.lang, s=idle)
+            lines = wrap(text, area.w - 2 * m.gap, m.label, self.measure)[:2]
+            height = len(lines) * m.lh(m.label) + m.gap
+            self.button(
+                Rect(area.x, area.bottom - max(height, m.target), area.w, max(height, m.target)),
+                [(text, m.label, True)],
+                Action(Act.STAY),
+                style=Style.WARN,
+            )
+            return max(height, m.target) + m.gap
+        if not model.hub_online:
+            return self.banner(area, t("hub_down", self.lang))
+        if not model.printer.can_print:
+            key = "printer_show" if model.fallback == "show" else "printer_refuse"
+            problem = model.printer.problem.get(self.lang) if model.printer.problem else ""
+            return self.banner(
+                area,
+                f"{problem}{'：' if self.lang == 'zh' else ': '}{t(key, self.lang)}"
+                if problem
+                else t(key, self.lang),
+            )
+        return 0
+
+
+def grid(area: Rect, count: int, cols: int, row_h: int, gap: int) -> list[Rect]:
+    """Return ``count`` cells of a ``cols``-column grid filling ``area``'s width from the top."""
+    width = (area.w - (cols - 1) * gap) // cols
+    return [
+        Rect(
+            area.x + (i % cols) * (width + gap), area.y + (i // cols) * (row_h + gap), width, row_h
+        )
+        for i in range(count)
+    ]
+
+
+def layout(
+    model: KioskModel,
+    size: tuple[int, int],
+    measure: Measure,
+    now: float,
+    wall: dt.datetime,
+) -> Scene:
+    """Lay out the model's current screen for a window of ``size``."""
+    builder = _Builder(model, size, metrics(size, model.large), measure, now, wall)
+    _SCREENS[model.screen](builder)
+    return Scene(
+        screen=str(model.screen),
+        size=size,
+        lang=model.lang,
+        large=model.large,
+        elements=tuple(builder.elements),
+        viewport=builder.viewport,
+        scroll=builder.scroll,
+        scroll_max=builder.scroll_max,
+    )
+
+
+# --- screens ----------------------------------------------------------------------------------
+
+
+def _welcome(b: _Builder) -> None:
+    m, model, lang = b.m, b.model, b.lang
+    center = model.catalog.center if model.catalog else None
+    area = Rect(m.margin, m.margin, b.width - 2 * m.margin, b.height - 2 * m.margin)
+    y = area.y
+    if center is not None:
+        y += b.text(
+            Rect(area.x, y, area.w, 0),
+            center.zh,
+            m.title,
+            Style.TITLE,
+            bold=True,
+            align="center",
+            max_lines=2,
+        )
+        y += b.text(
+            Rect(area.x, y, area.w, 0), center.en, m.body, Style.SUBTLE, align="center", max_lines=2
+        )
+    y += (
+        b.text(
+            Rect(area.x, y + m.gap, area.w, 0),
+            texts.clock_line(b.wall, lang),
+            m.label,
+            Style.BODY,
+            align="center",
+        )
+        + 2 * m.gap
+    )
+    toggles_y = area.bottom - m.target
+    bottom = Rect(area.x, y, area.w, toggles_y - m.gap - y)
+    bottom = Rect(bottom.x, bottom.y, bottom.w, bottom.h - b.status_banner(bottom))
+    big = max(m.title, min(96, bottom.h // 5))
+    start_enabled = model.hub_online
+    b.button(
+        bottom,
+        [(t("touch", lang), big, True), (t("touch_sub", lang), m.label, False)],
+        Action(Act.START),
+        style=Style.PRIMARY,
+        enabled=start_enabled,
+    )
+    width = (area.w - 2 * m.gap) // 3
+    toggles = [
+        (t("lang_zh", lang), Action(Act.LANG, "zh"), lang == "zh"),
+        (t("lang_en", lang), Action(Act.LANG, "en"), lang == "en"),
+        (t("large_on" if model.large else "large_off", lang), Action(Act.LARGE), model.large),
+    ]
+    for i, (label, action, on) in enumerate(toggles):
+        b.button(
+            Rect(area.x + i * (width + m.gap), toggles_y, width, m.target),
+            [(label, m.label, on)],
+            action,
+            style=Style.TOGGLE_ON if on else Style.BUTTON,
+        )
+
+
+def _paged(
+    b: _Builder,
+    area: Rect,
+    items: Sequence[tuple[list[tuple[str, int, bool]], Action, bool]],
+    cols: int,
+) -> None:
+    """Lay ``items`` (lines, action, enabled) in a grid, paged, with a pager row if needed."""
+    m = b.m
+    if not items:
+        return
+    cell_w = (area.w - (cols - 1) * m.gap) // cols
+    row_h = max(m.target, *(b.button_height(lines, cell_w) for lines, _a, _e in items))
+    rows = max(1, (area.h + m.gap) // (row_h + m.gap))
+    per_page = rows * cols
+    pager = len(items) > per_page
+    if pager:
+        rows = max(1, (area.h - m.target + m.gap) // (row_h + m.gap))
+        per_page = rows * cols
+    pages = max(1, math.ceil(len(items) / per_page))
+    page = min(b.model.page, pages - 1)
+    shown = items[page * per_page : (page + 1) * per_page]
+    for cell, (lines, action, enabled) in zip(
+        grid(area, len(shown), cols, row_h, m.gap), shown, strict=True
+    ):
+        b.button(cell, lines, action, enabled=enabled)
+    if pager:
+        y = area.bottom - m.target
+        width = (area.w - 2 * m.gap) // 3
+        b.button(
+            Rect(area.x, y, width, m.target),
+            [(t("prev", b.lang), m.label, False)],
+            Action(Act.PAGE, "-1"),
+            enabled=page > 0,
+        )
+        b.add(
+            Element(
+                Kind.TEXT,
+                Rect(
+                    area.x + width + m.gap,
+                    y + (m.target - m.lh(m.label)) // 2,
+                    width,
+                    m.lh(m.label),
+                ),
+                (Line(f"{page + 1} / {pages}", m.label),),
+                Style.BODY,
+            )
+        )
+        b.button(
+            Rect(area.right - width, y, width, m.target),
+            [(t("next", b.lang), m.label, False)],
+            Action(Act.PAGE, "+1"),
+            enabled=page < pages - 1,
+        )
+
+
+def _columns(b: _Builder, wide: int, narrow: int) -> int:
+    """Return grid columns: ``wide`` on landscape windows, ``narrow`` on portrait ones."""
+    return wide if b.landscape else narrow
+
+
+def _departments(b: _Builder) -> None:
+    m, lang, model = b.m, b.lang, b.model
+    area = b.header(t("choose_department", lang))
+    area = Rect(area.x, area.y, area.w, area.h - b.status_banner(area))
+    items: list[tuple[list[tuple[str, int, bool]], Action, bool]] = []
+    if model.catalog is not None:
+        for department in model.catalog.departments:
+            services = model.catalog.services_of(department.id)
+            open_now = sum(1 for s in services if s.available)
+            sub = f"{open_now} 项可取号" if lang == "zh" else f"{open_now} open now"
+            items.append(
+                (
+                    [(department.name.get(lang), m.label, True), (sub, m.body, False)],
+                    Action(Act.DEPARTMENT, department.id),
+                    True,
+                )
+            )
+        pickup = model.catalog.pickup_service()
+        if pickup is not None:
+            items.append(
+                (
+                    [(t("pickup", lang), m.label, True), (t("pickup_sub", lang), m.body, False)],
+                    Action(Act.PICKUP),
+                    True,
+                )
+            )
+    cols = _columns(b, 3, 2) if not model.large else _columns(b, 2, 1)
+    _paged(b, area, items, cols)
+    b.footer()
+
+
+def _service_lines(
+    b: _Builder, service: ServiceItem, wall: dt.datetime
+) -> tuple[list[tuple[str, int, bool]], bool]:
+    m, lang = b.m, b.lang
+    name = (service.name.get(lang), m.label, True)
+    if not b.model.hub_online:
+        return [name, (t("hub_down_short", lang), m.body, False)], False
+    if not service.available:
+        return [name, (texts.reason_line(service, wall, lang), m.body, False)], False
+    info = texts.wait_line(service, lang)
+    if not service.served_now:
+        return [name, (info, m.body, False), (t("not_served", lang), m.body, False)], True
+    return [name, (info, m.body, False)], True
+
+
+def _services(b: _Builder) -> None:
+    lang, model = b.lang, b.model
+    catalog = model.catalog
+    department = catalog.department(model.department or "") if catalog else None
+    title = department.name.get(lang) if department else t("choose_service", lang)
+    area = b.header(title)
+    area = Rect(area.x, area.y, area.w, area.h - b.status_banner(area))
+    items: list[tuple[list[tuple[str, int, bool]], Action, bool]] = []
+    if catalog is not None and department is not None:
+        for service in catalog.services_of(department.id):
+            lines, enabled = _service_lines(b, service, b.wall)
+            items.append((lines, Action(Act.SERVICE, service.id), enabled))
+    _paged(b, area, items, _columns(b, 2, 1))
+    b.footer()
+
+
+def _notice_lines(b: _Builder, service: ServiceItem, width: int) -> list[tuple[Line, Style]]:
+    m, lang = b.m, b.lang
+    notice = service.notice
+    sections: list[tuple[str, list[str]]] = [
+        (t("conditions", lang), [notice.conditions] if notice.conditions else []),
+        (t("materials", lang), [f"□ {item}" for item in notice.materials]),
+        (t("procedure", lang), [f"{i}. {s}" for i, s in enumerate(notice.procedure, 1)]),
+        (t("approval_time", lang), [notice.approval_time] if notice.approval_time else []),
+        (t("place", lang), [notice.place] if notice.place else []),
+        (t("phone", lang), [notice.phone] if notice.phone else []),
+        (
+            t("cooperating", lang),
+            ["、".join(notice.cooperating_departments)] if notice.cooperating_departments else [],
+        ),
+        (t("policy_basis", lang), [notice.policy_basis] if notice.policy_basis else []),
+    ]
+    out: list[tuple[Line, Style]] = []
+    for heading, paragraphs in sections:
+        if not paragraphs:
+            continue
+        out.append((Line(heading, m.label, True), Style.HEADING))
+        for paragraph in paragraphs:
+            out.extend(
+                (Line(piece, m.body), Style.BODY)
+                for piece in wrap(paragraph, width, m.body, b.measure)
+            )
+    return out
+
+
+def _notice(b: _Builder) -> None:
+    m, lang, model = b.m, b.lang, b.model
+    service = model.selected_service()
+    area = b.header(service.name.get(lang) if service else "")
+    if service is None:
+        b.footer()
+        return
+    action_y = area.bottom - m.primary
+    take_enabled = model.can_take(service)
+    buttons: list[tuple[list[tuple[str, int, bool]], Action]] = [
+        ([(t("take", lang), m.title, True)], Action(Act.TAKE))
+    ]
+    if service.priority_lane:
+        buttons.append(
+            (
+                [(t("priority", lang), m.label, True), (t("priority_sub", lang), m.body, False)],
+                Action(Act.PRIORITY),
+            )
+        )
+    width = (area.w - (len(buttons) - 1) * m.gap) // len(buttons)
+    for i, (lines, action) in enumerate(buttons):
+        b.button(
+            Rect(area.x + i * (width + m.gap), action_y, width, m.primary),
+            lines,
+            action,
+            style=Style.PRIMARY,
+            enabled=take_enabled,
+        )
+    upper = Rect(area.x, area.y, area.w, action_y - m.gap - area.y)
+    used = b.status_banner(upper)
+    if not used and model.hub_online:
+        if not service.available:
+            used = b.banner(upper, texts.reason_line(service, b.wall, lang))
+        elif not service.served_now:
+            used = b.banner(upper, t("not_served", lang))
+    viewport = Rect(upper.x, upper.y, upper.w, upper.h - used)
+    b.viewport = viewport
+    pad = m.gap
+    sheet = _notice_lines(b, service, viewport.w - 2 * pad)
+    total = sum(
+        m.lh(line.size) + (m.gap // 2 if style is Style.HEADING else 0) for line, style in sheet
+    )
+    total += 2 * pad
+    b.scroll_max = max(0, total - viewport.h)
+    b.scroll = min(model.scroll, b.scroll_max)
+    # The sheet's background, then only the lines that show through the viewport.
+    b.add(Element(Kind.TEXT, viewport, (), Style.FIELD))
+    y = viewport.y + pad - b.scroll
+    for line, style in sheet:
+        if style is Style.HEADING:
+            y += m.gap // 2
+        height = m.lh(line.size)
+        rect = Rect(viewport.x + pad, y, viewport.w - 2 * pad, height)
+        if rect.intersects(viewport):
+            b.add(Element(Kind.TEXT, rect, (line,), style, align="left", clip=viewport))
+        y += height
+    if b.scroll_max:
+        hint = t("drag_hint", lang)
+        hint_w = b.measure.width(hint, m.body) + 2 * pad
+        b.add(
+            Element(
+                Kind.TEXT,
+                Rect(viewport.right - hint_w, viewport.bottom - m.lh(m.body), hint_w, m.lh(m.body)),
+                (Line(hint, m.body),),
+                Style.SUBTLE,
+            )
+        )
+    b.footer()
+
+
+def _pickup(b: _Builder) -> None:
+    m, lang, model = b.m, b.lang, b.model
+    area = b.header(t("pickup", lang))
+    area = Rect(area.x, area.y, area.w, area.h - b.status_banner(area))
+    if b.landscape:
+        left = Rect(area.x, area.y, area.w // 2 - m.gap, area.h)
+        pad_area = Rect(area.x + area.w // 2 + m.gap, area.y, area.w // 2 - m.gap, area.h)
+    else:
+        top_h = min(area.h // 3, 3 * m.lh(m.title) + 3 * m.gap + m.lh(m.body))
+        left = Rect(area.x, area.y, area.w, top_h)
+        pad_area = Rect(area.x, area.y + top_h + m.gap, area.w, area.h - top_h - m.gap)
+    y = left.y
+    y += b.text(Rect(left.x, y, left.w, 0), t("enter_code", lang), m.label, bold=True) + m.gap
+    shown = " ".join(model.pickup_code) if model.pickup_code else "_ _ _ _ _ _"
+    field_h = max(m.target, m.lh(m.title) + 2 * m.gap)
+    b.add(
+        Element(
+            Kind.FIELD,
+            Rect(left.x, y, left.w, field_h),
+            (Line(shown, m.title, True),),
+            Style.FIELD,
+        )
+    )
+    y += field_h + m.gap
+    if model.error is not None:
+        b.text(Rect(left.x, y, left.w, 0), model.error.get(lang), m.body, Style.ERROR, max_lines=3)
+    key_h = max(m.target, min(m.primary, (pad_area.h - 3 * m.gap) // 4))
+    keys = [*"123456789"]
+    cells = grid(pad_area, 12, 3, key_h, m.gap)
+    for cell, digit in zip(cells[:9], keys, strict=True):
+        b.button(cell, [(digit, m.title, True)], Action(Act.DIGIT, digit))
+    b.button(
+        cells[9],
+        [(t("erase", lang), m.label, False)],
+        Action(Act.ERASE),
+        enabled=bool(model.pickup_code),
+    )
+    b.button(cells[10], [("0", m.title, True)], Action(Act.DIGIT, "0"))
+    pickup = model.catalog.pickup_service() if model.catalog else None
+    b.button(
+        cells[11],
+        [(t("confirm", lang), m.label, True)],
+        Action(Act.SUBMIT),
+        style=Style.PRIMARY,
+        enabled=bool(model.pickup_code) and model.can_take(pickup),
+    )
+    b.footer()
+
+
+def _issuing(b: _Builder) -> None:
+    m = b.m
+    area = b.header(t("issuing", b.lang))
+    b.text(
+        Rect(area.x, area.y + area.h // 3, area.w, 0),
+        t("issuing", b.lang),
+        m.title,
+        Style.TITLE,
+        bold=True,
+        align="center",
+    )
+
+
+def _result(b: _Builder) -> None:
+    m, lang, model = b.m, b.lang, b.model
+    result = model.result
+    area = b.header(t("take_ticket" if result and result.printed else "your_number", lang))
+    if result is None:
+        return
+    done_y = area.bottom + m.gap + m.footer - m.target - (m.footer - m.target) // 2
+    qr_side = 0 if result.printed else min(area.w // 2 if b.landscape else area.w, area.h // 2, 420)
+    text_area = (
+        Rect(area.x, area.y, area.w - qr_side - m.gap, area.h)
+        if qr_side and b.landscape
+        else Rect(area.x, area.y, area.w, area.h - (qr_side + m.gap if qr_side else 0))
+    )
+    y = text_area.y
+    y += b.text(
+        Rect(text_area.x, y, text_area.w, 0),
+        result.service.get(lang),
+        m.label,
+        align="center",
+        max_lines=2,
+    )
+    number_size = min(m.number, text_area.h // 3)
+    y += b.text(
+        Rect(text_area.x, y, text_area.w, 0),
+        result.number,
+        number_size,
+        Style.NUMBER,
+        bold=True,
+        align="center",
+    )
+    y += (
+        b.text(
+            Rect(text_area.x, y, text_area.w, 0),
+            texts.result_line(result.ahead, result.estimated_wait_s, lang),
+            m.label,
+            align="center",
+        )
+        + m.gap
+    )
+    if not result.printed:
+        problem = result.problem.get(lang) if result.problem else ""
+        y += b.text(
+            Rect(text_area.x, y, text_area.w, 0),
+            problem,
+            m.body,
+            Style.ERROR,
+            align="center",
+            max_lines=2,
+        )
+        b.text(
+            Rect(text_area.x, y, text_area.w, 0),
+            t("photo", lang),
+            m.body,
+            Style.WARN,
+            align="center",
+            max_lines=2,
+        )
+        qr_rect = (
+            Rect(area.right - qr_side, area.y + (area.h - qr_side) // 2, qr_side, qr_side)
+            if b.landscape
+            else Rect(area.x + (area.w - qr_side) // 2, area.bottom - qr_side, qr_side, qr_side)
+        )
+        b.add(Element(Kind.QR, qr_rect, (Line(result.track_url, m.body),), Style.BODY))
+    left = model.result_left(b.now)
+    width = (b.width - 3 * m.margin) // 2
+    b.text(
+        Rect(m.margin, done_y + (m.target - m.lh(m.body)) // 2, width, 0),
+        t("result_timeout", lang, s=left),
+        m.body,
+        Style.SUBTLE,
+    )
+    b.button(
+        Rect(b.width - m.margin - width, done_y, width, m.target),
+        [(t("done", lang), m.label, True)],
+        Action(Act.DONE),
+        style=Style.PRIMARY,
+    )
+
+
+def _message(b: _Builder) -> None:
+    m, lang, model = b.m, b.lang, b.model
+    area = b.header(t("error_title", lang))
+    message = model.message.get(lang) if model.message else ""
+    b.text(Rect(area.x, area.y + m.gap, area.w, 0), message, m.label, Style.BODY, align="center")
+    b.footer()
+
+
+_SCREENS: Final[dict[Screen, Callable[[_Builder], None]]] = {
+    Screen.WELCOME: _welcome,
+    Screen.DEPARTMENTS: _departments,
+    Screen.SERVICES: _services,
+    Screen.NOTICE: _notice,
+    Screen.PICKUP: _pickup,
+    Screen.ISSUING: _issuing,
+    Screen.RESULT: _result,
+    Screen.MESSAGE: _message,
+}
