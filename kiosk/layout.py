@@ -16,6 +16,8 @@ from kiosk.texts import t
 
 # Characters that must not start a line (Chinese line-breaking rule, 避头点).
 _NO_LINE_START: Final = frozenset("，。、；：？！）》」』】〕”’·…,.;:?!)]}%")
+# Characters that must not end a line (避尾点): opening brackets and quotes.
+_NO_LINE_END: Final = frozenset("（《「『【〔“‘([{")
 # Line spacing of every text (MIIT: ≥1.3).
 LINE_FACTOR: Final = 1.3
 
@@ -55,32 +57,26 @@ class Metrics:
 def metrics(size: tuple[int, int], large: bool) -> Metrics:
     """Return the metrics for a window of ``size`` in normal or large-text mode."""
     width, height = size
-    short = min(width, height)
-    number = max(160, min(300, short // 4))
+    number = max(160, min(300, min(width, height) // 4))
+    # Short windows (1366×768) spend less on bands around the content, never less on targets.
+    pad = 1 if height < 900 else 2
     if large:
-        return Metrics(
-            title=64,
-            label=58,
-            body=50,
-            number=number,
-            target=132,
-            primary=176,
-            gap=24,
-            margin=28,
-            header=130,
-            footer=164,
-        )
+        title, label, body, target, gap = 64, 58, 50, 132, 24
+        primary = 176
+    else:
+        title, label, body, target, gap = 52, 44, 36, 100, 20
+        primary = 168
     return Metrics(
-        title=52,
-        label=44,
-        body=36,
+        title=title,
+        label=label,
+        body=body,
         number=number,
-        target=100,
-        primary=168,
-        gap=20,
+        target=target,
+        primary=primary,
+        gap=gap,
         margin=28,
-        header=116,
-        footer=136,
+        header=math.ceil(title * LINE_FACTOR) + pad * gap,
+        footer=target + pad * gap,
     )
 
 
@@ -122,6 +118,11 @@ def _wrap_paragraph(text: str, width: int, size: int, measure: Measure, bold: bo
             continue
         if token in _NO_LINE_START and len(current) > 1:
             # Carry the last character down with the punctuation.
+            lines.append(current[:-1].rstrip())
+            current = current[-1] + token
+            continue
+        if current[-1] in _NO_LINE_END and len(current) > 1:
+            # Carry the opening bracket down with what it opens.
             lines.append(current[:-1].rstrip())
             current = current[-1] + token
             continue
@@ -214,7 +215,7 @@ class _Builder:
         align: str = "center",
     ) -> Element:
         """Add a button whose lines are wrapped to its width."""
-        pad = self.m.gap
+        pad = self.m.gap // 2
         lines: list[Line] = []
         for text, size, bold in texts_:
             lines.extend(
@@ -235,7 +236,7 @@ class _Builder:
 
     def button_height(self, texts_: Sequence[tuple[str, int, bool]], width: int) -> int:
         """Return the height a button needs for ``texts_`` at ``width``."""
-        pad = self.m.gap
+        pad = self.m.gap // 2
         total = 0
         for text, size, bold in texts_:
             total += len(wrap(text, width - 2 * pad, size, self.measure, bold)) * self.m.lh(size)
@@ -244,48 +245,72 @@ class _Builder:
     # --- shared frame -------------------------------------------------------------------------
 
     def header(self, title: str) -> Rect:
-        """Add the title band; return the content area below it (above the footer)."""
+        """Add the title band; return the content area below it (above the footer).
+
+        While the idle countdown runs it takes the title's place as a "touch to stay" button,
+        so the content never moves.
+        """
         m = self.m
-        band = Rect(0, 0, self.width, m.header)
-        inner = band.inset(m.margin, 0)
+        inner = Rect(m.margin, 0, self.width - 2 * m.margin, m.header)
         clock = texts.clock_line(self.wall, self.lang)
         clock_w = self.measure.width(clock, m.body) if self.width >= 1300 else 0
+        if clock_w and self.measure.width(title, m.title, True) > inner.w - clock_w - m.gap:
+            clock_w = 0  # the title needs the room more than the clock does
         title_w = inner.w - (clock_w + m.gap if clock_w else 0)
-        title_lines = wrap(title, title_w, m.title, self.measure, True)
-        size = m.title if len(title_lines) == 1 else m.label
-        lines = wrap(title, title_w, size, self.measure, True)[:2]
+        size = m.title
+        lines = wrap(title, title_w, size, self.measure, True)
+        if len(lines) > 1:
+            size = m.label
+            lines = wrap(title, title_w, size, self.measure, True)[:2]
         used = len(lines) * m.lh(size)
-        self.add(
-            Element(
-                Kind.TEXT,
-                Rect(inner.x, (m.header - used) // 2, title_w, used),
-                tuple(Line(line, size, True) for line in lines),
-                Style.TITLE,
-                align="left",
+        height = max(m.header, used + m.gap)
+        idle = self.model.idle_left(self.now)
+        if idle is not None:
+            text = t("idle", self.lang, s=idle)
+            height = max(height, m.target + m.gap // 2)
+            self.button(
+                Rect(inner.x, (height - m.target) // 2, inner.w, m.target),
+                [(text, m.body, True)],
+                Action(Act.STAY),
+                style=Style.WARN,
             )
-        )
-        if clock_w:
+        else:
             self.add(
                 Element(
                     Kind.TEXT,
-                    Rect(
-                        inner.right - clock_w, (m.header - m.lh(m.body)) // 2, clock_w, m.lh(m.body)
-                    ),
-                    (Line(clock, m.body),),
-                    Style.SUBTLE,
+                    Rect(inner.x, (height - used) // 2, title_w, used),
+                    tuple(Line(line, size, True) for line in lines),
+                    Style.TITLE,
+                    align="left",
                 )
             )
-        return Rect(
-            m.margin,
-            m.header + m.gap,
-            self.width - 2 * m.margin,
-            self.height - m.header - m.footer - 2 * m.gap,
-        )
+            if clock_w:
+                self.add(
+                    Element(
+                        Kind.TEXT,
+                        Rect(
+                            inner.right - clock_w,
+                            (height - m.lh(m.body)) // 2,
+                            clock_w,
+                            m.lh(m.body),
+                        ),
+                        (Line(clock, m.body),),
+                        Style.SUBTLE,
+                    )
+                )
+        top = max(height, self.elements[-1].rect.bottom + m.gap)
+        bottom = self.footer_top() - m.gap
+        return Rect(m.margin, top, self.width - 2 * m.margin, bottom - top)
+
+    def footer_top(self) -> int:
+        """Return the y of the footer's buttons."""
+        m = self.m
+        return self.height - m.footer + (m.footer - m.target) // 2
 
     def footer(self, *, back: bool = True, home: bool = True) -> None:
         """Add the navigation band: back, start, language and large text."""
         m = self.m
-        y = self.height - m.footer + (m.footer - m.target) // 2
+        y = self.footer_top()
         items: list[tuple[str, Action, Style]] = []
         if back:
             items.append((t("back", self.lang), Action(Act.BACK), Style.BUTTON))
@@ -302,6 +327,13 @@ class _Builder:
         ]
         count = len(items) + len(toggles)
         width = (self.width - 2 * m.margin - (count - 1) * m.gap) // count
+        if home and any(
+            self.measure.width(label, m.label) > width - 2 * m.gap for label, _a, _s in toggles
+        ):
+            # Large text on a narrow screen: fewer, wider buttons (Back still leads home).
+            items = [item for item in items if item[1].act is not Act.HOME]
+            count -= 1
+            width = (self.width - 2 * m.margin - (count - 1) * m.gap) // count
         x = m.margin
         for label, action, style in [*items, *toggles]:
             self.button(Rect(x, y, width, m.target), [(label, m.label, False)], action, style=style)
@@ -310,7 +342,8 @@ class _Builder:
     def banner(self, area: Rect, text: str, style: Style = Style.WARN) -> int:
         """Add a one-to-two line notice at the bottom of ``area``; return the height used."""
         m = self.m
-        lines = wrap(text, area.w - 2 * m.gap, m.body, self.measure)[:2]
+        room = max(1, min(5, (area.h - m.gap) // m.lh(m.body)))
+        lines = wrap(text, area.w - 2 * m.gap, m.body, self.measure)[:room]
         height = len(lines) * m.lh(m.body) + m.gap
         self.add(
             Element(
@@ -323,32 +356,17 @@ class _Builder:
         return height + m.gap
 
     def status_banner(self, area: Rect) -> int:
-        """Show the hub, printer or idle notice, whichever matters most; return height used."""
+        """Show the hub or printer notice at the bottom of ``area``; return the height used."""
         model = self.model
-        idle = model.idle_left(self.now)
-        if idle is not None:
-            m = self.m
-            text = t("idle", self.lang, s=idle)
-            lines = wrap(text, area.w - 2 * m.gap, m.label, self.measure)[:2]
-            height = len(lines) * m.lh(m.label) + m.gap
-            self.button(
-                Rect(area.x, area.bottom - max(height, m.target), area.w, max(height, m.target)),
-                [(text, m.label, True)],
-                Action(Act.STAY),
-                style=Style.WARN,
-            )
-            return max(height, m.target) + m.gap
         if not model.hub_online:
             return self.banner(area, t("hub_down", self.lang))
         if not model.printer.can_print:
             key = "printer_show" if model.fallback == "show" else "printer_refuse"
-            problem = model.printer.problem.get(self.lang) if model.printer.problem else ""
-            return self.banner(
-                area,
-                f"{problem}{'：' if self.lang == 'zh' else ': '}{t(key, self.lang)}"
-                if problem
-                else t(key, self.lang),
-            )
+            text = t(key, self.lang)
+            if model.printer.problem is not None:
+                colon = "：" if self.lang == "zh" else ": "
+                text = f"{model.printer.problem.get(self.lang)}{colon}{text}"
+            return self.banner(area, text)
         return 0
 
 
@@ -449,23 +467,35 @@ def _paged(
     items: Sequence[tuple[list[tuple[str, int, bool]], Action, bool]],
     cols: int,
 ) -> None:
-    """Lay ``items`` (lines, action, enabled) in a grid, paged, with a pager row if needed."""
+    """Lay ``items`` (lines, action, enabled) in a grid, paged, with a pager row if needed.
+
+    Rows are as tall as the tallest item needs; when a row does not fit even alone, fewer
+    columns (wider buttons, fewer wrapped lines) are tried before anything else.
+    """
     m = b.m
     if not items:
         return
-    cell_w = (area.w - (cols - 1) * m.gap) // cols
-    row_h = max(m.target, *(b.button_height(lines, cell_w) for lines, _a, _e in items))
-    rows = max(1, (area.h + m.gap) // (row_h + m.gap))
-    per_page = rows * cols
-    pager = len(items) > per_page
-    if pager:
-        rows = max(1, (area.h - m.target + m.gap) // (row_h + m.gap))
-        per_page = rows * cols
+    # Try the wanted columns, then fewer; last, only each item's first two lines (a short
+    # window in large text: the notice sheet repeats what is dropped).
+    attempts = [(columns, items) for columns in range(cols, 0, -1)]
+    attempts.append((1, [(lines[:2], action, enabled) for lines, action, enabled in items]))
+    for columns, candidate in attempts:
+        cell_w = (area.w - (columns - 1) * m.gap) // columns
+        row_h = max(m.target, *(b.button_height(lines, cell_w) for lines, _a, _e in candidate))
+        rows = (area.h + m.gap) // (row_h + m.gap)
+        pager = len(candidate) > rows * columns
+        if pager:
+            rows = (area.h - m.target) // (row_h + m.gap)
+        if rows >= 1:
+            break
+    items = candidate
+    rows = max(rows, 1)
+    per_page = rows * columns
     pages = max(1, math.ceil(len(items) / per_page))
     page = min(b.model.page, pages - 1)
     shown = items[page * per_page : (page + 1) * per_page]
     for cell, (lines, action, enabled) in zip(
-        grid(area, len(shown), cols, row_h, m.gap), shown, strict=True
+        grid(area, len(shown), columns, row_h, m.gap), shown, strict=True
     ):
         b.button(cell, lines, action, enabled=enabled)
     if pager:
@@ -506,13 +536,14 @@ def _columns(b: _Builder, wide: int, narrow: int) -> int:
 def _departments(b: _Builder) -> None:
     m, lang, model = b.m, b.lang, b.model
     area = b.header(t("choose_department", lang))
-    area = Rect(area.x, area.y, area.w, area.h - b.status_banner(area))
     items: list[tuple[list[tuple[str, int, bool]], Action, bool]] = []
     if model.catalog is not None:
         for department in model.catalog.departments:
             services = model.catalog.services_of(department.id)
             open_now = sum(1 for s in services if s.available)
             sub = f"{open_now} 项可取号" if lang == "zh" else f"{open_now} open now"
+            if not model.hub_online:
+                sub = t("hub_down_short", lang)
             items.append(
                 (
                     [(department.name.get(lang), m.label, True), (sub, m.body, False)],
@@ -555,7 +586,6 @@ def _services(b: _Builder) -> None:
     department = catalog.department(model.department or "") if catalog else None
     title = department.name.get(lang) if department else t("choose_service", lang)
     area = b.header(title)
-    area = Rect(area.x, area.y, area.w, area.h - b.status_banner(area))
     items: list[tuple[list[tuple[str, int, bool]], Action, bool]] = []
     if catalog is not None and department is not None:
         for service in catalog.services_of(department.id):
@@ -601,7 +631,6 @@ def _notice(b: _Builder) -> None:
     if service is None:
         b.footer()
         return
-    action_y = area.bottom - m.primary
     take_enabled = model.can_take(service)
     buttons: list[tuple[list[tuple[str, int, bool]], Action]] = [
         ([(t("take", lang), m.title, True)], Action(Act.TAKE))
@@ -613,30 +642,64 @@ def _notice(b: _Builder) -> None:
                 Action(Act.PRIORITY),
             )
         )
-    width = (area.w - (len(buttons) - 1) * m.gap) // len(buttons)
-    for i, (lines, action) in enumerate(buttons):
-        b.button(
-            Rect(area.x + i * (width + m.gap), action_y, width, m.primary),
-            lines,
-            action,
-            style=Style.PRIMARY,
-            enabled=take_enabled,
-        )
-    upper = Rect(area.x, area.y, area.w, action_y - m.gap - area.y)
-    used = b.status_banner(upper)
+    if b.landscape:
+        # The sheet on the left, the ticket buttons stacked in a column on the right.
+        side_w = max(area.w * 3 // 10, m.primary * 2)
+        side = Rect(area.right - side_w, area.y, side_w, area.h)
+        heights = [max(m.primary, b.button_height(lines, side_w)) for lines, _a in buttons]
+        y = side.bottom - sum(heights) - m.gap * (len(buttons) - 1)
+        for (lines, action), height in zip(buttons, heights, strict=True):
+            b.button(Rect(side.x, y, side_w, height), lines, action, style=Style.PRIMARY,
+                     enabled=take_enabled)  # fmt: skip
+            y += height + m.gap
+        notes = Rect(side.x, side.y, side_w, side.bottom - sum(heights) - len(buttons) * m.gap
+                     - side.y)  # fmt: skip
+        upper = Rect(area.x, area.y, area.w - side_w - m.gap, area.h)
+        if notes.h < 2 * m.lh(m.body) + 2 * m.gap:  # no room beside: notes go under the sheet
+            notes = upper
+    else:
+        width = (area.w - (len(buttons) - 1) * m.gap) // len(buttons)
+        row_h = max(m.primary, *(b.button_height(lines, width) for lines, _action in buttons))
+        action_y = area.bottom - row_h
+        for i, (lines, action) in enumerate(buttons):
+            b.button(
+                Rect(area.x + i * (width + m.gap), action_y, width, row_h),
+                lines,
+                action,
+                style=Style.PRIMARY,
+                enabled=take_enabled,
+            )
+        upper = Rect(area.x, area.y, area.w, action_y - m.gap - area.y)
+        notes = upper
+    used = b.status_banner(notes)
     if not used and model.hub_online:
         if not service.available:
-            used = b.banner(upper, texts.reason_line(service, b.wall, lang))
+            used = b.banner(notes, texts.reason_line(service, b.wall, lang))
         elif not service.served_now:
-            used = b.banner(upper, t("not_served", lang))
+            used = b.banner(notes, t("not_served", lang))
+    if notes is not upper:
+        used = 0
     viewport = Rect(upper.x, upper.y, upper.w, upper.h - used)
-    b.viewport = viewport
     pad = m.gap
     sheet = _notice_lines(b, service, viewport.w - 2 * pad)
     total = sum(
         m.lh(line.size) + (m.gap // 2 if style is Style.HEADING else 0) for line, style in sheet
     )
     total += 2 * pad
+    if total > viewport.h:
+        # Too long to show at once: say so below the sheet, which becomes draggable.
+        hint_h = m.lh(m.body)
+        viewport = Rect(viewport.x, viewport.y, viewport.w, viewport.h - hint_h)
+        b.add(
+            Element(
+                Kind.TEXT,
+                Rect(viewport.x, viewport.bottom, viewport.w, hint_h),
+                (Line("↕ " + t("drag_hint", lang), m.body),),
+                Style.SUBTLE,
+                align="left",
+            )
+        )
+    b.viewport = viewport
     b.scroll_max = max(0, total - viewport.h)
     b.scroll = min(model.scroll, b.scroll_max)
     # The sheet's background, then only the lines that show through the viewport.
@@ -650,35 +713,27 @@ def _notice(b: _Builder) -> None:
         if rect.intersects(viewport):
             b.add(Element(Kind.TEXT, rect, (line,), style, align="left", clip=viewport))
         y += height
-    if b.scroll_max:
-        hint = t("drag_hint", lang)
-        hint_w = b.measure.width(hint, m.body) + 2 * pad
-        b.add(
-            Element(
-                Kind.TEXT,
-                Rect(viewport.right - hint_w, viewport.bottom - m.lh(m.body), hint_w, m.lh(m.body)),
-                (Line(hint, m.body),),
-                Style.SUBTLE,
-            )
-        )
     b.footer()
 
 
 def _pickup(b: _Builder) -> None:
     m, lang, model = b.m, b.lang, b.model
     area = b.header(t("pickup", lang))
-    area = Rect(area.x, area.y, area.w, area.h - b.status_banner(area))
+    # Landscape: code on the left, a 4×3 pad on the right; portrait: code above a 3×4 pad.
     if b.landscape:
-        left = Rect(area.x, area.y, area.w // 2 - m.gap, area.h)
-        pad_area = Rect(area.x + area.w // 2 + m.gap, area.y, area.w // 2 - m.gap, area.h)
+        split = area.w * 35 // 100
+        left = Rect(area.x, area.y, split - m.gap, area.h)
+        pad_area = Rect(area.x + split + m.gap, area.y, area.w - split - m.gap, area.h)
+        cols, rows = 4, 3
     else:
-        top_h = min(area.h // 3, 3 * m.lh(m.title) + 3 * m.gap + m.lh(m.body))
+        top_h = min(area.h // 3, m.lh(m.label) + m.target + m.lh(m.title) + 4 * m.gap)
         left = Rect(area.x, area.y, area.w, top_h)
         pad_area = Rect(area.x, area.y + top_h + m.gap, area.w, area.h - top_h - m.gap)
+        cols, rows = 3, 4
     y = left.y
     y += b.text(Rect(left.x, y, left.w, 0), t("enter_code", lang), m.label, bold=True) + m.gap
     shown = " ".join(model.pickup_code) if model.pickup_code else "_ _ _ _ _ _"
-    field_h = max(m.target, m.lh(m.title) + 2 * m.gap)
+    field_h = max(m.target, m.lh(m.title) + m.gap)
     b.add(
         Element(
             Kind.FIELD,
@@ -689,33 +744,40 @@ def _pickup(b: _Builder) -> None:
     )
     y += field_h + m.gap
     if model.error is not None:
-        b.text(Rect(left.x, y, left.w, 0), model.error.get(lang), m.body, Style.ERROR, max_lines=3)
-    key_h = max(m.target, min(m.primary, (pad_area.h - 3 * m.gap) // 4))
-    keys = [*"123456789"]
-    cells = grid(pad_area, 12, 3, key_h, m.gap)
-    for cell, digit in zip(cells[:9], keys, strict=True):
-        b.button(cell, [(digit, m.title, True)], Action(Act.DIGIT, digit))
-    b.button(
-        cells[9],
-        [(t("erase", lang), m.label, False)],
-        Action(Act.ERASE),
-        enabled=bool(model.pickup_code),
-    )
-    b.button(cells[10], [("0", m.title, True)], Action(Act.DIGIT, "0"))
+        y += b.text(
+            Rect(left.x, y, left.w, 0), model.error.get(lang), m.body, Style.ERROR, max_lines=3
+        )
+    b.status_banner(Rect(left.x, y, left.w, left.bottom - y))
+    key_h = max(m.target, min(m.primary, (pad_area.h - (rows - 1) * m.gap) // rows))
+    cells = grid(pad_area, cols * rows, cols, key_h, m.gap)
     pickup = model.catalog.pickup_service() if model.catalog else None
-    b.button(
-        cells[11],
-        [(t("confirm", lang), m.label, True)],
-        Action(Act.SUBMIT),
-        style=Style.PRIMARY,
-        enabled=bool(model.pickup_code) and model.can_take(pickup),
+    keys: list[tuple[list[tuple[str, int, bool]], Action, bool, Style]] = [
+        ([(digit, m.title, True)], Action(Act.DIGIT, digit), True, Style.BUTTON)
+        for digit in "1234567890"
+    ]
+    keys.append(
+        ([(t("erase", lang), m.label, False)], Action(Act.ERASE), bool(model.pickup_code),
+         Style.BUTTON)
+    )  # fmt: skip
+    keys.append(
+        (
+            [(t("confirm", lang), m.label, True)],
+            Action(Act.SUBMIT),
+            bool(model.pickup_code) and model.can_take(pickup),
+            Style.PRIMARY,
+        )
     )
+    if not b.landscape:  # phone-pad order: 1-9, then Delete 0 OK
+        keys = [*keys[:9], keys[10], keys[9], keys[11]]
+    for cell, (lines, action, enabled, style) in zip(cells, keys, strict=True):
+        b.button(cell, lines, action, enabled=enabled, style=style)
     b.footer()
 
 
 def _issuing(b: _Builder) -> None:
     m = b.m
-    area = b.header(t("issuing", b.lang))
+    center = b.model.catalog.center.get(b.lang) if b.model.catalog else ""
+    area = b.header(center)
     b.text(
         Rect(area.x, area.y + area.h // 3, area.w, 0),
         t("issuing", b.lang),
@@ -732,68 +794,47 @@ def _result(b: _Builder) -> None:
     area = b.header(t("take_ticket" if result and result.printed else "your_number", lang))
     if result is None:
         return
-    done_y = area.bottom + m.gap + m.footer - m.target - (m.footer - m.target) // 2
-    qr_side = 0 if result.printed else min(area.w // 2 if b.landscape else area.w, area.h // 2, 420)
-    text_area = (
-        Rect(area.x, area.y, area.w - qr_side - m.gap, area.h)
-        if qr_side and b.landscape
-        else Rect(area.x, area.y, area.w, area.h - (qr_side + m.gap if qr_side else 0))
-    )
-    y = text_area.y
-    y += b.text(
-        Rect(text_area.x, y, text_area.w, 0),
-        result.service.get(lang),
-        m.label,
-        align="center",
-        max_lines=2,
-    )
+    qr_side = 0
+    if not result.printed and result.track_url:
+        qr_side = min(area.w // 3, area.h, 480) if b.landscape else min(area.h // 3, 480)
+    if qr_side and b.landscape:
+        text_area = Rect(area.x, area.y, area.w - qr_side - m.gap, area.h)
+        qr_rect = Rect(area.right - qr_side, area.y + (area.h - qr_side) // 2, qr_side, qr_side)
+    else:
+        text_area = Rect(area.x, area.y, area.w, area.h - (qr_side + m.gap if qr_side else 0))
+        qr_rect = Rect(area.x + (area.w - qr_side) // 2, area.bottom - qr_side, qr_side, qr_side)
     number_size = min(m.number, text_area.h // 3)
-    y += b.text(
-        Rect(text_area.x, y, text_area.w, 0),
-        result.number,
-        number_size,
-        Style.NUMBER,
-        bold=True,
-        align="center",
-    )
-    y += (
-        b.text(
-            Rect(text_area.x, y, text_area.w, 0),
-            texts.result_line(result.ahead, result.estimated_wait_s, lang),
-            m.label,
-            align="center",
-        )
-        + m.gap
-    )
+    block: list[tuple[str, int, Style, bool]] = [
+        (result.service.get(lang), m.label, Style.BODY, False),
+        (result.number, number_size, Style.NUMBER, True),
+        (texts.result_line(result.ahead, result.estimated_wait_s, lang), m.label, Style.BODY, True),
+    ]
     if not result.printed:
-        problem = result.problem.get(lang) if result.problem else ""
-        y += b.text(
-            Rect(text_area.x, y, text_area.w, 0),
-            problem,
-            m.body,
-            Style.ERROR,
-            align="center",
-            max_lines=2,
-        )
-        b.text(
-            Rect(text_area.x, y, text_area.w, 0),
-            t("photo", lang),
-            m.body,
-            Style.WARN,
-            align="center",
-            max_lines=2,
-        )
-        qr_rect = (
-            Rect(area.right - qr_side, area.y + (area.h - qr_side) // 2, qr_side, qr_side)
-            if b.landscape
-            else Rect(area.x + (area.w - qr_side) // 2, area.bottom - qr_side, qr_side, qr_side)
-        )
+        if result.problem is not None:
+            block.append((result.problem.get(lang), m.body, Style.ERROR, False))
+        block.append((t("photo", lang), m.body, Style.WARN, False))
+    heights = [
+        len(wrap(text, text_area.w, size, b.measure, bold)) * m.lh(size) + m.gap
+        for text, size, _style, bold in block
+    ]
+    if sum(heights) > text_area.h:  # a short window: the service name goes first
+        del block[0], heights[0]
+    overflow = sum(heights) - text_area.h
+    if overflow > 0:  # then the number gives way, staying twice the title's size
+        number_size = max(2 * m.title, number_size - math.ceil(overflow / LINE_FACTOR))
+        block[0] = (result.number, number_size, Style.NUMBER, True)
+        heights[0] = m.lh(number_size) + m.gap
+    y = text_area.y + max(0, (text_area.h - sum(heights)) // 2)
+    for (text, size, style, bold), height in zip(block, heights, strict=True):
+        b.text(Rect(text_area.x, y, text_area.w, 0), text, size, style, bold=bold, align="center")
+        y += height
+    if qr_side:
         b.add(Element(Kind.QR, qr_rect, (Line(result.track_url, m.body),), Style.BODY))
-    left = model.result_left(b.now)
+    done_y = b.height - m.footer + (m.footer - m.target) // 2
     width = (b.width - 3 * m.margin) // 2
     b.text(
         Rect(m.margin, done_y + (m.target - m.lh(m.body)) // 2, width, 0),
-        t("result_timeout", lang, s=left),
+        t("result_timeout", lang, s=model.result_left(b.now)),
         m.body,
         Style.SUBTLE,
     )

@@ -13,7 +13,7 @@ T: Final[dict[str, Text]] = {
     "touch_sub": Text("Touch to start", "请触摸屏幕取号"),
     "lang_zh": Text("中文", "中文"),
     "lang_en": Text("English", "English"),
-    "large_on": Text("大字模式：开", "Large text: on"),
+    "large_on": Text("大字 ✓", "Large ✓"),
     "large_off": Text("大字模式", "Large text"),
     "choose_department": Text("请选择部门", "Choose a department"),
     "choose_service": Text("请选择办理事项", "Choose what you need"),
