@@ -79,6 +79,10 @@ class KioskSettings:
     fallback: Fallback = "show"
     state_dir: Path = Path("var/kiosk")
     paper: int = 80
+    catalog_refresh_s: float = CATALOG_REFRESH_S
+    hub_retry_s: float = HUB_RETRY_S
+    printer_poll_s: float = PRINTER_POLL_S
+    issue_retry_s: float = ISSUE_RETRY_S
 
 
 @dataclass
@@ -275,17 +279,17 @@ class Kiosk:
                 if self.model.hub_online:
                     _LOGGER.warning("hub unreachable: %s", err)
                 self.model.hub_lost()
-                await asyncio.sleep(HUB_RETRY_S)
+                await asyncio.sleep(self.settings.hub_retry_s)
                 continue
             except QcallApiError as err:
                 _LOGGER.error("hub refused the catalog (check the kiosk token): %s", err)  # noqa: TRY400
                 self.model.hub_lost()
-                await asyncio.sleep(HUB_RETRY_S)
+                await asyncio.sleep(self.settings.hub_retry_s)
                 continue
             if not self.model.hub_online:
                 _LOGGER.info("hub reachable at %s", self.settings.hub)
             self.model.catalog_loaded(catalog)
-            await asyncio.sleep(CATALOG_REFRESH_S)
+            await asyncio.sleep(self.settings.catalog_refresh_s)
 
     def _require_client(self) -> QcallClient:
         if self._client is None:
@@ -299,7 +303,7 @@ class Kiosk:
         last: QcallConnectionError | None = None
         for attempt in range(ISSUE_ATTEMPTS):
             if attempt:
-                await asyncio.sleep(ISSUE_RETRY_S)
+                await asyncio.sleep(self.settings.issue_retry_s)
             try:
                 return await client.issue_ticket(
                     request.service,
@@ -360,7 +364,7 @@ class Kiosk:
         while True:
             request = self._journal.load()
             if request is None or self.model.pending == request:
-                await asyncio.sleep(HUB_RETRY_S)
+                await asyncio.sleep(self.settings.hub_retry_s)
                 continue
             try:
                 ticket = await self._require_client().issue_ticket(
@@ -374,7 +378,7 @@ class Kiosk:
                 await self._require_client().cancel_tracked(token)
                 _LOGGER.info("cancelled ticket %s that no resident received", ticket["number"])
             except QcallConnectionError:
-                await asyncio.sleep(HUB_RETRY_S)
+                await asyncio.sleep(self.settings.hub_retry_s)
                 continue
             except QcallApiError as err:
                 _LOGGER.info("pending request %s settled by the hub: %s", request.key, err)
@@ -405,7 +409,7 @@ class Kiosk:
         while True:
             if not self.model.pending:
                 await self._check_printer()
-            await asyncio.sleep(PRINTER_POLL_S)
+            await asyncio.sleep(self.settings.printer_poll_s)
 
     async def _report(self, view: PrinterView) -> None:
         """Report the printer's state to the hub when it changed (retried on the next poll)."""

@@ -649,11 +649,17 @@ def _notice(b: _Builder) -> None:
         heights = [max(m.primary, b.button_height(lines, side_w)) for lines, _a in buttons]
         y = side.bottom - sum(heights) - m.gap * (len(buttons) - 1)
         for (lines, action), height in zip(buttons, heights, strict=True):
-            b.button(Rect(side.x, y, side_w, height), lines, action, style=Style.PRIMARY,
-                     enabled=take_enabled)  # fmt: skip
+            b.button(
+                Rect(side.x, y, side_w, height),
+                lines,
+                action,
+                style=Style.PRIMARY,
+                enabled=take_enabled,
+            )
             y += height + m.gap
-        notes = Rect(side.x, side.y, side_w, side.bottom - sum(heights) - len(buttons) * m.gap
-                     - side.y)  # fmt: skip
+        notes = Rect(
+            side.x, side.y, side_w, side.bottom - sum(heights) - len(buttons) * m.gap - side.y
+        )
         upper = Rect(area.x, area.y, area.w - side_w - m.gap, area.h)
         if notes.h < 2 * m.lh(m.body) + 2 * m.gap:  # no room beside: notes go under the sheet
             notes = upper
@@ -756,9 +762,13 @@ def _pickup(b: _Builder) -> None:
         for digit in "1234567890"
     ]
     keys.append(
-        ([(t("erase", lang), m.label, False)], Action(Act.ERASE), bool(model.pickup_code),
-         Style.BUTTON)
-    )  # fmt: skip
+        (
+            [(t("erase", lang), m.label, False)],
+            Action(Act.ERASE),
+            bool(model.pickup_code),
+            Style.BUTTON,
+        )
+    )
     keys.append(
         (
             [(t("confirm", lang), m.label, True)],

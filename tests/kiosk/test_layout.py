@@ -9,9 +9,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import itertools
-import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Final
 
 import pygame
@@ -22,7 +20,7 @@ from kiosk.fonts import FontBook
 from kiosk.layout import layout, metrics, wrap
 from kiosk.model import Act, Action, IssueResult, KioskModel, PrinterView, Screen
 from kiosk.render import Renderer
-from kiosk.scene import Kind, Scene, Style
+from kiosk.scene import Kind, Scene
 from qcall.client import QcallClient
 from tests.kiosk.conftest import ARTIFACTS, HubProcess
 
@@ -89,8 +87,12 @@ def _states(catalog: KioskCatalog) -> dict[str, Callable[[KioskModel], None]]:
 
     def result(printed: bool) -> Callable[[KioskModel], None]:
         def apply(model: KioskModel) -> None:
-            go(Action(Act.START), Action(Act.DEPARTMENT, hr), Action(Act.SERVICE, "social_card"),
-               Action(Act.TAKE))(model)  # fmt: skip
+            go(
+                Action(Act.START),
+                Action(Act.DEPARTMENT, hr),
+                Action(Act.SERVICE, "social_card"),
+                Action(Act.TAKE),
+            )(model)
             model.issued(
                 IssueResult(
                     "A012",
@@ -137,10 +139,10 @@ def _states(catalog: KioskCatalog) -> dict[str, Callable[[KioskModel], None]]:
         "services": go(Action(Act.START), Action(Act.DEPARTMENT, hr)),
         "services-next-page": go(
             Action(Act.START), Action(Act.DEPARTMENT, hr), Action(Act.PAGE, "+1")
-        ),  # fmt: skip
+        ),
         "notice": go(
             Action(Act.START), Action(Act.DEPARTMENT, hr), Action(Act.SERVICE, "social_card")
-        ),  # fmt: skip
+        ),
         "notice-scrolled": scrolled,
         "pickup": pickup_error,
         "issuing": go(
@@ -148,7 +150,7 @@ def _states(catalog: KioskCatalog) -> dict[str, Callable[[KioskModel], None]]:
             Action(Act.DEPARTMENT, hr),
             Action(Act.SERVICE, "social_card"),
             Action(Act.TAKE),
-        ),  # fmt: skip
+        ),
         "result": result(True),
         "result-on-screen": result(False),
         "message": message,
@@ -182,9 +184,9 @@ def _check(scene: Scene, fonts: FontBook) -> list[str]:
     for button in buttons:
         if button.rect.h < minimum or button.rect.w < minimum:
             problems.append(f"button {button.label!r} is {button.rect.w}x{button.rect.h}")
-        if button.action is not None and button.action.act in (Act.TAKE, Act.PRIORITY):
-            if button.rect.h < 160:
-                problems.append(f"primary {button.label!r} is only {button.rect.h} px tall")
+        primary = button.action is not None and button.action.act in (Act.TAKE, Act.PRIORITY)
+        if primary and button.rect.h < 160:
+            problems.append(f"primary {button.label!r} is only {button.rect.h} px tall")
     for a, b in itertools.combinations(buttons, 2):
         if a.rect.intersects(b.rect):
             problems.append(f"{a.label!r} overlaps {b.label!r}")
