@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-APT_PACKAGES := espeak-ng fonts-wqy-microhei socat sox
+APT_PACKAGES := espeak-ng fonts-wqy-microhei socat sox xvfb xdotool
 DEMO_DIR := var/demo
 
 .PHONY: demo test bench lint sysdeps venv clean
