@@ -20,6 +20,7 @@ import pygame
 
 from devices.printer import PrinterNotReady, PrinterStatus, TicketPrint, TicketPrinter
 from devices.printer.connection import PrinterUrlError
+from devices.printer.escpos_backend import DEFAULT_MODEL, EscposUnavailable
 from kiosk import layout as layout_module
 from kiosk.catalog import KioskCatalog, Text
 from kiosk.fonts import FontBook
@@ -79,6 +80,7 @@ class KioskSettings:
     fallback: Fallback = "show"
     state_dir: Path = Path("var/kiosk")
     paper: int = 80
+    printer_model: str = DEFAULT_MODEL
     catalog_refresh_s: float = CATALOG_REFRESH_S
     hub_retry_s: float = HUB_RETRY_S
     printer_poll_s: float = PRINTER_POLL_S
@@ -133,7 +135,15 @@ class Kiosk:
             pygame.mouse.set_visible(not self.settings.fullscreen)
             self._fonts = FontBook()
             self._renderer = Renderer(self._surface, self._fonts)
-            self._printer = TicketPrinter("kiosk", self.settings.printer, paper=self.settings.paper)
+            self._printer = TicketPrinter(
+                "kiosk",
+                self.settings.printer,
+                paper=self.settings.paper,
+                model=self.settings.printer_model,
+                state_dir=self.settings.state_dir,
+            )
+            profile = await self._printer.load_profile()
+            _LOGGER.info("printer profile: %s", profile)
             async with QcallClient(
                 self.settings.hub, self.settings.token, timeout=REQUEST_TIMEOUT_S
             ) as client:
@@ -516,6 +526,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--paper", type=int, choices=[58, 80], default=80)
     parser.add_argument(
+        "--printer-model",
+        default=DEFAULT_MODEL,
+        help="python-escpos profile of the printer (e.g. TM-T88III; default: generic)",
+    )
+    parser.add_argument(
         "--state-dir", type=Path, default=Path("var/kiosk"), help="pending request, caches"
     )
     parser.add_argument("--log-level", default="info", help="debug|info|warning|error")
@@ -548,8 +563,12 @@ def main(argv: list[str] | None = None) -> int:
         fallback=cast(Fallback, args.when_printer_fails),
         state_dir=args.state_dir,
         paper=args.paper,
+        printer_model=args.printer_model,
     )
-    return asyncio.run(_run(settings))
+    try:
+        return asyncio.run(_run(settings))
+    except EscposUnavailable as err:
+        parser.exit(2, f"{err.message_zh}\n{err.message_en}\n")
 
 
 async def _run(settings: KioskSettings) -> int:
