@@ -33,6 +33,7 @@ test: sysdeps $(STAMP)
 bench: sysdeps $(STAMP)
 	$(PY) bench/hub.py
 	$(PY) bench/devices.py
+	$(PY) bench/kiosk.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -50,6 +50,9 @@ class FontBook:
             return surface
         self._font.strong = bold
         surface, _rect = self._font.render(text, fgcolor=color, size=size)
+        if pygame.display.get_surface() is not None:
+            # In the display's pixel format, blitting takes about half the time (measured).
+            surface = surface.convert_alpha()
         self._surfaces[key] = surface
         if len(self._surfaces) > SURFACE_CACHE_SIZE:
             self._surfaces.popitem(last=False)
