@@ -113,7 +113,7 @@ class Kiosk:
         self._tasks: set[asyncio.Task[None]] = set()
         self._drag: _Drag | None = None
         self._reported: tuple[DeviceReport, str] | None = None
-        self._journal = PendingJournal(self.settings.state_dir / "pending.json")
+        self._journal = PendingJournal(self.settings.state_dir / "pending")
         self._screenshots = 0
         self._client: QcallClient | None = None
         self._printer: TicketPrinter | None = None
@@ -335,13 +335,13 @@ class Kiosk:
         self._journal.save(request)
         view = await self._check_printer()
         if not view.can_print and self.settings.fallback == "refuse":
-            self._journal.clear()
+            self._journal.clear(request.key)
             self.model.issue_refused(T["printer_refuse"], self.monotonic())
             return
         try:
             ticket = await self._send(request)
         except QcallApiError as err:
-            self._journal.clear()
+            self._journal.clear(request.key)
             message = Text(err.message_text, err.message_text)
             self.model.issue_refused(
                 message, self.monotonic(), retry_code=request.case_code is not None
@@ -355,7 +355,7 @@ class Kiosk:
         printed, problem = (
             await self._print(ticket, request) if view.can_print else (False, view.problem)
         )
-        self._journal.clear()
+        self._journal.clear(request.key)
         service = self.model.catalog.service(ticket["service"]) if self.model.catalog else None
         result = IssueResult(
             number=ticket["number"],
@@ -370,29 +370,34 @@ class Kiosk:
         self.model.issued(result, self.monotonic())
 
     async def _settle_pending(self) -> None:
-        """Settle a request left unanswered (hub down, kiosk restart): nobody got that ticket."""
+        """Settle requests left unanswered (hub down, kiosk restart): nobody got those tickets."""
         while True:
-            request = self._journal.load()
-            if request is None or self.model.pending == request:
-                await asyncio.sleep(self.settings.hub_retry_s)
-                continue
-            try:
-                ticket = await self._require_client().issue_ticket(
-                    request.service,
-                    priority=request.priority,
-                    channel="kiosk",
-                    case_code=request.case_code,
-                    idempotency_key=request.key,
-                )
-                token = ticket["track_token"]
-                await self._require_client().cancel_tracked(token)
-                _LOGGER.info("cancelled ticket %s that no resident received", ticket["number"])
-            except QcallConnectionError:
-                await asyncio.sleep(self.settings.hub_retry_s)
-                continue
-            except QcallApiError as err:
-                _LOGGER.info("pending request %s settled by the hub: %s", request.key, err)
-            self._journal.clear()
+            for request in self._journal.pending():
+                if request == self.model.pending:
+                    continue  # still being issued
+                if not await self._settle(request):
+                    break  # the hub is still away
+            await asyncio.sleep(self.settings.hub_retry_s)
+
+    async def _settle(self, request: IssueRequest) -> bool:
+        """Fetch the request's ticket with its key and cancel it; False while the hub is away."""
+        client = self._require_client()
+        try:
+            ticket = await client.issue_ticket(
+                request.service,
+                priority=request.priority,
+                channel="kiosk",
+                case_code=request.case_code,
+                idempotency_key=request.key,
+            )
+            await client.cancel_tracked(ticket["track_token"])
+            _LOGGER.info("cancelled ticket %s that no resident received", ticket["number"])
+        except QcallConnectionError:
+            return False
+        except QcallApiError as err:
+            _LOGGER.info("pending request %s settled by the hub: %s", request.key, err)
+        self._journal.clear(request.key)
+        return True
 
     # --- the printer --------------------------------------------------------------------------
 

@@ -21,6 +21,8 @@ import pytest
 from aiohttp import web
 
 from devices.emulators.printer import PrinterEmulator, PrinterFault
+from kiosk.journal import PendingJournal
+from kiosk.model import IssueRequest
 from qcall.client import QcallClient
 from tests.kiosk.conftest import (
     CAPPED,
@@ -291,10 +293,10 @@ async def test_hub_down_says_so_and_prints_nothing(
     await kiosk.wait(
         lambda s: s.screen == "welcome" and s.find("请触摸屏幕取号").enabled, "recovery"
     )
-    pending = tmp_path / "state" / "pending.json"
+    pending = tmp_path / "state" / "pending"
 
     async def settled() -> bool:
-        return not pending.exists()
+        return not list(pending.glob("*.json"))
 
     await _eventually(settled)
     assert await _waiting(kiosk_client, SOCIAL) == before
@@ -414,3 +416,40 @@ async def test_collect_a_finished_case_with_the_pickup_code(
     )
     assert any("已" in e.label for e in again.elements if e.style == "error")
     assert len(printer.jobs) == 1
+
+
+async def test_a_request_left_by_a_crash_is_settled_at_start(
+    start_kiosk: Any, kiosk_client: QcallClient, tmp_path: Path
+) -> None:
+    """The kiosk died after sending: on restart it fetches that ticket by key and cancels it."""
+    key = "crashed-request-0001"
+    ghost = await kiosk_client.issue_ticket(SOCIAL, idempotency_key=key)
+    PendingJournal(tmp_path / "state" / "pending").save(IssueRequest(key, SOCIAL))
+    kiosk: Driver = await start_kiosk()
+    pending = tmp_path / "state" / "pending"
+
+    async def settled() -> bool:
+        return not list(pending.glob("*.json"))
+
+    await _eventually(settled)
+    assert (await kiosk_client.track(ghost["track_token"]))["state"] == "cancelled"
+    assert kiosk.kiosk.results == []
+
+
+async def test_finger_events_are_ignored(start_kiosk: Any) -> None:
+    """Touch panels send FINGER* and synthesised mouse events: only the mouse path counts."""
+    kiosk: Driver = await start_kiosk()
+    start = kiosk.scene.find("请触摸屏幕取号")
+    width, height = kiosk.scene.size
+    x = (start.rect.x + start.rect.w / 2) / width
+    y = (start.rect.y + start.rect.h / 2) / height
+    for kind in (pygame.FINGERDOWN, pygame.FINGERUP):
+        pygame.event.post(
+            pygame.event.Event(
+                kind, touch_id=1, finger_id=0, x=x, y=y, dx=0.0, dy=0.0, pressure=1.0
+            )
+        )
+    await asyncio.sleep(0.3)
+    assert kiosk.scene.screen == "welcome"
+    kiosk.tap_at(start)
+    await kiosk.screen("departments")
