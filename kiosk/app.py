@@ -18,7 +18,13 @@ from typing import Any, Final, Literal, cast
 
 import pygame
 
-from devices.printer import PrinterNotReady, PrinterStatus, TicketPrint, TicketPrinter
+from devices.printer import (
+    PrinterNotReady,
+    PrinterStatus,
+    PrinterStatusUnsupported,
+    TicketPrint,
+    TicketPrinter,
+)
 from devices.printer.connection import PrinterUrlError
 from devices.printer.escpos_backend import DEFAULT_MODEL, EscposUnavailable
 from kiosk import layout as layout_module
@@ -281,23 +287,28 @@ class Kiosk:
     # --- the hub ------------------------------------------------------------------------------
 
     async def _catalog_loop(self) -> None:
+        """Keep the catalog fresh; while the hub is away, say so and keep asking."""
         client = self._require_client()
+        problem: str | None = None
         while True:
             try:
                 catalog = KioskCatalog.from_api(await client.catalog())
-            except QcallConnectionError as err:
-                if self.model.hub_online:
-                    _LOGGER.warning("hub unreachable: %s", err)
+            except QcallError as err:
+                # Unreachable, or refused (a revoked token): logged once per distinct problem.
+                if str(err) != problem:
+                    problem = str(err)
+                    _LOGGER.warning("hub catalog unavailable: %s", err)
                 self.model.hub_lost()
                 await asyncio.sleep(self.settings.hub_retry_s)
                 continue
-            except QcallApiError as err:
-                _LOGGER.error("hub refused the catalog (check the kiosk token): %s", err)  # noqa: TRY400
+            except Exception:  # a malformed answer must not end the loop
+                _LOGGER.exception("hub sent a catalog the kiosk cannot read")
                 self.model.hub_lost()
                 await asyncio.sleep(self.settings.hub_retry_s)
                 continue
-            if not self.model.hub_online:
+            if problem is not None or not self.model.hub_online:
                 _LOGGER.info("hub reachable at %s", self.settings.hub)
+                problem = None
             self.model.catalog_loaded(catalog)
             await asyncio.sleep(self.settings.catalog_refresh_s)
 
@@ -331,6 +342,17 @@ class Kiosk:
         raise last
 
     async def _issue(self, request: IssueRequest) -> None:
+        """Issue one ticket; whatever goes wrong, the resident is told and the screen moves on."""
+        try:
+            await self._issue_ticket(request)
+        except Exception:
+            # Task boundary: an unforeseen failure must not leave the kiosk on "issuing". The
+            # request stays in the journal, so a ticket the hub did issue gets cancelled.
+            _LOGGER.exception("ticket request %s failed", request.key)
+            if self.model.pending == request:
+                self.model.issue_refused(T["issue_failed"], self.monotonic())
+
+    async def _issue_ticket(self, request: IssueRequest) -> None:
         """Check the printer, get the ticket acknowledged, print it (or show it), settle."""
         self._journal.save(request)
         view = await self._check_printer()
@@ -414,6 +436,8 @@ class Kiosk:
         else:
             try:
                 view = _view(await printer.status())
+            except PrinterStatusUnsupported:  # e.g. a USB printer without a way back
+                view = PrinterView()
             except DeviceError as err:
                 view = PrinterView(False, _short(err.message_zh, err.message_en))
         self.model.printer_changed(view)
@@ -421,9 +445,13 @@ class Kiosk:
         return view
 
     async def _printer_loop(self) -> None:
+        """Re-read the printer's status while idle, so paper end and its repair are noticed."""
         while True:
             if not self.model.pending:
-                await self._check_printer()
+                try:
+                    await self._check_printer()
+                except Exception:  # the next poll tries again
+                    _LOGGER.exception("printer status check failed")
             await asyncio.sleep(self.settings.printer_poll_s)
 
     async def _report(self, view: PrinterView) -> None:
