@@ -25,8 +25,9 @@ from devices.printer import (
     TicketPrint,
     TicketPrinter,
 )
+from devices.printer.commands import PAPER_DOTS
 from devices.printer.connection import PrinterUrlError
-from devices.printer.escpos_backend import DEFAULT_MODEL, EscposUnavailable
+from devices.printer.escpos_backend import DEFAULT_MODEL, EscposCommands, EscposUnavailable
 from kiosk import layout as layout_module
 from kiosk.catalog import KioskCatalog, Text
 from kiosk.fonts import FontBook
@@ -583,8 +584,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--token (or $QCALL_KIOSK_TOKEN) is required / 需要令牌")
     try:
         TicketPrinter("kiosk", args.printer, paper=args.paper)
-    except (PrinterUrlError, ValueError) as err:
+    except PrinterUrlError as err:
+        parser.error(f"--printer: {err.message_zh} / {err.message_en}")
+    except ValueError as err:
         parser.error(f"--printer: {err}")
+    try:  # before the window opens: an unknown model is a configuration error
+        EscposCommands(args.printer_model, PAPER_DOTS[args.paper], args.state_dir / "escpos")
+    except EscposUnavailable as err:
+        parser.error(f"--printer-model: {err.message_zh} / {err.message_en}")
     settings = KioskSettings(
         hub=args.hub,
         token=args.token,
@@ -598,10 +605,7 @@ def main(argv: list[str] | None = None) -> int:
         paper=args.paper,
         printer_model=args.printer_model,
     )
-    try:
-        return asyncio.run(_run(settings))
-    except EscposUnavailable as err:
-        parser.exit(2, f"{err.message_zh}\n{err.message_en}\n")
+    return asyncio.run(_run(settings))
 
 
 async def _run(settings: KioskSettings) -> int:

@@ -374,6 +374,9 @@ async def issue_ticket(ctx: Context) -> web.StreamResponse:
     assert ctx.principal is not None
     channel = body.channel or ("kiosk" if ctx.principal.role is Role.KIOSK else "desk")
     key = idempotency_key(ctx.request)
+    if key is not None:
+        # Keys are per caller: another kiosk's key can neither collide nor fetch its ticket.
+        key = f"{ctx.principal.role}/{ctx.principal.name}/{key}"
     ticket = await hub.execute(
         lambda now: hub.engine.issue(
             now,

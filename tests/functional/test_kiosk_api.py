@@ -122,3 +122,13 @@ async def test_device_report_refuses_bad_input_and_roles(
     with pytest.raises(QcallApiError) as forbidden_too:
         await integration.report_device("printer", "ready")
     assert forbidden_too.value.status == 403
+
+
+async def test_keys_belong_to_their_caller(connect: Connect, hub: HubProcess) -> None:
+    first = await connect(hub.token("kiosk"))
+    second = await connect(hub.create_token("kiosk", "second kiosk"))
+    key = "shared-key-0001"
+    mine = await first.issue_ticket("social_card", idempotency_key=key)
+    theirs = await second.issue_ticket("social_card", idempotency_key=key)
+    assert theirs["id"] != mine["id"]
+    assert (await first.issue_ticket("social_card", idempotency_key=key))["id"] == mine["id"]
