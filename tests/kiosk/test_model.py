@@ -213,3 +213,26 @@ def test_every_change_bumps_the_version() -> None:
     assert model.version == seen  # nothing changed
     model.scroll_by(50, 0)
     assert model.version == seen  # nothing to scroll
+
+
+def test_the_kiosk_uses_only_the_public_client_and_shared_types() -> None:
+    """kiosk/ talks to the hub through qcall.client; the engine, store and API stay the hub's."""
+    import ast
+    from pathlib import Path
+
+    import kiosk
+
+    allowed_qcall = {"qcall.client", "qcall.errors"}
+    for path in Path(kiosk.__file__).parent.glob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            for name in names:
+                if name.split(".")[0] == "qcall":
+                    assert name in allowed_qcall, f"{path.name} imports {name}"
+                assert name.split(".")[0] != "display", f"{path.name} imports {name}"
