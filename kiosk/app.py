@@ -62,8 +62,9 @@ ISSUE_RETRY_S: Final = 1.0
 # The printer's DLE EOT status is re-read this often while idle, so paper end and its repair
 # reach the hub (and the screen) within seconds.
 PRINTER_POLL_S: Final = 5.0
-# Frame pacing: 30 polls a second keeps a tap's feedback under a frame at 60 Hz panels' eyes.
-FRAME_S: Final = 1 / 30
+# Input is polled (pygame has no awaitable event queue): 60 times a second, so a tap waits
+# at most one display frame before it is handled; an idle poll costs microseconds.
+FRAME_S: Final = 1 / 60
 # Each second the clock and countdowns may change: re-lay out at least this often.
 RELAYOUT_S: Final = 1.0
 # Stopping: background tasks get this long to finish their current request.

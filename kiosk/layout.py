@@ -438,7 +438,8 @@ def _welcome(b: _Builder) -> None:
     bottom = Rect(area.x, y, area.w, toggles_y - m.gap - y)
     bottom = Rect(bottom.x, bottom.y, bottom.w, bottom.h - b.status_banner(bottom))
     big = max(m.title, min(96, bottom.h // 5))
-    start_enabled = model.hub_online
+    # Nothing to start while the hub is away, or the printer is down and the kiosk refuses.
+    start_enabled = model.hub_online and (model.printer.can_print or model.fallback == "show")
     b.button(
         bottom,
         [(t("touch", lang), big, True), (t("touch_sub", lang), m.label, False)],

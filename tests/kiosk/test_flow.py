@@ -353,6 +353,7 @@ async def test_paper_end_then_recovery(
     else:
         take = kiosk.scene.find("取号")
         assert not take.enabled
+        assert any("暂停取号" in e.label for e in kiosk.scene.elements)
         kiosk.tap_at(take)
         await asyncio.sleep(0.3)
         assert kiosk.scene.screen == "notice"
