@@ -41,7 +41,7 @@ from kiosk.model import (
     Screen,
 )
 from kiosk.render import Renderer
-from kiosk.scene import Rect, Scene
+from kiosk.scene import Scene
 from kiosk.texts import T
 from qcall.client import IssuedTicket, QcallApiError, QcallClient, QcallConnectionError
 from qcall.errors import DeviceError, QcallError
@@ -97,8 +97,9 @@ class KioskSettings:
 
 @dataclass
 class _Drag:
+    """A finger dragging the notice sheet: where it was last seen."""
+
     y: int
-    moved: bool = False
 
 
 @dataclass
@@ -284,7 +285,6 @@ class Kiosk:
         self.model.touch(self.monotonic())
         self.model.scroll_by(drag.y - y, scene.scroll_max)
         drag.y = y
-        drag.moved = True
 
     # --- the hub ------------------------------------------------------------------------------
 
@@ -619,4 +619,4 @@ async def _run(settings: KioskSettings) -> int:
     return 0
 
 
-__all__ = ["Kiosk", "KioskSettings", "Rect", "Screen", "build_parser", "main"]
+__all__ = ["Kiosk", "KioskSettings", "Screen", "build_parser", "main"]

@@ -57,7 +57,7 @@ class Center(_Frozen):
         description="before any window serving a service opens: issue tickets (morning rule) "
         "or refuse with no_window_open",
     )
-    ticket_rules: list[str] = Field(
+    ticket_rules: list[Annotated[str, Field(min_length=1, max_length=120)]] = Field(
         default_factory=lambda: [
             "过号请重新取号 Missed your call? Please take a new ticket",
             "本号当日有效 Valid today only",
