@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-APT_PACKAGES := espeak-ng fonts-wqy-microhei socat sox xvfb xdotool
+APT_PACKAGES := espeak-ng fonts-wqy-microhei socat sox chromium xvfb xdotool
 DEMO_DIR := var/demo
 
 .PHONY: demo test bench lint sysdeps venv clean
@@ -33,6 +33,7 @@ test: sysdeps $(STAMP)
 bench: sysdeps $(STAMP)
 	$(PY) bench/hub.py
 	$(PY) bench/devices.py
+	$(PY) bench/reports.py
 	$(PY) bench/kiosk.py
 
 lint: $(STAMP)
