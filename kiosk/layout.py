@@ -410,34 +410,52 @@ def _welcome(b: _Builder) -> None:
     m, model, lang = b.m, b.model, b.lang
     center = model.catalog.center if model.catalog else None
     area = Rect(m.margin, m.margin, b.width - 2 * m.margin, b.height - 2 * m.margin)
+    short = b.height < 900  # 1366×768: one name line, a smaller clock, room for the button
     y = area.y
     if center is not None:
+        main_name, other_name = (center.zh, center.en) if lang == "zh" else (center.en, center.zh)
+        size = m.title
+        if short:  # one line: the largest size at which the whole name fits, never cut
+            fitting = [
+                z
+                for z in (m.title, m.label, m.body)
+                if b.measure.width(main_name, z, True) <= area.w
+            ]
+            size = fitting[0] if fitting else m.body
         y += b.text(
-            Rect(area.x, y, area.w, 0),
-            center.zh,
-            m.title,
-            Style.TITLE,
-            bold=True,
-            align="center",
-            max_lines=2,
+            Rect(area.x, y, area.w, 0), main_name, size, Style.TITLE, bold=True, align="center"
         )
-        y += b.text(
-            Rect(area.x, y, area.w, 0), center.en, m.body, Style.SUBTLE, align="center", max_lines=2
-        )
+        if not short:
+            y += b.text(
+                Rect(area.x, y, area.w, 0),
+                other_name,
+                m.body,
+                Style.SUBTLE,
+                align="center",
+                max_lines=2,
+            )
+    clock_size = m.body if short else m.label
     y += (
         b.text(
-            Rect(area.x, y + m.gap, area.w, 0),
+            Rect(area.x, y + m.gap // 2, area.w, 0),
             texts.clock_line(b.wall, lang),
-            m.label,
+            clock_size,
             Style.BODY,
             align="center",
         )
-        + 2 * m.gap
+        + m.gap
     )
     toggles_y = area.bottom - m.target
     bottom = Rect(area.x, y, area.w, toggles_y - m.gap - y)
-    bottom = Rect(bottom.x, bottom.y, bottom.w, bottom.h - b.status_banner(bottom))
-    big = max(m.title, min(96, bottom.h // 5))
+    used = b.status_banner(bottom)
+    if not used and model.catalog is not None:
+        closed = texts.closed_line(model.catalog, b.wall, lang)
+        if closed:
+            used = b.banner(bottom, closed)
+    bottom = Rect(bottom.x, bottom.y, bottom.w, bottom.h - used)
+    # The greeting as large as the button allows (its second line and padding included).
+    room = (bottom.h - m.gap - m.lh(m.label)) / LINE_FACTOR
+    big = int(max(m.label, min(96, bottom.h // 5, room)))
     # Nothing to start while the hub is away, or the printer is down and the kiosk refuses.
     start_enabled = model.hub_online and (model.printer.can_print or model.fallback == "show")
     b.button(

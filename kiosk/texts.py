@@ -6,7 +6,7 @@ import datetime as dt
 import math
 from typing import Final
 
-from kiosk.catalog import Lang, ServiceItem, Text
+from kiosk.catalog import KioskCatalog, Lang, ServiceItem, Text
 
 T: Final[dict[str, Text]] = {
     "touch": Text("请触摸屏幕取号", "Touch to start"),
@@ -68,6 +68,7 @@ T: Final[dict[str, Text]] = {
     ),
     "result_timeout": Text("{s} 秒后返回首页", "Back to start in {s} s"),
     "error_title": Text("无法取号", "No ticket issued"),
+    "closed_now": Text("现在不办理取号", "No tickets are issued now"),
     "unavailable": Text("暂不可取号", "Not available now"),
 }
 
@@ -149,3 +150,14 @@ def clock_line(now: dt.datetime, lang: Lang) -> str:
     if lang == "zh":
         return f"{now.year}年{now.month}月{now.day}日 星期{_WEEKDAYS_ZH[now.weekday()]} {now:%H:%M}"
     return now.strftime("%a %d %b %Y  %H:%M")
+
+
+def closed_line(catalog: KioskCatalog, now: dt.datetime, lang: Lang) -> str:
+    """Return "现在不办理取号 · 明天 08:30 起可取号" when no service issues tickets now, else ""."""
+    services = [s for s in catalog.services if s.kind != "pickup"]
+    if not services or any(s.available for s in services):
+        return ""
+    opens = [s.opens_at for s in services if s.opens_at is not None]
+    text = t("closed_now", lang)
+    when = when_line(min(opens), now, lang) if opens else ""
+    return f"{text} · {when}" if when else text

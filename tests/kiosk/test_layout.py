@@ -133,8 +133,19 @@ def _states(catalog: KioskCatalog) -> dict[str, Callable[[KioskModel], None]]:
         model.pending = None
         model.issue_refused(Text("“失业登记”取号时间为 08:30–16:30。", "Tickets 08:30–16:30."), NOW)
 
+    def closed(model: KioskModel) -> None:
+        assert model.catalog is not None
+        evening = tuple(
+            dataclasses.replace(
+                s, available=False, reason="outside_hours", opens_at=WALL + dt.timedelta(hours=23)
+            )
+            for s in model.catalog.services
+        )
+        model.catalog_loaded(dataclasses.replace(model.catalog, services=evening))
+
     return {
         "welcome": go(),
+        "welcome-closed": closed,
         "departments": go(Action(Act.START)),
         "services": go(Action(Act.START), Action(Act.DEPARTMENT, hr)),
         "services-next-page": go(
@@ -241,3 +252,17 @@ def test_wrap_keeps_brackets_and_punctuation_with_their_words(fonts: FontBook) -
     assert english == ["Social security", "card", "application"] or all(
         fonts.width(line, 36) <= fonts.width("Social security", 36) for line in english
     )
+
+
+async def test_welcome_says_when_tickets_are_issued_again(
+    catalog: KioskCatalog, fonts: FontBook
+) -> None:
+    model = _model(catalog, "zh", False)
+    assert not any(
+        "现在不办理取号" in e.label for e in layout(model, SIZES[0], fonts, NOW, WALL).elements
+    )
+    _states(catalog)["welcome-closed"](model)
+    scene = layout(model, SIZES[0], fonts, NOW, WALL)
+    assert any(e.label == "现在不办理取号 · 明天 08:05 起可取号" for e in scene.elements), [
+        e.label for e in scene.elements
+    ]
