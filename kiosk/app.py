@@ -79,7 +79,7 @@ class KioskSettings:
     """How to run one kiosk (validated from the command line)."""
 
     hub: str
-    token: str
+    token: str = field(repr=False)  # a secret: never in logs or tracebacks
     printer: str
     size: tuple[int, int] = (1080, 1920)
     fullscreen: bool = False

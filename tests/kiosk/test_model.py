@@ -236,3 +236,11 @@ def test_the_kiosk_uses_only_the_public_client_and_shared_types() -> None:
                 if name.split(".")[0] == "qcall":
                     assert name in allowed_qcall, f"{path.name} imports {name}"
                 assert name.split(".")[0] != "display", f"{path.name} imports {name}"
+
+
+def test_settings_never_show_the_token() -> None:
+    from kiosk.app import KioskSettings
+
+    settings = KioskSettings("http://hub", "qc_secret-token", "tcp://127.0.0.1:9100")
+    assert "qc_secret-token" not in repr(settings)
+    assert settings.token == "qc_secret-token"
