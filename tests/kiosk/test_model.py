@@ -244,3 +244,29 @@ def test_settings_never_show_the_token() -> None:
     settings = KioskSettings("http://hub", "qc_secret-token", "tcp://127.0.0.1:9100")
     assert "qc_secret-token" not in repr(settings)
     assert settings.token == "qc_secret-token"
+
+
+def test_texts_for_waits_reasons_and_when_to_come_back() -> None:
+    from kiosk import texts
+
+    tz = dt.timezone(dt.timedelta(hours=8))
+    now = dt.datetime(2026, 11, 30, 17, 0, tzinfo=tz)  # a Monday
+    tomorrow = dt.datetime(2026, 12, 1, 8, 30, tzinfo=tz)
+    later = dt.datetime(2026, 12, 5, 8, 30, tzinfo=tz)
+    assert texts.when_line(now.replace(hour=18), now, "zh") == "今天 18:00 起可取号"
+    assert texts.when_line(tomorrow, now, "zh") == "明天 08:30 起可取号"
+    assert texts.when_line(later, now, "zh") == "12月5日（周六） 08:30 起可取号"
+    assert texts.when_line(tomorrow, now, "en") == "From 08:30 tomorrow"
+    assert texts.when_line(later, now, "en") == "From 08:30 Sat 5 Dec"
+    assert texts.when_line(None, now, "en") == ""
+    full = CATALOG.service("full")
+    assert full is not None
+    assert texts.reason_line(full, now, "zh") == "今日已满 · 明天 08:30 起可取号"
+    assert texts.reason_line(full, now, "en") == "Full today · From 08:30 tomorrow"
+    assert texts.result_line(5, 900, "zh") == "前面还有 5 人，预计等候 15 分钟"
+    assert texts.result_line(0, None, "en") == "0 ahead of you"
+    a = CATALOG.service("a")
+    assert a is not None
+    assert texts.wait_line(a, "zh") == "等候 3 人 · 约 10 分钟"
+    assert texts.closed_line(CATALOG, now, "zh") == ""  # one service is available
+    assert texts.clock_line(now, "zh") == "2026年11月30日 星期一 17:00"
