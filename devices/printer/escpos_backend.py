@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Protocol
 
+import qrcode
+import qrcode.constants
 from PIL import Image
 
 from devices.printer import commands as cmd
@@ -167,11 +169,26 @@ class EscposCommands:
         return printer
 
     def qr_code(self, data: bytes, module: int) -> bytes:
-        """Return python-escpos' native QR (model 2, level M), or an image QR if not native."""
+        """Return python-escpos' native QR (model 2, level M), or the QR as a centred image.
+
+        The image path draws the code with ``qrcode`` and sends it through python-escpos'
+        ``image()``; its own ``qr(native=False)`` would add a text line that switches the code
+        page (``ESC t``), which Chinese mode does not want.
+        """
+        if self.profile.qr_native or self._model == DEFAULT_MODEL:
+            with self._lock:
+                printer = self._printer()
+                printer.qr(data.decode("utf-8"), native=True, size=module, ec=_QR_EC_M, model=2)
+                return bytes(printer.output)
+        code = qrcode.QRCode(
+            error_correction=qrcode.constants.ERROR_CORRECT_M, box_size=module, border=4
+        )
+        code.add_data(data)
+        code.make(fit=True)
+        picture = code.make_image(fill_color="black", back_color="white").get_image().convert("L")
         with self._lock:
             printer = self._printer()
-            native = self.profile.qr_native or self._model == DEFAULT_MODEL
-            printer.qr(data.decode("utf-8"), native=native, size=module, ec=_QR_EC_M, model=2)
+            printer.image(picture, impl="bitImageRaster", center=True)
             return bytes(printer.output)
 
     def raster_image(self, width_bytes: int, height: int, data: bytes) -> bytes:

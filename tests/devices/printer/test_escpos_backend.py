@@ -13,12 +13,15 @@ import pytest
 
 from devices.emulators.printer import PrinterEmulator
 from devices.printer import TicketPrinter
+from devices.printer import commands as cmd
 from devices.printer.commands import PAPER_DOTS
+from devices.printer.decode import decode
 from devices.printer.escpos_backend import (
     OWN_COMMANDS,
     EscposCommands,
     EscposUnavailable,
 )
+from devices.printer.paper import build_job
 from devices.printer.render import render_test_page, render_ticket
 from tests.devices.printer.samples import ISSUED_AT, SAMPLE, TRACK_URL
 
@@ -108,3 +111,15 @@ async def test_printer_with_a_model_prints_the_same_bytes(
         assert printer.diagnostics()["escpos_profile"]["model"] == "default"
     finally:
         await printer.stop()
+
+
+def test_a_model_without_native_qr_gets_the_code_as_an_image(tmp_path: Path) -> None:
+    commands = EscposCommands("ZJ-5870", PAPER_DOTS[58], tmp_path)
+    assert not commands.profile.qr_native
+    job = build_job(decode(render_ticket(SAMPLE, 58, True, "gb2312", commands=commands)))
+    assert job.qr_data() == []  # no GS ( k for a printer that cannot do it
+    assert job.images()  # the code went out as a raster image instead
+    assert "A012" in job.text_lines()
+    # No cutter on this model: python-escpos' profile feeds the paper out for tearing off.
+    assert not job.cut
+    assert commands.full_cut() == cmd.feed_lines(6)
