@@ -15,6 +15,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal, cast
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pygame
 
@@ -220,7 +221,7 @@ class Kiosk:
         assert self._fonts is not None
         assert self._surface is not None
         scene = layout_module.layout(
-            self.model, self._surface.get_size(), self._fonts, now, self.wall_clock()
+            self.model, self._surface.get_size(), self._fonts, now, self._center_time()
         )
         if scene == self.scene:
             return
@@ -230,6 +231,17 @@ class Kiosk:
         self.frames += 1
         self._write_outputs(scene)
         self._drawn.set()
+
+    def _center_time(self) -> dt.datetime:
+        """Return now in the center's time zone (the kiosk PC's own may differ)."""
+        now = self.wall_clock()
+        zone = self.model.catalog.timezone if self.model.catalog else None
+        if zone is None:
+            return now
+        try:
+            return now.astimezone(ZoneInfo(zone))
+        except (ZoneInfoNotFoundError, ValueError):
+            return now
 
     def _write_outputs(self, scene: Scene) -> None:
         shots = self.settings.screenshot_dir

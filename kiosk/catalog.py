@@ -88,6 +88,7 @@ class KioskCatalog:
     rules: tuple[str, ...]
     departments: tuple[DepartmentItem, ...]
     services: tuple[ServiceItem, ...]
+    timezone: str | None = None  # the center's, for the clock on the screen
 
     @classmethod
     def from_api(cls, data: Catalog) -> KioskCatalog:
@@ -105,6 +106,7 @@ class KioskCatalog:
             tuple(center.get("ticket_rules", ())),
             departments,
             services,
+            center.get("timezone"),
         )
 
     def service(self, service_id: str) -> ServiceItem | None:

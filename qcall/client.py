@@ -331,6 +331,7 @@ class CenterNames(TypedDict):
     name_zh: str
     name_en: str
     ticket_rules: list[str]
+    timezone: str
 
 
 class Catalog(TypedDict):

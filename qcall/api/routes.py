@@ -366,6 +366,7 @@ def _catalog(hub: Hub) -> dict[str, Any]:
             "name_zh": config.center.name_zh,
             "name_en": config.center.name_en,
             "ticket_rules": list(config.center.ticket_rules),
+            "timezone": config.center.timezone,
         },
         "day": {
             "date": local_day.isoformat(),

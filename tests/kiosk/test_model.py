@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
 
@@ -270,3 +271,18 @@ def test_texts_for_waits_reasons_and_when_to_come_back() -> None:
     assert texts.wait_line(a, "zh") == "等候 3 人 · 约 10 分钟"
     assert texts.closed_line(CATALOG, now, "zh") == ""  # one service is available
     assert texts.clock_line(now, "zh") == "2026年11月30日 星期一 17:00"
+
+
+def test_the_clock_shows_the_centers_time_not_the_pcs() -> None:
+    from kiosk.app import Kiosk, KioskSettings
+
+    utc_noon = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.UTC)
+    kiosk = Kiosk(
+        KioskSettings("http://hub", "t", "tcp://127.0.0.1:9"), wall_clock=lambda: utc_noon
+    )
+    assert kiosk._center_time() == utc_noon  # no catalog yet: the PC's clock
+    kiosk.model.catalog_loaded(dataclasses.replace(CATALOG, timezone="Asia/Shanghai"))
+    shown = kiosk._center_time()
+    assert (shown.hour, shown.utcoffset()) == (20, dt.timedelta(hours=8))
+    kiosk.model.catalog_loaded(dataclasses.replace(CATALOG, timezone="Mars/Olympus"))
+    assert kiosk._center_time() == utc_noon  # an unknown zone is no reason to stop
