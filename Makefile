@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-APT_PACKAGES := espeak-ng fonts-wqy-microhei socat sox chromium xvfb xdotool
+APT_PACKAGES := espeak-ng fonts-wqy-microhei fontconfig socat sox chromium curl xvfb xdotool
 DEMO_DIR := var/demo
+# e.g. make demo DEMO_ARGS="--port 18080 --bus-port 17101 --printer-port 19101" (controls: +1)
+DEMO_ARGS ?=
 
 .PHONY: demo test bench lint sysdeps venv clean
 
@@ -25,7 +27,7 @@ sysdeps:
 	fi
 
 demo: sysdeps $(STAMP)
-	$(PY) -m qcall demo --config config/demo.toml --dir $(DEMO_DIR)
+	$(PY) -m qcall demo --config config/demo.toml --dir $(DEMO_DIR) $(DEMO_ARGS)
 
 test: sysdeps $(STAMP)
 	$(PY) -m pytest -q
@@ -34,6 +36,7 @@ bench: sysdeps $(STAMP)
 	$(PY) bench/hub.py
 	$(PY) bench/devices.py
 	$(PY) bench/reports.py
+	$(PY) bench/display.py
 	$(PY) bench/kiosk.py
 
 lint: $(STAMP)

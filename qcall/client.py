@@ -1,6 +1,6 @@
 """The public asyncio client of hub API v1: the lobby display, the kiosk and integrators use it.
 
-``QcallClient`` wraps every route of DESIGN.md §6 in a typed method and raises
+``QcallClient`` wraps every route of docs/api.md in a typed method and raises
 ``QcallApiError`` for the contract's error bodies. ``events()`` follows the event stream and
 reconnects on its own, resuming with ``after=<last seq>`` so the consumer sees every event
 exactly once and in order.
@@ -34,7 +34,9 @@ __all__ = [
     "Health",
     "InquiryResult",
     "IssuedTicket",
+    "LobbySettings",
     "LoginResult",
+    "PublicFigures",
     "QcallApiError",
     "QcallClient",
     "QcallConnectionError",
@@ -356,6 +358,29 @@ class StreamMessage(TypedDict):
     at: NotRequired[str]
 
 
+class LobbySettings(TypedDict):
+    """``GET /lobby``: center names, windows, service groups and the ``[lobby]`` settings."""
+
+    center: CenterNames
+    timezone: str
+    windows: list[dict[str, Any]]
+    departments: list[Department]
+    services: list[dict[str, Any]]
+    lobby: dict[str, Any]
+    version: str
+
+
+class PublicFigures(TypedDict):
+    """``GET /figures``: today's public figures (信息公开), counts and rates only."""
+
+    date: str
+    issued: int
+    served: int
+    waiting_mean_s: int | None
+    ratings: int
+    satisfaction_pct: float | None
+
+
 DailyReport = dict[str, Any]
 Report = dict[str, Any]
 AssessmentSheet = dict[str, Any]
@@ -598,6 +623,14 @@ class QcallClient:
     async def state(self) -> State:
         """The hall snapshot: windows, waiting counts, recent calls, ``seq``."""
         return cast(State, await self._json("GET", "/state"))
+
+    async def lobby(self) -> LobbySettings:
+        """What a lobby screen shows and says (follows edits of the center's file)."""
+        return cast(LobbySettings, await self._json("GET", "/lobby"))
+
+    async def figures(self) -> PublicFigures:
+        """Today's public figures: served, mean wait, satisfaction (信息公开)."""
+        return cast(PublicFigures, await self._json("GET", "/figures"))
 
     @overload
     async def daily_report(

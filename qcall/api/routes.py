@@ -18,13 +18,15 @@ from pydantic import BaseModel, ValidationError
 from qcall import __version__
 from qcall.api import schemas
 from qcall.auth import client_address
-from qcall.config import format_loc
 from qcall.engine import Ticket
 from qcall.errors import AuthError, BadRequest, Forbidden, QcallError
 from qcall.hub import Hub
 from qcall.i18n import pick_language, text
+from qcall.lobby import lobby_view, public_figures
 from qcall.model import WINDOW_ROLES, Outcome, Role
+from qcall.reports.worker import Job
 from qcall.store import Principal
+from qcall.validation import problems_of
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -179,15 +181,18 @@ async def parse_body(request: web.Request, model: type[BaseModel], lang: str) ->
     try:
         return model.model_validate_json(raw)
     except ValidationError as err:
-        problems = [
-            {"field": format_loc(tuple(e["loc"])), "problem": e["msg"]} for e in err.errors()
-        ]
-        first = problems[0]
+        found = problems_of(err.errors())
+        first = found[0]
+        whole = not err.errors()[0]["loc"]  # about the body as a whole, not one field
         raise BadRequest(
-            f"invalid {first['field']}: {first['problem']}",
-            f"请求内容有误：{first['field']}（{first['problem']}）",
+            f"invalid body: {first.en}" if whole else f"invalid {first.where}: {first.en}",
+            f"请求内容有误：{first.zh}" if whole else f"请求内容有误：{first.where} {first.zh}",
             code="invalid_body",
-            details={"problems": problems},
+            details={
+                "problems": [
+                    {"field": p.where, "problem": p.zh if lang == "zh" else p.en} for p in found
+                ]
+            },
         ) from None
 
 
@@ -267,7 +272,7 @@ async def login(ctx: Context) -> web.StreamResponse:
             "staff": member.id,
             "name": member.name,
             "role": str(member.role),
-            "expires_at": expires.isoformat(),
+            "expires_at": expires.astimezone(hub.tz).isoformat(),
         }
     )
 
@@ -705,6 +710,33 @@ async def log_inquiry(ctx: Context) -> web.StreamResponse:
 async def state(ctx: Context) -> web.StreamResponse:
     """Windows, waiting counts and recent calls."""
     return json_response(await ctx.hub.durable_state())
+
+
+@route("GET", f"{API}/lobby", DISPLAY_PLUS, "Lobby screen settings and hall layout", tag="lobby")
+async def lobby(ctx: Context) -> web.StreamResponse:
+    """Center names, windows, service groups, notices and announcement settings."""
+    hub = ctx.hub
+    return json_response(lobby_view(hub.config, await hub.lobby.current()))
+
+
+@route(
+    "GET",
+    f"{API}/figures",
+    DISPLAY_PLUS,
+    "Today's public figures (信息公开): served, mean wait, satisfaction",
+    tag="lobby",
+)
+async def figures(ctx: Context) -> web.StreamResponse:
+    """Counts and rates of today only: no numbers, names or staff."""
+    hub = ctx.hub
+    day = hub.engine.local(hub.clock()).date()
+
+    async def compute() -> dict[str, Any]:
+        # In the report process, like every report: never on the loop's interpreter lock.
+        report, _body = await hub.reports.run(Job("figures", "daily", day, day, day))
+        return public_figures(report)
+
+    return json_response(await hub.figures.get((day, hub.committed_seq), compute))
 
 
 @route("GET", f"{API}/diagnostics", ADMINS, "Devices and hub internals", tag="system")

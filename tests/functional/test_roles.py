@@ -1,8 +1,8 @@
-"""Who may call what (DESIGN.md §6): every route × every role against a real hub.
+"""Who may call what (docs/roles.md, docs/api.md): every route × every role against a real hub.
 
-The expected table below is written from DESIGN.md, not read from ``ROUTES``, so a change
-of a route's roles, or a new route without a role decision, fails here. Readings of the
-design where it is terse:
+The expected table below is written from the documented contract, not read from
+``ROUTES``, so a change of a route's roles, or a new route without a role decision, fails
+here. Readings of the design where it is terse:
 
 - "kiosk+" is every role; "display+" is every role but the kiosk (integrations follow the
   hall too).
@@ -66,6 +66,8 @@ EXPECTED: Final[dict[tuple[str, str], frozenset[str] | None]] = {
     ("POST", "/api/v1/cases/{id}/ready"): WINDOW_STAFF,
     ("POST", "/api/v1/inquiries"): WINDOW_STAFF,
     ("GET", "/api/v1/state"): DISPLAY_AND_UP,
+    ("GET", "/api/v1/lobby"): DISPLAY_AND_UP,
+    ("GET", "/api/v1/figures"): DISPLAY_AND_UP,
     ("GET", "/api/v1/events"): DISPLAY_AND_UP,
     ("GET", "/api/v1/reports/daily"): MANAGEMENT,
     ("GET", "/api/v1/reports/monthly"): MANAGEMENT,
@@ -116,6 +118,8 @@ PROBES: Final[dict[tuple[str, str], tuple[str, Any]]] = {
     ("POST", "/api/v1/cases/{id}/ready"): ("/api/v1/cases/no-such-case/ready", None),
     ("POST", "/api/v1/inquiries"): ("/api/v1/inquiries", {}),
     ("GET", "/api/v1/state"): ("/api/v1/state", None),
+    ("GET", "/api/v1/lobby"): ("/api/v1/lobby", None),
+    ("GET", "/api/v1/figures"): ("/api/v1/figures", None),
     ("GET", "/api/v1/reports/daily"): ("/api/v1/reports/daily?date=not-a-date", None),
     ("GET", "/api/v1/reports/monthly"): ("/api/v1/reports/monthly?month=2026-13", None),
     ("GET", "/api/v1/reports/range"): ("/api/v1/reports/range?from=2026-11-02&to=2026-11-01", None),
