@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-APT_PACKAGES := espeak-ng fonts-wqy-microhei fontconfig socat sox chromium curl
+APT_PACKAGES := espeak-ng fonts-wqy-microhei fontconfig socat sox chromium curl xvfb xdotool
 DEMO_DIR := var/demo
 # e.g. make demo DEMO_ARGS="--port 18080 --bus-port 17101 --printer-port 19101" (controls: +1)
 DEMO_ARGS ?=
@@ -38,6 +38,7 @@ bench: sysdeps $(STAMP)
 	$(PY) bench/wal.py
 	$(PY) bench/reports.py
 	$(PY) bench/display.py
+	$(PY) bench/kiosk.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -60,6 +60,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from devices import selftest
 
         return selftest.main(words[1:])
+    if words[:1] == ["kiosk"]:
+        from kiosk import app
+
+        return app.main(words[1:])
     parser = _parser()
     args = parser.parse_args(argv)
     _configure_logging(args.log_level)
@@ -201,6 +205,7 @@ def _parser() -> argparse.ArgumentParser:
         "voice",
         help="语音片段缓存 / render the clip cache: 'qcall voice build --help'",
     )
+    sub.add_parser("kiosk", help="触摸屏取号机 / touchscreen ticket kiosk: 'qcall kiosk --help'")
 
     demo = sub.add_parser("demo", help="演示：中心服务 + 模拟设备 / demo hub on emulated devices")
     demo.add_argument("--config", type=Path, default=Path("config/demo.toml"))

@@ -303,6 +303,7 @@ class CatalogService(TypedDict):
     waiting: int
     estimated_wait_s: int
     available: bool
+    served_now: bool
     notice: dict[str, Any]
     unavailable_reason: NotRequired[str]
     message: NotRequired[Bilingual]
@@ -331,6 +332,8 @@ class CenterNames(TypedDict):
 
     name_zh: str
     name_en: str
+    ticket_rules: list[str]
+    timezone: str
 
 
 class Catalog(TypedDict):
@@ -472,14 +475,29 @@ class QcallClient:
         priority: bool = False,
         channel: str | None = None,
         case_code: str | None = None,
+        idempotency_key: str | None = None,
     ) -> IssuedTicket:
-        """Issue a ticket; returns once the hub has stored it durably."""
+        """Issue a ticket; returns once the hub has stored it durably.
+
+        Retrying with the same ``idempotency_key`` within the service day answers the same
+        ticket instead of issuing another.
+        """
         body: dict[str, Any] = {"service": service, "priority": priority}
         if channel is not None:
             body["channel"] = channel
         if case_code is not None:
             body["case_code"] = case_code
-        return cast(IssuedTicket, await self._json("POST", "/tickets", body))
+        extra = {"Idempotency-Key": idempotency_key} if idempotency_key is not None else None
+        data = await self._request("POST", "/tickets", body, extra_headers=extra)
+        return cast(IssuedTicket, data)
+
+    async def report_device(
+        self, name: str, state: Literal["ready", "attention", "offline"], detail: str = ""
+    ) -> None:
+        """Report the state of a device this client drives (becomes a ``device.state`` event)."""
+        await self._request(
+            "POST", f"/devices/{_seg(name)}/state", {"state": state, "detail": detail}
+        )
 
     async def ticket(self, ticket_id: str) -> TicketView:
         """One of today's tickets."""
@@ -845,9 +863,12 @@ class QcallClient:
         *,
         auth: bool = True,
         params: Mapping[str, str] | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> Any:
         """Send a request; return the decoded JSON body, or None for 204."""
-        text = await self._text(method, path, body, auth=auth, params=params)
+        text = await self._text(
+            method, path, body, auth=auth, params=params, extra_headers=extra_headers
+        )
         return json.loads(text) if text else None
 
     async def _text(
@@ -859,8 +880,17 @@ class QcallClient:
         auth: bool = True,
         params: Mapping[str, str] | None = None,
         root: bool = False,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> str:
-        raw = await self._bytes(method, path, body, auth=auth, params=params, root=root)
+        raw = await self._bytes(
+            method,
+            path,
+            body,
+            auth=auth,
+            params=params,
+            root=root,
+            extra_headers=extra_headers,
+        )
         return raw.decode("utf-8")
 
     async def _bytes(
@@ -872,15 +902,19 @@ class QcallClient:
         auth: bool = True,
         params: Mapping[str, str] | None = None,
         root: bool = False,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> bytes:
         session = self._require_session()
+        headers = self._headers(auth=auth)
+        if extra_headers:
+            headers.update(extra_headers)
         try:
             async with session.request(
                 method,
                 self._url(path, root=root),
                 json=body,
                 params=params,
-                headers=self._headers(auth=auth),
+                headers=headers,
                 timeout=aiohttp.ClientTimeout(total=self.timeout, sock_connect=CONNECT_TIMEOUT_S),
             ) as response:
                 raw = await response.read()

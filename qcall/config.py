@@ -62,6 +62,19 @@ class Center(_Frozen):
     phone: str = ""
     timezone: str = "Asia/Shanghai"
     public_url: str = "http://127.0.0.1:8080"
+    no_window_open: Literal["refuse", "issue"] = Field(
+        default="issue",
+        description="before any window serving a service opens: issue tickets (morning rule) "
+        "or refuse with no_window_open",
+    )
+    ticket_rules: list[Annotated[str, Field(min_length=1, max_length=120)]] = Field(
+        default_factory=lambda: [
+            "过号请重新取号 Missed your call? Please take a new ticket",
+            "本号当日有效 Valid today only",
+        ],
+        max_length=6,
+        description="short rules printed at the foot of every ticket",
+    )
 
     @field_validator("timezone")
     @classmethod

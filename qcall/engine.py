@@ -71,6 +71,7 @@ class Ticket:
     origin: str | None = None
     transferred_to: str | None = None
     rating: int | None = None
+    idempotency_key: str | None = None
 
     def to_public(self) -> dict[str, Any]:
         """Return the API form of the ticket (without the tracking secret)."""
@@ -223,6 +224,8 @@ class Engine:
         self.tickets: dict[str, Ticket] = {}
         self.by_token: dict[str, str] = {}
         self.by_number: dict[str, str] = {}
+        # Idempotency-Key -> ticket id, for today's tickets (cleared when a new day opens).
+        self.by_key: dict[str, str] = {}
         self.counters: dict[str, int] = {}
         self.issued: dict[str, int] = {}
         self.windows = {w.number: WindowRun(w.number) for w in config.windows}
@@ -382,7 +385,7 @@ class Engine:
                 f"{_opens_en(opens)}",
                 opens,
             )
-        if new_day or not any(self.windows[n].staff is not None for n in self._servers[service.id]):
+        if self.config.center.no_window_open == "refuse" and not self.served_now(service, now):
             return Availability(
                 False,
                 UnavailableReason.NO_WINDOW_OPEN,
@@ -390,6 +393,12 @@ class Engine:
                 f"No window is open for {service.name_en} yet; please wait or ask the desk.",
             )
         return Availability(True)
+
+    def served_now(self, service: Service, now: dt.datetime) -> bool:
+        """Return whether a window that serves ``service`` is open today at ``now``."""
+        if self.day != self.local(now).date():
+            return False
+        return any(self.windows[n].staff is not None for n in self._servers[service.id])
 
     def issue(
         self,
@@ -399,10 +408,24 @@ class Engine:
         priority: bool = False,
         channel: str = "kiosk",
         case_code: str | None = None,
+        idempotency_key: str | None = None,
     ) -> Ticket:
-        """Issue a ticket for a service; refuse when it is unavailable or the case is unknown."""
+        """Issue a ticket for a service; refuse when it is unavailable or the case is unknown.
+
+        With ``idempotency_key``, a key already used today answers that day's ticket again
+        (without a new event) instead of issuing a second one.
+        """
         self.tick(now)
         service = self._service(service_id)
+        if idempotency_key is not None and idempotency_key in self.by_key:
+            earlier = self.tickets[self.by_key[idempotency_key]]
+            if earlier.service != service.id or earlier.priority != priority:
+                raise Conflict(
+                    "this Idempotency-Key was already used for a different ticket request",
+                    "此幂等键已用于另一项取号请求",
+                    code="idempotency_key_reused",
+                )
+            return earlier
         availability = self.availability(service, now)
         if not availability.available:
             raise ServiceUnavailable(
@@ -435,6 +458,7 @@ class Engine:
                 "channel": channel,
                 "track_token": self._token_factory(),
                 "case_id": case.id if case else None,
+                **({"idempotency_key": idempotency_key} if idempotency_key else {}),
             },
         )
         return self.tickets[event.data["id"]]
@@ -1306,6 +1330,8 @@ class Engine:
         self.tickets[ticket.id] = ticket
         self.by_token[ticket.track_token] = ticket.id
         self.by_number[ticket.number] = ticket.id
+        if ticket.idempotency_key is not None:
+            self.by_key[ticket.idempotency_key] = ticket.id
 
     def _enqueue(self, ticket: Ticket) -> None:
         if ticket.pinned_window is not None:
@@ -1337,6 +1363,7 @@ class Engine:
         self.tickets.clear()
         self.by_token.clear()
         self.by_number.clear()
+        self.by_key.clear()
         # Numbering starts at 1, or after the numbers a lost log had issued that day.
         self.counters = {p: int(n) for p, n in data.get("numbers_from", {}).items()}
         self.issued.clear()
@@ -1378,6 +1405,7 @@ class Engine:
             order=self._order,
             track_token=data["track_token"],
             case_id=data.get("case_id"),
+            idempotency_key=data.get("idempotency_key"),
         )
         self.counters[data["prefix"]] = self.counters.get(data["prefix"], 0) + 1
         self.issued[ticket.service] = self.issued.get(ticket.service, 0) + 1

@@ -15,12 +15,19 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from devices.base import Device, DeviceState, ProbeResult, StateCallback
+from devices.printer.commands import PAPER_DOTS
 from devices.printer.connection import (
     Connection,
     PrinterStatusUnsupported,
     TransportKind,
     open_connection,
     parse_printer_url,
+)
+from devices.printer.escpos_backend import (
+    OWN_COMMANDS,
+    CommandSet,
+    EscposCommands,
+    PrinterProfile,
 )
 from devices.printer.render import TicketPrint, render_test_page, render_ticket
 from devices.printer.status import (
@@ -34,12 +41,16 @@ from qcall.errors import DeviceError, DeviceTimeout, DeviceUnavailable
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+    from pathlib import Path
 
     from qcall.config import Printer
 
 _LOGGER = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
+# Importing python-escpos parses its capability file: about 0.5 s cold, 0.2 s from the cache;
+# 30 s only runs out on a wedged disk.
+ESCPOS_LOAD_TIMEOUT_S: Final = 30.0
 # A LAN printer accepts in milliseconds; 3 s covers one that is waking from power save or
 # an ARP retry, and is still short enough for the kiosk to tell the resident promptly.
 CONNECT_TIMEOUT_S: Final = 3.0
@@ -121,7 +132,11 @@ class TicketPrinter(Device):
         on_status: Callable[[PrinterStatus], None] | None = None,
         on_state: StateCallback | None = None,
         policy: SupervisorPolicy | None = None,
+        model: str | None = None,
+        state_dir: Path | None = None,
     ) -> None:
+        # model: a python-escpos profile name; then python-escpos makes the QR, image and cut
+        # bytes (imported lazily, capability cache under state_dir). None: our own bytes.
         # on_status hears each change of the printer's own status (paper, cover, cutter);
         # on_state hears the supervised connection. Printing needs neither nor start().
         if paper not in (58, 80):
@@ -136,6 +151,9 @@ class TicketPrinter(Device):
         self.repertoire = repertoire
         self.print_materials = print_materials
         self._on_status = on_status
+        self.model = model
+        self._state_dir = state_dir
+        self._escpos: EscposCommands | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._lock = asyncio.Lock()
         self._conn: Connection | None = None  # touched only by the worker thread
@@ -221,22 +239,42 @@ class TicketPrinter(Device):
 
     async def print_ticket(self, ticket: TicketPrint) -> PrintResult:
         """Check status, then send the ticket; refuse (``PrinterNotReady``) before any byte."""
-        render = functools.partial(
-            render_ticket,
-            ticket,
-            self.paper,
-            self.chinese_mode,
-            self.repertoire,
-            self.print_materials,
-        )
+
+        def render() -> bytes:
+            return render_ticket(
+                ticket,
+                self.paper,
+                self.chinese_mode,
+                self.repertoire,
+                self.print_materials,
+                self._commands_blocking(),
+            )
+
         return await self._print(render, f"ticket {ticket.number}")
+
+    async def load_profile(self) -> PrinterProfile | None:
+        """Import python-escpos and read the model's profile now (else at the first ticket)."""
+        if self.model is None:
+            return None
+        async with self._exclusive():
+            await self._run(self._commands_blocking, ESCPOS_LOAD_TIMEOUT_S)
+        assert self._escpos is not None
+        return self._escpos.profile
 
     async def print_test(self, now: datetime | None = None) -> PrintResult:
         """Print the technician self-test page (same status check as a ticket)."""
         printed_at = now or datetime.now(UTC).astimezone()
-        render = functools.partial(
-            render_test_page, self.id, printed_at, self.paper, self.chinese_mode, self.repertoire
-        )
+
+        def render() -> bytes:
+            return render_test_page(
+                self.id,
+                printed_at,
+                self.paper,
+                self.chinese_mode,
+                self.repertoire,
+                self._commands_blocking(),
+            )
+
         return await self._print(render, "self-test page")
 
     async def probe(self) -> list[ProbeResult]:
@@ -279,6 +317,8 @@ class TicketPrinter(Device):
             "chinese_mode": self.chinese_mode,
             "repertoire": self.repertoire,
             "print_materials": self.print_materials,
+            "escpos_model": self.model,
+            "escpos_profile": self._escpos.profile.as_dict() if self._escpos else None,
             "supports_status": self.supports_status,
             "printer_state": str(self._state),
             "connected": self._conn is not None,
@@ -423,6 +463,15 @@ class TicketPrinter(Device):
         self._last_error_at = datetime.now(UTC)
 
     # --- worker-thread side ----------------------------------------------------------------
+
+    def _commands_blocking(self) -> CommandSet:
+        if self.model is None:
+            return OWN_COMMANDS
+        if self._escpos is None:
+            cache = self._state_dir / "escpos" if self._state_dir is not None else None
+            self._escpos = EscposCommands(self.model, PAPER_DOTS[self.paper], cache)
+            _LOGGER.info("printer %s: python-escpos profile %s", self.id, self._escpos.profile)
+        return self._escpos
 
     def _open_blocking(self) -> Connection:
         if self._conn is None:

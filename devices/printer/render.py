@@ -14,6 +14,7 @@ from PIL import Image, ImageDraw
 
 from devices.printer import commands as cmd
 from devices.printer.commands import Align
+from devices.printer.escpos_backend import OWN_COMMANDS, CommandSet
 from devices.printer.fonts import FONT_LOCK, cjk_font
 
 Paper = Literal[58, 80]
@@ -45,6 +46,7 @@ class TicketPrint:
     materials: tuple[str, ...] = ()
     window_hint: str | None = None
     priority: bool = False
+    rules: tuple[str, ...] = ()  # the center's short rules ("过号请重新取号"), printed at the foot
 
     def __post_init__(self) -> None:
         """Reject values that cannot be printed meaningfully."""
@@ -132,7 +134,13 @@ def wrap(text: str, columns: int, indent: int = 0) -> list[str]:
 class _Writer:
     """Accumulates one print job, emitting style commands only when they change."""
 
-    def __init__(self, paper: int, chinese_mode: bool, repertoire: str) -> None:
+    def __init__(
+        self,
+        paper: int,
+        chinese_mode: bool,
+        repertoire: str,
+        commands: CommandSet = OWN_COMMANDS,
+    ) -> None:
         if paper not in cmd.PAPER_DOTS:
             raise ValueError(f"paper must be 58 or 80, not {paper!r}")
         if repertoire not in get_args(Repertoire):
@@ -142,6 +150,7 @@ class _Writer:
         self._dots = cmd.PAPER_DOTS[paper]
         self._chinese_mode = chinese_mode
         self._repertoire = repertoire
+        self._commands = commands
         self._out = bytearray(cmd.INIT)
         if chinese_mode:
             self._out += cmd.KANJI_ON
@@ -173,7 +182,7 @@ class _Writer:
         for piece in wrap(clean_text(text), self.columns // size[0], indent):
             encoded = _encode(piece, self._chinese_mode, self._repertoire)
             if encoded is None:
-                self._out += _raster_line(piece, self._dots, align, bold, size)
+                self._out += _raster_line(piece, self._dots, align, bold, size, self._commands)
             else:
                 self._style(align, bold, size)
                 self._out += encoded + cmd.LF
@@ -191,12 +200,12 @@ class _Writer:
     def qr(self, data: str) -> None:
         """Print a centred native QR code."""
         self._style(Align.CENTER, False, (1, 1))
-        self._out += cmd.qr_code(data.encode("utf-8"), QR_MODULE[self.paper])
+        self._out += self._commands.qr_code(data.encode("utf-8"), QR_MODULE[self.paper])
         self._out += cmd.LF
 
     def finish(self) -> bytes:
         """End the job with the cut and return its bytes."""
-        self._out += cmd.full_cut()
+        self._out += self._commands.full_cut()
         return bytes(self._out)
 
 
@@ -226,7 +235,9 @@ def _encode(text: str, chinese_mode: bool, repertoire: str) -> bytes | None:
     return bytes(out)
 
 
-def _raster_line(text: str, dots: int, align: Align, bold: bool, size: _Size) -> bytes:
+def _raster_line(
+    text: str, dots: int, align: Align, bold: bool, size: _Size, commands: CommandSet
+) -> bytes:
     """Draw one line with the CJK font at the paper width and return it as ``GS v 0``."""
     width_mag, height_mag = size
     height = cmd.KANJI_DOTS * height_mag + (cmd.LINE_DOTS - cmd.KANJI_DOTS)
@@ -252,7 +263,7 @@ def _raster_line(text: str, dots: int, align: Align, bold: bool, size: _Size) ->
     }[align]
     canvas.paste(glyphs, (offset, 0))
     packed = canvas.convert("1", dither=Image.Dither.NONE).tobytes()
-    return cmd.raster_image(dots // 8, height, packed)
+    return commands.raster_image(dots // 8, height, packed)
 
 
 def _wait_minutes(seconds: int) -> int:
@@ -266,9 +277,14 @@ def render_ticket(
     chinese_mode: bool = True,
     repertoire: str = "gbk",
     print_materials: bool = True,
+    commands: CommandSet = OWN_COMMANDS,
 ) -> bytes:
-    """Return the complete print job for ``ticket``, from ``ESC @`` to the cut."""
-    job = _Writer(paper, chinese_mode, repertoire)
+    """Return the complete print job for ``ticket``, from ``ESC @`` to the cut.
+
+    ``commands`` makes the QR, image and cut bytes (python-escpos at run time, see
+    ``escpos_backend``); text, including Chinese mode, is always written here.
+    """
+    job = _Writer(paper, chinese_mode, repertoire, commands)
     job.line(ticket.center_zh, bold=True, size=(1, 2))
     job.line(ticket.center_en)
     job.rule()
@@ -304,6 +320,10 @@ def render_ticket(
         job.line("请备好以下材料 Please bring:", align=Align.LEFT, bold=True)
         for item in ticket.materials:
             job.line(f"□ {item}", align=Align.LEFT, indent=2)
+    if ticket.rules:
+        job.rule()
+        for rule in ticket.rules:
+            job.line(rule, align=Align.LEFT, indent=2)
     job.rule()
     job.line("请留意屏幕及语音叫号")
     job.line("Watch the screen for your number")
@@ -339,9 +359,10 @@ def render_test_page(
     paper: int = 80,
     chinese_mode: bool = True,
     repertoire: str = "gbk",
+    commands: CommandSet = OWN_COMMANDS,
 ) -> bytes:
     """Return the technician self-test page: settings, ruler, encodings, sizes, QR, cut."""
-    job = _Writer(paper, chinese_mode, repertoire)
+    job = _Writer(paper, chinese_mode, repertoire, commands)
     job.line("打印机自检", bold=True, size=(2, 2))
     job.line("Printer self-test", bold=True)
     job.rule()

@@ -74,6 +74,15 @@ def openapi_document() -> dict[str, Any]:
         params += QUERY_PARAMETERS.get(entry.path, [])
         if entry.path in RESPONSE_CONTENT:
             operation["responses"][str(entry.ok)]["content"] = RESPONSE_CONTENT[entry.path]
+        if entry.method == "POST" and entry.path.endswith("/tickets"):
+            params.append(
+                {
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 100},
+                    "description": "the same key within the service day answers the same ticket",
+                }
+            )
         if params:
             operation["parameters"] = params
         if entry.roles is not None:

@@ -7,6 +7,7 @@ import ipaddress
 import json
 import logging
 import os
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -31,6 +32,8 @@ _LOGGER = logging.getLogger(__name__)
 
 HUB_KEY: Final = web.AppKey("hub", Hub)
 API: Final = "/api/v1"
+_IDEMPOTENCY_KEY: Final = re.compile(r"[\x21-\x7e]{1,100}")
+_DEVICE_NAME: Final = re.compile(r"[A-Za-z0-9_.-]{1,40}")
 
 EVERYONE: Final = frozenset(Role)
 DISPLAY_PLUS: Final = frozenset(
@@ -353,6 +356,7 @@ def _catalog(hub: Hub) -> dict[str, Any]:
             "waiting": engine.waiting_count(service.id),
             "estimated_wait_s": engine.estimated_wait_s(service.id, ahead),
             "available": availability.available,
+            "served_now": engine.served_now(service, now),
             "notice": service.notice.model_dump(),
         }
         if not availability.available:
@@ -363,7 +367,12 @@ def _catalog(hub: Hub) -> dict[str, Any]:
     local_day = engine.local(now).date()
     hours = config.calendar.hours(local_day)
     return {
-        "center": {"name_zh": config.center.name_zh, "name_en": config.center.name_en},
+        "center": {
+            "name_zh": config.center.name_zh,
+            "name_en": config.center.name_en,
+            "ticket_rules": list(config.center.ticket_rules),
+            "timezone": config.center.timezone,
+        },
         "day": {
             "date": local_day.isoformat(),
             "day_type": str(config.calendar.day_type(local_day)),
@@ -390,9 +399,18 @@ async def issue_ticket(ctx: Context) -> web.StreamResponse:
     body: schemas.IssueTicket = ctx.body
     assert ctx.principal is not None
     channel = body.channel or ("kiosk" if ctx.principal.role is Role.KIOSK else "desk")
+    key = idempotency_key(ctx.request)
+    if key is not None:
+        # Keys are per caller: another kiosk's key can neither collide nor fetch its ticket.
+        key = f"{ctx.principal.role}/{ctx.principal.name}/{key}"
     ticket = await hub.execute(
         lambda now: hub.engine.issue(
-            now, body.service, priority=body.priority, channel=channel, case_code=body.case_code
+            now,
+            body.service,
+            priority=body.priority,
+            channel=channel,
+            case_code=body.case_code,
+            idempotency_key=key,
         )
     )
     view = ticket_view(hub, ticket)
@@ -411,6 +429,47 @@ async def issue_ticket(ctx: Context) -> web.StreamResponse:
         },
         201,
     )
+
+
+def idempotency_key(request: web.Request) -> str | None:
+    """The ``Idempotency-Key`` header: 1-100 visible ASCII characters, or absent."""
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not _IDEMPOTENCY_KEY.fullmatch(key):
+        raise BadRequest(
+            "Idempotency-Key must be 1-100 visible ASCII characters",
+            "Idempotency-Key 须为 1 至 100 个可见 ASCII 字符",
+            code="bad_idempotency_key",
+        )
+    return key
+
+
+@route(
+    "POST",
+    f"{API}/devices/{{name}}/state",
+    frozenset({Role.KIOSK, Role.DISPLAY, Role.ADMIN}),
+    "A client reports a device it drives (kiosk printer): becomes a device.state event",
+    body=schemas.DeviceReport,
+    ok=204,
+    errors=(400,),
+    tag="system",
+)
+async def report_device(ctx: Context) -> web.StreamResponse:
+    """Record a client's device state under the reporting token's name (only when it changed)."""
+    hub = ctx.hub
+    body: schemas.DeviceReport = ctx.body
+    assert ctx.principal is not None
+    name = ctx.request.match_info["name"]
+    if not _DEVICE_NAME.fullmatch(name):
+        raise BadRequest(
+            "device name must be 1-40 letters, digits, '-', '_' or '.'",
+            "设备名须为 1 至 40 个字母、数字、“-”“_”或“.”",
+            code="bad_device_name",
+        )
+    device = f"{ctx.principal.role}:{ctx.principal.name}/{name}"
+    await hub.execute(lambda now: hub.engine.device_state(now, device, body.state, body.detail))
+    return web.Response(status=204)
 
 
 @route("GET", f"{API}/tickets/{{id}}", EVERYONE, "One ticket", errors=(404,))

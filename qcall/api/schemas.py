@@ -26,6 +26,13 @@ class IssueTicket(Body):
     case_code: str | None = Field(default=None, min_length=1, max_length=20)
 
 
+class DeviceReport(Body):
+    """``POST /devices/{name}/state``: a client reports the state of a device it drives."""
+
+    state: Literal["ready", "attention", "offline"]
+    detail: str = Field(default="", max_length=300)
+
+
 class Login(Body):
     """``POST /login``."""
 

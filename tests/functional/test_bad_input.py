@@ -397,22 +397,13 @@ CASES: Final = (
         "kind_mismatch",
     ),
     Bad(
-        "issue with no window open",
+        "pickup with an unknown code",
         "kiosk",
         "POST",
         "/api/v1/tickets",
-        {"service": "policy_consult"},
-        409,
-        "service_unavailable",
-    ),
-    Bad(
-        "pickup with no reply window open",
-        "kiosk",
-        "POST",
-        "/api/v1/tickets",
-        {"service": "case_pickup", "case_code": "{pickup_code}"},
-        409,
-        "service_unavailable",
+        {"service": "case_pickup", "case_code": "000000"},
+        404,
+        "no_case",
     ),
 )
 

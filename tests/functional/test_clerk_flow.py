@@ -51,15 +51,15 @@ async def test_issue_call_recall_start_finish_rate(
     clerk = await connect(staff="c1")
     catalog = await kiosk.catalog()
     social = next(s for s in catalog["services"] if s["id"] == "social_card")
-    assert social["available"] is False
-    assert social["unavailable_reason"] == "no_window_open"
-    assert social["message"]["zh"]
-    assert social["message"]["en"]
+    # The morning rule (default): tickets before any window opens, marked as not served yet.
+    assert social["available"] is True
+    assert social["served_now"] is False
 
     window = await clerk.open_window(1)
     assert (window["number"], window["state"], window["staff"]) == (1, "idle", "c1")
     social = next(s for s in (await kiosk.catalog())["services"] if s["id"] == "social_card")
     assert social["available"] is True
+    assert social["served_now"] is True
     assert social["waiting"] == 0
 
     # The kiosk's answer is 201 with the contract's fields (raw, to see the status).

@@ -336,6 +336,9 @@ def _one(problems: list[tuple[str, str]], path: str) -> str:
 def test_minimal_config_loads(tmp_path: Path, raw: dict[str, Any]) -> None:
     config = load_config(_write(tmp_path, raw))
     assert config.window(3).services[0].weight == 2
+    # The morning rule is on unless the center turns it off; tickets carry default rules.
+    assert config.center.no_window_open == "issue"
+    assert any("过号" in rule for rule in config.center.ticket_rules)
 
 
 def test_unknown_service_names_the_exact_path(tmp_path: Path, raw: dict[str, Any]) -> None:
@@ -353,6 +356,8 @@ def test_unknown_service_names_the_exact_path(tmp_path: Path, raw: dict[str, Any
         (("services", 1, "prefix"), "a1", "services[1].prefix", "got 'a1'"),
         (("services", 2, "kind"), "pick-up", "services[2].kind", "got 'pick-up'"),
         (("devices", "bus", "baud"), 300, "devices.bus.baud", "got 300"),
+        (("center", "no_window_open"), "maybe", "center.no_window_open", "got 'maybe'"),
+        (("center", "ticket_rules"), ["x" * 121], "center.ticket_rules[0]", "120"),
         (
             ("calendar", "day_types", "weekday", "end"),
             "08:00",

@@ -257,8 +257,14 @@ def test_daily_cap(clock: Clock) -> None:
     assert engine.issue(tomorrow, "social").number == "A001"
 
 
+def refusing(config: CenterConfig) -> CenterConfig:
+    """The same center with the morning rule off: no open window refuses tickets."""
+    center = config.center.model_copy(update={"no_window_open": "refuse"})
+    return config.model_copy(update={"center": center})
+
+
 def test_outside_hours_closed_today_and_calendar_overrides() -> None:
-    engine = new_engine(office_config())
+    engine = new_engine(refusing(office_config()))
     social = engine.config.service("social")
     housing = engine.config.service("housing")
     assert social is not None
@@ -314,7 +320,7 @@ def test_availability_answers_for_the_day_asked(clock: Clock) -> None:
     """Before any command rolls the day over, yesterday's cap and windows do not count."""
     raw = small_center()
     raw["services"][0]["daily_cap"] = 1
-    engine = new_engine(parse_config(raw))
+    engine = new_engine(refusing(parse_config(raw)))
     engine.open_window(clock(), 1, "s1")
     engine.issue(clock(), "social")
     social = engine.config.service("social")
@@ -329,8 +335,8 @@ def test_availability_answers_for_the_day_asked(clock: Clock) -> None:
     assert engine.availability(social, tomorrow).available
 
 
-def test_no_window_open(clock: Clock) -> None:
-    engine = new_engine()
+def test_no_window_open_when_refusing(clock: Clock) -> None:
+    engine = new_engine(refusing(make_config()))
     engine.tick(clock())
     engine.drain()
     social = engine.config.service("social")
@@ -346,6 +352,77 @@ def test_no_window_open(clock: Clock) -> None:
     housing = engine.config.service("housing")
     assert housing is not None
     assert engine.availability(housing, clock()).available
+
+
+def test_morning_rule_issues_before_any_window_opens(clock: Clock) -> None:
+    """By default (``no_window_open = "issue"``) residents queue before the clerks arrive."""
+    engine = new_engine()
+    social = engine.config.service("social")
+    assert social is not None
+    assert engine.config.center.no_window_open == "issue"
+    assert engine.availability(social, clock()).available
+    assert not engine.served_now(social, clock())
+    first = engine.issue(clock(), "social")
+    assert (first.number, first.state) == ("A001", "waiting")
+    engine.open_window(clock(), 3, "s3")  # serves housing only
+    assert not engine.served_now(social, clock())
+    engine.open_window(clock(), 1, "s1")
+    assert engine.served_now(social, clock())
+    assert engine.call_next(clock(), 1, "s1") is first
+    # Tomorrow the windows are closed again: tickets yes, served no (until a window opens).
+    tomorrow = at(DAY + dt.timedelta(days=1), 9)
+    assert engine.availability(social, tomorrow).available
+    assert not engine.served_now(social, tomorrow)
+
+
+def test_idempotency_key_answers_the_same_ticket(clock: Clock) -> None:
+    engine = new_engine()
+    first = engine.issue(clock(), "social", idempotency_key="kiosk1-0001")
+    issued = engine.drain()
+    assert [e.data.get("idempotency_key") for e in issued if e.type == "ticket.issued"] == [
+        "kiosk1-0001"
+    ]
+    before = frozen(engine)
+    again = engine.issue(clock.advance(seconds=30), "social", idempotency_key="kiosk1-0001")
+    assert again is first
+    assert engine.drain() == []
+    assert frozen(engine) == before
+    # Another key, or none, is another ticket.
+    assert engine.issue(clock(), "social", idempotency_key="kiosk1-0002").number == "A002"
+    assert engine.issue(clock(), "social").number == "A003"
+    # The same key for a different request is refused, changing nothing.
+    refused(
+        engine,
+        Conflict,
+        lambda: engine.issue(clock(), "medical", idempotency_key="kiosk1-0001"),
+        "idempotency_key_reused",
+    )
+    refused(
+        engine,
+        Conflict,
+        lambda: engine.issue(clock(), "social", priority=True, idempotency_key="kiosk1-0001"),
+        "idempotency_key_reused",
+    )
+
+
+def test_idempotency_keys_survive_replay_and_snapshots_and_end_with_the_day(
+    clock: Clock,
+) -> None:
+    engine = new_engine()
+    first = engine.issue(clock(), "social", idempotency_key="k-1")
+    events = engine.drain()
+    replica = Engine(make_config())
+    for event in events:
+        replica.replay(event)
+    assert replica.issue(clock(), "social", idempotency_key="k-1").id == first.id
+    restored = Engine(make_config())
+    restored.load_snapshot(engine.to_snapshot())
+    assert restored.issue(clock(), "social", idempotency_key="k-1").id == first.id
+    assert restored.drain() == []
+    # Keys are kept for the service day: tomorrow the same key is a new ticket.
+    tomorrow = at(DAY + dt.timedelta(days=1), 9)
+    assert engine.issue(tomorrow, "social", idempotency_key="k-1").number == "A001"
+    assert engine.tickets[engine.by_key["k-1"]].issued_at == tomorrow
 
 
 def test_issue_refusals(eng: Engine, clock: Clock) -> None:

@@ -17,7 +17,13 @@ from typing import Any, TypeVar
 import pytest
 
 from qcall import hub as hub_module
-from qcall.errors import Conflict, DatabaseCorrupt, QcallError, ServiceUnavailable, StorageError
+from qcall.errors import (
+    BadRequest,
+    Conflict,
+    DatabaseCorrupt,
+    QcallError,
+    StorageError,
+)
 from qcall.events import Event, EventType
 from qcall.hub import Hub
 from qcall.model import Outcome, Position, Role
@@ -159,8 +165,8 @@ async def test_concurrent_commands_are_all_committed_without_gaps(hub: Hub, db_p
 
 async def test_a_refused_command_commits_nothing_and_reraises(hub: Hub, db_path: Path) -> None:
     before = db_seqs(db_path)
-    with pytest.raises(ServiceUnavailable):
-        await run(hub, hub.engine.issue, "social")  # no window is open yet
+    with pytest.raises(BadRequest):
+        await run(hub, hub.engine.issue, "housing", priority=True)  # housing has no priority lane
     with pytest.raises(Conflict):
         await run(hub, hub.engine.call_next, 1, "c1")  # window 1 is closed
     assert db_seqs(db_path) == before
