@@ -675,6 +675,7 @@ class Engine:
         service_id: str | None = None,
         referred_to: str | None = None,
         note: str = "",
+        follow_up: str = "",
     ) -> Event:
         """Record a consultation under first-inquiry responsibility (首问负责)."""
         self.tick(now)
@@ -691,6 +692,7 @@ class Engine:
                 "service": service_id,
                 "referred_to": referred_to,
                 "note": note[:1000],
+                "follow_up": follow_up[:500],
             },
         )
 

@@ -20,7 +20,7 @@ from qcall.model import Role
 
 _LOGGER = logging.getLogger(__name__)
 
-DB_VERSION: Final = 2
+DB_VERSION: Final = 3
 # scrypt cost: about 30 ms per PIN check here, slow enough to make guessing a 6-digit PIN
 # from a stolen database take days, fast enough for a clerk's login.
 SCRYPT_N: Final = 2**14
@@ -103,8 +103,17 @@ _V2: Final = (
 )
 
 
+# v3: server secrets generated once and kept with the data (the staff pages' cookie key).
+_V3: Final = (
+    """CREATE TABLE secrets (
+        name       TEXT PRIMARY KEY,
+        value      BLOB NOT NULL,
+        created_at TEXT NOT NULL
+    )""",
+)
+
 # One entry per schema step; each runs in its own transaction with its user_version bump.
-MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {1: _V1, 2: _V2}
+MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {1: _V1, 2: _V2, 3: _V3}
 
 
 def hash_pin(pin: str, *, salt: bytes | None = None) -> str:
@@ -445,6 +454,17 @@ class Store:
     def revoke_token(self, token: str) -> None:
         """Revoke a token (logout)."""
         self.db.execute("UPDATE tokens SET revoked = 1 WHERE hash = ?", (token_hash(token),))
+
+    # ----------------------------------------------------------------- secrets
+
+    def secret(self, name: str, size: int = 32) -> bytes:
+        """Return the named server secret, generating and storing it on first use."""
+        self.db.execute(
+            "INSERT OR IGNORE INTO secrets (name, value, created_at) VALUES (?, ?, ?)",
+            (name, secrets.token_bytes(size), _utcnow().isoformat()),
+        )
+        row = self.db.execute("SELECT value FROM secrets WHERE name = ?", (name,)).fetchone()
+        return bytes(row[0])
 
     # ----------------------------------------------------------------- webhooks
 

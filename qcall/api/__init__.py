@@ -13,6 +13,7 @@ from qcall.api.routes import HUB_KEY, ROUTES, error_response, json_response, mak
 from qcall.api.ws import STREAMS_KEY, close_streams, events_ws
 from qcall.hub import Hub
 from qcall.i18n import pick_language, text
+from qcall.web.app import setup_web
 from qcall.web.pages import track_cancel, track_page
 
 __all__ = ["HUB_KEY", "build_app"]
@@ -49,6 +50,7 @@ def build_app(hub: Hub, *, manage_hub: bool = True) -> web.Application:
     app.router.add_get("/api/v1/events", events_ws)
     app.router.add_get("/t/{token}", track_page)
     app.router.add_post("/t/{token}/cancel", track_cancel)
+    setup_web(app, hub)
     app[STREAMS_KEY] = set()
     app.on_shutdown.append(close_streams)
     document = openapi_document()
