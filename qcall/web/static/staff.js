@@ -240,11 +240,10 @@
       payload[submitter.name] =
         submitter.dataset.type === "int" ? Number(submitter.value) : submitter.value;
     }
-    // Transfer: exactly one target, the one chosen.
-    if ("target" in payload) {
-      if (payload.target === "service") delete payload.window;
-      else delete payload.service;
-      if (payload.window !== undefined) payload.window = Number(payload.window);
+    // Transfer: "window:2" or "service:social_card", exactly one target.
+    if (typeof payload.target === "string") {
+      const [kind, value] = payload.target.split(":");
+      payload[kind] = kind === "window" ? Number(value) : value;
       delete payload.target;
     }
     return payload;
