@@ -1,0 +1,180 @@
+"""The staff pages' catalogs, cookie key and templates, in process (no browser)."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import re
+import secrets
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+from babel.messages.extract import extract_from_dir
+from babel.messages.pofile import read_po
+from cryptography.fernet import Fernet
+
+from qcall.api import build_app
+from qcall.errors import ConfigError
+from qcall.hub import Hub
+from qcall.model import Role
+from qcall.store import Store
+from qcall.web import catalog
+from tests.common import ROOT, Clock, make_config, small_center
+
+PO = ROOT / "qcall" / "web" / "locale" / "zh" / "LC_MESSAGES" / "qcall.po"
+PIN = "135790"
+
+
+def _extracted() -> set[str]:
+    method_map = [("qcall/web/**.py", "python"), ("qcall/web/templates/**.html", "jinja2")]
+    options = {"qcall/web/templates/**.html": {"extensions": "jinja2.ext.i18n"}}
+    found = extract_from_dir(
+        str(ROOT),
+        method_map,
+        options,
+        keywords={"_": None, "gettext": None, "ngettext": (1, 2), "N_": None},
+    )
+    return {message if isinstance(message, str) else message[0] for _, _, message, *_ in found}
+
+
+def test_every_page_message_has_a_chinese_translation_and_none_is_stale() -> None:
+    with PO.open("rb") as source:
+        po = read_po(source)
+    translated = {m.id: m.string for m in po if m.id}
+    extracted = _extracted()
+    assert len(extracted) > 100
+    missing = sorted(extracted - set(translated))
+    assert missing == [], "run `make messages` and translate these"
+    stale = sorted(set(translated) - extracted)
+    assert stale == [], "run `make messages` to drop these"
+    assert [k for k, v in translated.items() if not v] == []
+    assert not any(m.fuzzy for m in po if m.id)
+
+
+def test_the_compiled_catalog_matches_the_po_file() -> None:
+    with PO.open("rb") as source:
+        po = read_po(source)
+    zh = catalog.translations("zh")
+    for message in po:
+        if message.id:
+            assert zh.gettext(message.id) == message.string, message.id
+    assert catalog.translations("en").gettext("Call next") == "Call next"
+
+
+def test_a_missing_compiled_catalog_names_the_command_that_fixes_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(catalog, "LOCALE_DIR", tmp_path)
+    catalog.translations.cache_clear()
+    try:
+        with pytest.raises(ConfigError, match="make catalogs"):
+            catalog.translations("zh")
+    finally:
+        monkeypatch.undo()
+        catalog.translations.cache_clear()
+
+
+def test_the_generated_cookie_key_is_kept_in_the_database(tmp_path: Path) -> None:
+    db = tmp_path / "k.db"
+    store = Store(db)
+    store.open_writer()
+    first = store.secret("web_session_key")
+    assert len(first) == 32
+    assert store.secret("web_session_key") == first
+    store.close()
+    again = Store(db)
+    again.open()
+    assert again.secret("web_session_key") == first
+    assert again.secret("other") != first
+    again.close()
+
+
+@pytest.mark.parametrize(
+    "key", ["short", base64.urlsafe_b64encode(b"x" * 31).decode(), "not base64 at all!"]
+)
+def test_a_bad_configured_key_is_refused_with_its_path(key: str) -> None:
+    raw = small_center()
+    raw["hub"] = {"web_session_key": key}
+    from qcall.config import parse_config
+
+    with pytest.raises(ConfigError) as refused:
+        parse_config(raw, "<test>")
+    assert [loc for loc, _ in refused.value.problems] == ["hub.web_session_key"]
+
+
+@contextlib.asynccontextmanager
+async def _served(tmp_path: Path, **hub_settings: Any) -> AsyncIterator[tuple[Hub, str]]:
+    config = make_config(hub=hub_settings) if hub_settings else make_config()
+    hub = Hub(config, tmp_path / "p.db", clock=Clock())
+    server = TestServer(build_app(hub), host="127.0.0.1")
+    await server.start_server()
+    try:
+        await hub.write(hub.store.add_staff, "c1", "张三", PIN, Role.CLERK)
+        yield hub, str(server.make_url("")).rstrip("/")
+    finally:
+        await server.close()
+
+
+def _csrf(html: str) -> str:
+    found = re.search(r'name="csrf-token" content="([^"]+)"', html)
+    assert found is not None
+    return found.group(1)
+
+
+async def _sign_in(http: aiohttp.ClientSession, url: str) -> str:
+    async with http.get(f"{url}/login") as response:
+        csrf = _csrf(await response.text())
+    async with http.post(
+        f"{url}/login",
+        data={"staff": "c1", "pin": PIN, "csrf_token": csrf},
+        allow_redirects=False,
+    ) as response:
+        assert response.status == 303
+        for cookie in http.cookie_jar:
+            if cookie.key == "qcall_staff":
+                return cookie.value
+    raise AssertionError("no cookie")
+
+
+async def test_a_configured_cookie_key_is_used_and_nothing_is_stored(tmp_path: Path) -> None:
+    key = secrets.token_bytes(32)
+    encoded = base64.urlsafe_b64encode(key).decode()
+    async with _served(tmp_path, web_session_key=encoded) as (hub, url):
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+            cookie = await _sign_in(http, url)
+        session = json.loads(Fernet(encoded.encode()).decrypt(cookie.encode()))["session"]
+        assert session["staff"] == "c1"
+        assert "pin" not in session
+        assert PIN not in json.dumps(session)
+        db = hub.db_path
+    with contextlib.closing(sqlite3.connect(db)) as con:
+        assert con.execute("SELECT COUNT(*) FROM secrets").fetchone() == (0,)
+
+
+async def test_pages_render_in_chinese_by_default_and_english_by_the_switch(
+    tmp_path: Path,
+) -> None:
+    async with (
+        _served(tmp_path) as (_hub, url),
+        aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http,
+    ):
+        await _sign_in(http, url)
+        async with http.get(f"{url}/staff/") as response:
+            html = await response.text()
+        assert "选择窗口" in html
+        assert 'lang="zh-CN"' in html
+        async with http.get(f"{url}/staff/?lang=en") as response:
+            html = await response.text()
+        assert "Choose your window" in html
+        assert "选择窗口" not in html
+        async with http.get(f"{url}/desk/") as response:  # the choice sticks
+            assert "Consultation desk" in await response.text()
+        async with http.get(f"{url}/web/static/staff.js") as response:
+            assert response.status == 200
+            assert "X-CSRF-Token" in await response.text()
