@@ -23,7 +23,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 
@@ -170,8 +169,10 @@ def main() -> int:
         base = f"http://127.0.0.1:{port}"
         log = (folder / "hub.log").open("wb")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "qcall", "--log-level", "warning", "serve"]
-            + ["--config", str(config), "--db", str(db), "--port", str(port)],
+            [
+                *(sys.executable, "-m", "qcall", "--log-level", "warning", "serve"),
+                *("--config", str(config), "--db", str(db), "--port", str(port)),
+            ],
             cwd=ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,
