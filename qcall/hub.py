@@ -23,6 +23,7 @@ from qcall.metrics import Metrics
 from qcall.store import LOGIN_MAX_FAILURES, LOGIN_WINDOW, Principal, StaffMember, Store
 
 if TYPE_CHECKING:
+    from devices.printer import TicketPrinter
     from qcall.hall import Hall
 
 _LOGGER = logging.getLogger(__name__)
@@ -36,6 +37,8 @@ TOKEN_CACHE_S: Final = 60.0
 CHECKPOINT_INTERVAL_S: Final = 2.0
 # Each stop stage gets this long before the hub moves on (a hung webhook must not block exit).
 STOP_STAGE_TIMEOUT_S: Final = 10.0
+# The printer (devices.printers[].id) the consultation desk's page prints tickets on.
+DESK_PRINTER: Final = "desk"
 
 
 class Hub:
@@ -74,6 +77,7 @@ class Hub:
         self._stoppers: list[Callable[[], Awaitable[None]]] = []
         self._diagnostics: list[Callable[[], dict[str, Any]]] = []
         self.hall: Hall | None = None
+        self.desk_printer: TicketPrinter | None = None
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -101,6 +105,14 @@ class Hub:
             await self.hall.start()
             self._stoppers.append(self.hall.stop)
             self._diagnostics.append(self.hall.diagnostics)
+        for printer in self.config.devices.printers:
+            if printer.id == DESK_PRINTER:
+                from devices.printer import TicketPrinter
+
+                self.desk_printer = TicketPrinter.from_config(printer)
+                await self.desk_printer.start()
+                self._stoppers.append(self.desk_printer.stop)
+                self._diagnostics.append(self.desk_printer.diagnostics)
         _LOGGER.info(
             "hub started: %s, seq %d, %d windows",
             self.db_path,

@@ -285,5 +285,7 @@ def safe_next(value: str | None, allowed: Mapping[str, object], default: str) ->
     """A post-login target: only one of our own page paths (no open redirect)."""
     if not value:
         return default
-    path = urlsplit(value).path
-    return value if path in allowed and value.startswith("/") else default
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc or not value.startswith("/") or value.startswith("//"):
+        return default
+    return value if parts.path in allowed else default

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 from typing import Final
@@ -9,9 +10,10 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from qcall.api.routes import ISSUERS, WINDOW_STAFF
+from devices.printer import TicketPrint
+from qcall.api.routes import ISSUERS, WINDOW_STAFF, ticket_view
 from qcall.api.ws import events_ws
-from qcall.errors import AuthError, Forbidden, QcallError
+from qcall.errors import AuthError, BadRequest, Conflict, Forbidden, QcallError
 from qcall.model import STAFF_ROLES, Role
 from qcall.store import Principal
 from qcall.web import views
@@ -56,6 +58,7 @@ def setup_routes(app: web.Application) -> None:
     router.add_get("/desk/", desk_page)
     router.add_post("/desk/", desk_lookup)
     router.add_get("/desk/fragment", desk_fragment)
+    router.add_post("/desk/print", desk_print)
     router.add_get("/backoffice", _slash)
     router.add_get("/backoffice/", backoffice_page)
     router.add_post("/backoffice/", backoffice_search)
@@ -184,7 +187,8 @@ async def clerk_fragment(ctx: WebContext) -> web.StreamResponse:
 
 
 def _desk(ctx: WebContext, lookup: views.LookupResult | None) -> views.DeskView:
-    return views.desk_view(ctx.hub.engine, ctx.hub.config, lookup)
+    view = views.desk_view(ctx.hub.engine, ctx.hub.config, lookup)
+    return dataclasses.replace(view, desk_printer=ctx.hub.desk_printer is not None)
 
 
 @guarded(PAGES["/desk/"])
@@ -206,6 +210,46 @@ async def desk_lookup(ctx: WebContext) -> web.StreamResponse:
 async def desk_fragment(ctx: WebContext) -> web.StreamResponse:
     """``GET /desk/fragment``: today's waiting counts."""
     return ctx.render("_desk_live.html", view=_desk(ctx, None))
+
+
+@guarded(PAGES["/desk/"], api=True)
+async def desk_print(ctx: WebContext) -> web.StreamResponse:
+    """``POST /desk/print`` ``{ticket}``: print an issued ticket on the desk's printer."""
+    hub = ctx.hub
+    printer = hub.desk_printer
+    if printer is None:
+        raise Conflict(
+            "no desk printer is configured; print the slip from the browser",
+            "未配置服务台打印机，请用浏览器打印小票",
+            code="no_desk_printer",
+        )
+    try:
+        body = await ctx.request.json()
+        ticket_id = str(body["ticket"])[:40]
+    except (ValueError, KeyError, TypeError) as err:
+        raise BadRequest("give the ticket to print", "请指定要打印的号码", code="bad_body") from err
+    ticket = hub.engine.ticket(ticket_id)
+    service = hub.config.service(ticket.service)
+    assert service is not None
+    view = ticket_view(hub, ticket)
+    center = hub.config.center
+    await printer.print_ticket(
+        TicketPrint(
+            center_zh=center.name_zh,
+            center_en=center.name_en,
+            service_zh=service.name_zh,
+            service_en=service.name_en,
+            number=ticket.number,
+            ahead=int(view["ahead"]),
+            estimated_wait_s=int(view["estimated_wait_s"]),
+            issued_at=hub.engine.local(ticket.issued_at),
+            track_url=f"{center.public_url.rstrip('/')}/t/{ticket.track_token}",
+            materials=tuple(service.notice.materials),
+            priority=ticket.priority,
+        )
+    )
+    _LOGGER.info("desk printed ticket %s", ticket.number)
+    return web.json_response({"printed": ticket.number})
 
 
 # --------------------------------------------------------------------------- back office

@@ -238,6 +238,7 @@ class DeskView:
     pickup_services: frozenset[str]
     waiting: tuple[WaitingCount, ...]
     lookup: LookupResult | None
+    desk_printer: bool = False
 
 
 # --------------------------------------------------------------------------- builders

@@ -34,8 +34,11 @@ async def browser() -> AsyncIterator[Any]:
 
 async def signed_in(browser: Any, hub: HubProcess, staff: str, path: str, **options: Any) -> Any:
     """A fresh browser context signed in as ``staff`` with the keyboard, at ``path``."""
+    fake_clock = options.pop("fake_clock", False)
     context = await browser.new_context(viewport=options.pop("viewport", WINDOW_1366), **options)
     context.set_default_timeout(PAGE_TIMEOUT_MS)
+    if fake_clock:
+        await context.clock.install()
     page = await context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda err: errors.append(str(err)))
@@ -305,4 +308,25 @@ async def test_a_lost_connection_is_shown_and_the_panel_resyncs_by_itself(
         await kiosk.issue_ticket("senior_allowance")
     await expect(page.locator("#waiting-total")).to_have_text(str(before + 1))
     assert await page.evaluate("window.__sameDocument === true")
+    await page.context.close()
+
+
+async def test_an_unused_page_warns_a_minute_ahead_then_signs_out(
+    browser: Any, hub: HubProcess
+) -> None:
+    page = await signed_in(browser, hub, "c6", "/desk/", fake_clock=True)
+    warning = page.locator("#dlg-idle")
+    await expect(warning).to_be_hidden()
+    await page.clock.fast_forward("29:10")
+    await expect(warning).to_be_visible()
+    await shot(page, "zh-idle-warning")
+    await page.keyboard.press("Enter")  # 继续使用
+    await expect(warning).to_be_hidden()
+    await page.clock.fast_forward("29:10")
+    await expect(warning).to_be_visible()
+    await page.clock.fast_forward("01:00")
+    await expect(page).to_have_url(f"{hub.url}/login?expired=1&next=%2Fdesk%2F")
+    await expect(page.locator(".notice")).to_contain_text("因长时间未操作")
+    await page.goto(f"{hub.url}/desk/")  # the session ended on the hub too
+    await expect(page).to_have_url(f"{hub.url}/login?next=%2Fdesk%2F")
     await page.context.close()

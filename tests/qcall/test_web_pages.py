@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import json
@@ -109,8 +110,15 @@ def test_a_bad_configured_key_is_refused_with_its_path(key: str) -> None:
 
 
 @contextlib.asynccontextmanager
-async def _served(tmp_path: Path, **hub_settings: Any) -> AsyncIterator[tuple[Hub, str]]:
-    config = make_config(hub=hub_settings) if hub_settings else make_config()
+async def _served(
+    tmp_path: Path, devices: dict[str, Any] | None = None, **hub_settings: Any
+) -> AsyncIterator[tuple[Hub, str]]:
+    sections: dict[str, Any] = {}
+    if hub_settings:
+        sections["hub"] = hub_settings
+    if devices:
+        sections["devices"] = devices
+    config = make_config(**sections)
     hub = Hub(config, tmp_path / "p.db", clock=Clock())
     server = TestServer(build_app(hub), host="127.0.0.1")
     await server.start_server()
@@ -178,3 +186,62 @@ async def test_pages_render_in_chinese_by_default_and_english_by_the_switch(
         async with http.get(f"{url}/web/static/staff.js") as response:
             assert response.status == 200
             assert "X-CSRF-Token" in await response.text()
+
+
+@pytest.mark.parametrize(
+    ("wanted", "expected"),
+    [
+        ("/desk/", "/desk/"),
+        ("/backoffice/?x=1", "/backoffice/?x=1"),
+        ("//evil.example/staff/", ""),
+        ("https://evil.example/staff/", ""),
+        ("/\\evil.example/staff/", ""),
+        ("/t/abc", ""),
+        ("staff/", ""),
+        ("", ""),
+    ],
+)
+def test_after_sign_in_only_our_own_pages_are_targets(wanted: str, expected: str) -> None:
+    from qcall.web.security import safe_next
+    from qcall.web.staff import PAGES
+
+    assert safe_next(wanted, PAGES, "") == expected
+
+
+async def test_the_desk_prints_an_issued_ticket_on_its_printer(tmp_path: Path) -> None:
+    from devices.emulators.printer import PrinterEmulator
+
+    emulator = PrinterEmulator(tmp_path / "printed", paper=80)
+    await emulator.start()
+    try:
+        devices = {"printers": [{"id": "desk", "url": emulator.url}]}
+        async with (
+            _served(tmp_path, devices=devices) as (hub, url),
+            aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http,
+        ):
+            await _sign_in(http, url)
+            async with http.get(f"{url}/desk/") as response:
+                html = await response.text()
+            assert "服务台打印机打印" in html
+            headers = {"X-CSRF-Token": _csrf(html)}
+            await hub.execute(lambda now: hub.engine.open_window(now, 1, "c1"))
+            async with http.post(
+                f"{url}/web/api/v1/tickets", json={"service": "social"}, headers=headers
+            ) as response:
+                assert response.status == 201
+                ticket = await response.json()
+            async with http.post(
+                f"{url}/desk/print", json={"ticket": ticket["id"]}, headers=headers
+            ) as response:
+                assert response.status == 200, await response.text()
+                assert await response.json() == {"printed": ticket["number"]}
+            async with asyncio.timeout(10):
+                (job,) = await emulator.wait_for_jobs(1)
+            assert job.printed
+            assert ticket["number"].encode() in job.raw
+            async with http.post(
+                f"{url}/desk/print", json={"ticket": "nope"}, headers=headers
+            ) as response:
+                assert response.status == 404
+    finally:
+        await emulator.stop()

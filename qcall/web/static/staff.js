@@ -109,6 +109,10 @@
       const result = await post(url, payload);
       if (!result.ok) {
         showAlert(errorText(result));
+      } else if (button && button.dataset.done) {
+        announce(button.dataset.done);
+        const shown = button.closest("section, dialog, body").querySelector("[data-done-text]");
+        if (shown) shown.textContent = button.dataset.done;
       } else if (button && button.dataset.then === "reload") {
         location.reload();
         return result;
@@ -261,6 +265,12 @@
     box.querySelectorAll("[data-field]").forEach((el) => {
       el.textContent = String(values[el.dataset.field] ?? "");
     });
+    box.querySelectorAll("[data-fill-ticket]").forEach((el) => {
+      el.dataset.body = JSON.stringify({ ticket: result.data.id });
+    });
+    box.querySelectorAll("[data-done-text]").forEach((el) => {
+      el.textContent = "";
+    });
     box.hidden = false;
     box.focus();
   }
@@ -335,12 +345,29 @@
     if ((lastActivity - lastPing) / 1000 > PING_EVERY_S) ping();
   }
 
+  let signingOut = false;
+
+  // Unused too long: end the session on the server too, then show the sign-in page.
+  async function idleSignOut() {
+    if (signingOut) return;
+    signingOut = true;
+    try {
+      await fetch("/logout", {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "X-CSRF-Token": csrf },
+      });
+    } finally {
+      signedOut();
+    }
+  }
+
   function idleCheck() {
     if (!idleS || !$("#dlg-idle")) return;
     const idle = (Date.now() - lastActivity) / 1000;
     const dialog = $("#dlg-idle");
     if (idle >= idleS) {
-      signedOut();
+      idleSignOut();
     } else if (idle >= idleS - IDLE_WARNING_S && !dialog.open) {
       dialog.showModal();
     }
