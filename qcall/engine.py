@@ -683,18 +683,16 @@ class Engine:
             self._service(service_id)
         if not topic.strip():
             raise BadRequest("topic must not be empty", "咨询事项不能为空")
-        return self._emit(
-            now,
-            EventType.INQUIRY_LOGGED,
-            {
-                "staff": staff,
-                "topic": topic.strip()[:200],
-                "service": service_id,
-                "referred_to": referred_to,
-                "note": note[:1000],
-                "follow_up": follow_up[:500],
-            },
-        )
+        data: dict[str, Any] = {
+            "staff": staff,
+            "topic": topic.strip()[:200],
+            "service": service_id,
+            "referred_to": referred_to,
+            "note": note[:1000],
+        }
+        if follow_up.strip():
+            data["follow_up"] = follow_up.strip()[:500]
+        return self._emit(now, EventType.INQUIRY_LOGGED, data)
 
     def device_state(self, now: dt.datetime, device: str, state: str, detail: str = "") -> None:
         """Record a device's state change (only when it changed)."""

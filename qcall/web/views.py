@@ -257,7 +257,8 @@ def _service(config: CenterConfig, service_id: str) -> Named:
 
 
 def _iso(moment: dt.datetime | None) -> str:
-    return moment.isoformat() if moment is not None else ""
+    # Milliseconds: what every browser's Date.parse reads.
+    return moment.isoformat(timespec="milliseconds") if moment is not None else ""
 
 
 def _window_url(window: int, action: str) -> str:

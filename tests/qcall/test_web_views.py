@@ -161,3 +161,12 @@ def test_window_choices_show_who_may_open_what() -> None:
     mine = {c.number: c for c in views.window_choices(engine, engine.config, "c2")}
     assert mine[2].mine
     assert mine[2].can_open
+
+
+def test_the_desk_inquiry_keeps_its_follow_up() -> None:
+    engine, clock = _day()
+    event = engine.log_inquiry(
+        clock(), "c5", "居住证续签", note="身份证", referred_to="7 号窗口", follow_up=" 周一回访 "
+    )
+    assert event.data["follow_up"] == "周一回访"
+    assert "follow_up" not in engine.log_inquiry(clock(), "c5", "问路").data
