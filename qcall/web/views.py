@@ -14,7 +14,14 @@ from typing import Any, Final
 
 from qcall.config import CenterConfig, Service
 from qcall.engine import Case, Engine, Ticket
-from qcall.model import CaseState, Outcome, ServiceKind, TicketState, WindowState
+from qcall.model import (
+    CaseState,
+    Outcome,
+    ServiceKind,
+    TicketState,
+    WindowState,
+    WindowType,
+)
 from qcall.web.catalog import N_
 
 # The page's fetches go to API v1 through this prefix (see qcall.web.bridge).
@@ -180,7 +187,8 @@ class WindowChoice:
     number: int
     type_label: str
     state_label: str
-    services: tuple[Named, ...]
+    services: tuple[Named, ...]  # the window's own list (a comprehensive one serves all intake)
+    all_intake: bool
     can_open: bool
     mine: bool
 
@@ -494,9 +502,10 @@ def window_choices(engine: Engine, config: CenterConfig, staff: str) -> tuple[Wi
                 number=window.number,
                 type_label=WINDOW_TYPE_LABELS[str(window.type)],
                 state_label=WINDOW_STATE_LABELS[engine.window_state(window.number)],
-                services=tuple(
-                    _service(config, sid) for sid in engine.window_services(window.number)
-                ),
+                services=tuple(_service(config, ref.id) for ref in window.services)
+                if window.type is WindowType.COMPREHENSIVE or window.services
+                else tuple(_service(config, sid) for sid in engine.window_services(window.number)),
+                all_intake=window.type is WindowType.COMPREHENSIVE,
                 can_open=run.staff is None or run.staff == staff,
                 mine=run.staff == staff,
             )

@@ -156,6 +156,10 @@ def test_window_choices_show_who_may_open_what() -> None:
     assert choices[1].can_open
     assert not choices[2].can_open
     assert choices[2].state_label == "Open, idle"
+    assert (choices[1].all_intake, choices[1].services) == (True, ())
+    assert [s.id for s in choices[2].services] == ["medical"]
+    assert (choices[3].all_intake, [s.id for s in choices[3].services]) == (False, ["housing"])
+    assert [s.id for s in choices[4].services] == ["pickup"]
     assert views.window_of(engine, "c2") == 2
     assert views.window_of(engine, "c1") is None
     mine = {c.number: c for c in views.window_choices(engine, engine.config, "c2")}
