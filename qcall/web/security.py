@@ -50,6 +50,19 @@ CSP: Final = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class NavItem:
+    """A page in the header's navigation, shown to the roles that may open it."""
+
+    path: str
+    label: str  # message id, translated when shown
+    roles: frozenset[Role]
+
+
+# Page modules add their pages here (the staff pages now, supervisor and admin pages later).
+NAVIGATION: Final[list[NavItem]] = []
+
+
 class SessionCookies(EncryptedCookieStorage):
     """Encrypted (Fernet) HttpOnly SameSite=Strict cookies whose key is set at start-up."""
 
@@ -126,6 +139,7 @@ class WebContext:
             "center": self.hub.config.center,
             "path": self.request.path,
             "idle_s": int(self.request.app[WEB_KEY].idle_s),
+            "nav": [n for n in NAVIGATION if self.user is not None and self.user.role in n.roles],
             "switch_url": str(
                 self.request.rel_url.update_query(lang="en" if self.lang == "zh" else "zh")
             ),

@@ -17,8 +17,11 @@ from qcall.errors import AuthError, BadRequest, Conflict, Forbidden, QcallError
 from qcall.model import STAFF_ROLES, Role
 from qcall.store import Principal
 from qcall.web import views
+from qcall.web.catalog import N_
 from qcall.web.security import (
+    NAVIGATION,
     WEB_KEY,
+    NavItem,
     WebContext,
     end_session,
     guarded,
@@ -41,6 +44,13 @@ PAGES: Final[dict[str, frozenset[Role]]] = {
     "/backoffice/": WINDOW_STAFF,
 }
 MAX_QUERY: Final = 40
+NAVIGATION.extend(
+    [
+        NavItem("/staff/", N_("Clerk panel"), PAGES["/staff/"]),
+        NavItem("/desk/", N_("Consultation desk"), PAGES["/desk/"]),
+        NavItem("/backoffice/", N_("Back office"), PAGES["/backoffice/"]),
+    ]
+)
 
 
 def setup_routes(app: web.Application) -> None:

@@ -112,6 +112,18 @@ class WebSession:
         raise AssertionError("no session cookie")
 
 
+def admin_account(hub: Any) -> str:
+    """An admin staff account on this hub (the template has clerks and a supervisor)."""
+    from tests.functional.conftest import PIN, _run_cli
+
+    config, db = str(hub.credentials.config), str(hub.db)
+    _run_cli(
+        *("staff", "add", "--config", config, "--db", db, "--id", "adm9"),
+        *("--name", "管理员", "--pin", PIN, "--role", "admin"),
+    )
+    return "adm9"
+
+
 def session_key(db: Path) -> Fernet:
     """The cookie key the hub generated and kept in its database."""
     with contextlib.closing(sqlite3.connect(db)) as con:

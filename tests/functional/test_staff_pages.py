@@ -17,7 +17,7 @@ from playwright.async_api import expect
 
 from qcall.client import QcallClient
 from tests.functional.conftest import PIN, Connect, HubProcess
-from tests.functional.staffweb import PAGE_TIMEOUT_MS, chromium, shot
+from tests.functional.staffweb import PAGE_TIMEOUT_MS, admin_account, chromium, shot
 
 expect.set_options(timeout=PAGE_TIMEOUT_MS)
 WINDOW_1366 = {"width": 1366, "height": 768}
@@ -350,4 +350,19 @@ async def test_an_unused_page_warns_a_minute_ahead_then_signs_out(
     await expect(page.locator(".notice")).to_contain_text("因长时间未操作")
     await page.goto(f"{hub.url}/desk/")  # the session ended on the hub too
     await expect(page).to_have_url(f"{hub.url}/login?next=%2Fdesk%2F")
+    await page.context.close()
+
+
+async def test_a_role_without_these_pages_is_told_so_in_its_language(
+    browser: Any, hub: HubProcess
+) -> None:
+    page = await signed_in(browser, hub, admin_account(hub), "/backoffice/")
+    await expect(page.get_by_role("alert")).to_contain_text("您的角色（admin）不能使用此页面")
+    await shot(page, "zh-forbidden")
+    await page.get_by_role("link", name="English").click()
+    await expect(page.get_by_role("alert")).to_contain_text("role admin may not use this page")
+    await shot(page, "en-forbidden")
+    assert await page.get_by_role("navigation").count() == 0  # no page here for this role
+    await page.get_by_role("button", name="Sign in as someone else").click()
+    await expect(page).to_have_url(f"{hub.url}/login?bye=1")
     await page.context.close()

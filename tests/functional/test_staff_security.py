@@ -12,7 +12,13 @@ import pytest
 from qcall.client import QcallApiError, QcallClient
 from qcall.web.bridge import bridged_routes
 from tests.functional.conftest import PIN, Connect, HubProcess
-from tests.functional.staffweb import WebSession, forge_cookie, read_cookie, session_key
+from tests.functional.staffweb import (
+    WebSession,
+    admin_account,
+    forge_cookie,
+    read_cookie,
+    session_key,
+)
 
 PAGES = ("/staff/", "/desk/", "/backoffice/")
 FRAGMENTS = ("/staff/panel", "/desk/fragment", "/backoffice/fragment")
@@ -33,17 +39,6 @@ async def web(hub: HubProcess) -> AsyncIterator[Open]:
             return session
 
         yield make
-
-
-async def admin_account(hub: HubProcess) -> str:
-    """An admin staff account (the template has clerks and a supervisor)."""
-    from tests.functional.conftest import _run_cli
-
-    _run_cli(
-        "staff", "add", "--config", str(hub.credentials.config), "--db", str(hub.db),
-        "--id", "adm9", "--name", "管理员", "--pin", PIN, "--role", "admin",
-    )  # fmt: skip
-    return "adm9"
 
 
 def _concrete(path: str) -> str:
@@ -78,7 +73,7 @@ async def test_a_bearer_token_does_not_open_the_pages(web: Open, hub: HubProcess
 
 
 async def test_each_staff_role_on_every_page_and_action(web: Open, hub: HubProcess) -> None:
-    admin = await web(await admin_account(hub))
+    admin = await web(admin_account(hub))
     supervisor = await web("sup1")
     clerk = await web("c6")
     for page in PAGES:
@@ -240,3 +235,21 @@ async def test_cookie_is_encrypted_httponly_strict_and_no_secret_reaches_a_page_
     log = hub.log.read_text(encoding="utf-8")
     for secret in secrets:
         assert secret not in log
+
+
+async def test_the_pages_event_stream_needs_the_session_and_the_same_origin(
+    web: Open, hub: HubProcess
+) -> None:
+    anonymous = await web()
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await anonymous.http.ws_connect(f"{hub.url}/web/events")
+    assert refused.value.status == 401
+    clerk = await web("c1")
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await clerk.http.ws_connect(
+            f"{hub.url}/web/events", headers={"Origin": "http://evil.example"}
+        )
+    assert refused.value.status == 403
+    async with clerk.http.ws_connect(f"{hub.url}/web/events") as ws:
+        first = await ws.receive_json(timeout=10)
+    assert first["type"] == "snapshot"
