@@ -1,7 +1,7 @@
 """The pages' fetches reach API v1's own route handlers: one path to the engine.
 
-Every state-changing API route a staff member may use is mirrored under ``/web`` (for
-example ``POST /web/api/v1/windows/3/next``). The mirror differs only in how the caller is
+Every API route a staff member may use is mirrored under ``/web`` (for example
+``POST /web/api/v1/windows/3/next``, or ``GET /web/api/v1/reports/daily`` for a supervisor). The mirror differs only in how the caller is
 known: the session cookie plus its CSRF token instead of a bearer header. The route's roles,
 body schema, handler and error mapping are the API's, unchanged.
 """
@@ -23,14 +23,11 @@ _NOT_BRIDGED: Final = frozenset({f"{API}/login", f"{API}/logout"})
 
 
 def bridged_routes() -> list[Route]:
-    """The API routes the pages may call: staff roles, state-changing."""
+    """The API routes the pages may call: those open to a staff role."""
     return [
         entry
         for entry in ROUTES
-        if entry.method == "POST"
-        and entry.roles is not None
-        and entry.roles & STAFF_ROLES
-        and entry.path not in _NOT_BRIDGED
+        if entry.roles is not None and entry.roles & STAFF_ROLES and entry.path not in _NOT_BRIDGED
     ]
 
 

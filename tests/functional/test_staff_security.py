@@ -58,6 +58,10 @@ async def test_without_a_session_pages_send_to_sign_in_and_fetches_are_refused(
         assert status == 401, fragment
     await anonymous.get("/login")  # an anonymous session has a CSRF token: use it
     for entry in bridged_routes():
+        if entry.method == "GET":
+            status, text, _ = await anonymous.get("/web" + _concrete(entry.path))
+            assert status == 401, entry.path
+            continue
         status, body = await anonymous.act("/web" + _concrete(entry.path), {})
         assert status == 401, entry.path
         assert body["error"]["code"] == "unauthorized"
@@ -70,6 +74,15 @@ async def test_a_bearer_token_does_not_open_the_pages(web: Open, hub: HubProcess
         for page in PAGES:
             status, _, _ = await anonymous.get(page, headers=headers)
             assert status == 303, (role, page)
+        await anonymous.get("/login")
+        for entry in bridged_routes():
+            async with anonymous.http.request(
+                entry.method,
+                f"{hub.url}/web{_concrete(entry.path)}",
+                json={},
+                headers=headers | {"X-CSRF-Token": anonymous.csrf},
+            ) as response:
+                assert response.status == 401, (role, entry.path)
 
 
 async def test_each_staff_role_on_every_page_and_action(web: Open, hub: HubProcess) -> None:
@@ -83,6 +96,13 @@ async def test_each_staff_role_on_every_page_and_action(web: Open, hub: HubProce
         assert status == 403, page
         assert "您的角色" in text
     for entry in bridged_routes():
+        if entry.method == "GET":
+            status, _, _ = await admin.get("/web" + _concrete(entry.path))
+            assert entry.roles is not None
+            assert (status == 403) == ("admin" not in entry.roles), entry.path
+            status, _, _ = await clerk.get("/web" + _concrete(entry.path))
+            assert (status == 403) == ("clerk" not in entry.roles), entry.path
+            continue
         status, body = await admin.act("/web" + _concrete(entry.path), {})
         assert entry.roles is not None
         if "admin" in entry.roles:
