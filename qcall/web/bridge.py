@@ -1,9 +1,10 @@
 """The pages' fetches reach API v1's own route handlers: one path to the engine.
 
 Every API route a staff member may use is mirrored under ``/web`` (for example
-``POST /web/api/v1/windows/3/next``, or ``GET /web/api/v1/reports/daily`` for a supervisor). The mirror differs only in how the caller is
-known: the session cookie plus its CSRF token instead of a bearer header. The route's roles,
-body schema, handler and error mapping are the API's, unchanged.
+``POST /web/api/v1/windows/3/next``, or ``GET /web/api/v1/reports/daily`` for a supervisor).
+The mirror differs only in how the caller is known: the session cookie plus its CSRF token
+instead of a bearer header. The route's roles, body schema, handler and error mapping are the
+API's, unchanged.
 """
 
 from __future__ import annotations

@@ -59,7 +59,7 @@ async def test_without_a_session_pages_send_to_sign_in_and_fetches_are_refused(
     await anonymous.get("/login")  # an anonymous session has a CSRF token: use it
     for entry in bridged_routes():
         if entry.method == "GET":
-            status, text, _ = await anonymous.get("/web" + _concrete(entry.path))
+            status, _, _ = await anonymous.get("/web" + _concrete(entry.path))
             assert status == 401, entry.path
             continue
         status, body = await anonymous.act("/web" + _concrete(entry.path), {})
