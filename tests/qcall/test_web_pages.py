@@ -245,3 +245,34 @@ async def test_the_desk_prints_an_issued_ticket_on_its_printer(tmp_path: Path) -
                 assert response.status == 404
     finally:
         await emulator.stop()
+
+
+async def test_bad_input_from_a_page_is_refused_in_the_pages_language(tmp_path: Path) -> None:
+    async with (
+        _served(tmp_path) as (hub, url),
+        aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http,
+    ):
+        await _sign_in(http, url)
+        async with http.get(f"{url}/staff/") as response:
+            headers = {"X-CSRF-Token": _csrf(await response.text())}
+        before = hub.engine.seq
+        cases: list[tuple[str, Any, str, str]] = [
+            ("windows/1/transfer", {"position": "first"}, "invalid_body", "请求内容有误"),
+            ("windows/1/finish", {"outcome": "later"}, "invalid_body", "请求内容有误"),
+            ("windows/1/pause", "{not json", "bad_json", "不是有效的 JSON"),
+            ("windows/1/recall", {}, "window_closed", "1 号窗口未开启"),
+        ]
+        for path, body, code, zh in cases:
+            data = body if isinstance(body, str) else json.dumps(body)
+            async with http.post(f"{url}/web/api/v1/{path}", data=data, headers=headers) as r:
+                answer = await r.json()
+            assert r.status in (400, 409), path
+            assert answer["error"]["code"] == code, path
+            assert zh in answer["error"]["message"], path
+        async with http.get(f"{url}/staff/?lang=en") as response:
+            assert response.status == 200
+        async with http.post(
+            f"{url}/web/api/v1/windows/1/recall", data="{}", headers=headers
+        ) as response:
+            assert (await response.json())["error"]["message"] == "window 1 is closed"
+        assert hub.engine.seq == before  # nothing changed
