@@ -300,6 +300,11 @@ def _demo(args: argparse.Namespace) -> int:
         print(f"  {member['role']:<10} {member['id']:<8} PIN {member['pin']}")  # noqa: T201
     print(f"  kiosk token:   {credentials['tokens']['kiosk']}")  # noqa: T201
     print(f"  display token: {credentials['tokens']['display']}\n")  # noqa: T201
+    base = f"http://{config.hub.host}:{port}"
+    print(  # noqa: T201
+        f"工作人员页面 / staff pages: {base}/staff/ (窗口 / clerk panel), {base}/desk/ "
+        f"(咨询服务台 / consultation desk), {base}/backoffice/ (后台 / back office)\n"
+    )
     return asyncio.run(_demo_hall(config, db, folder, port))
 
 
