@@ -276,3 +276,16 @@ async def test_bad_input_from_a_page_is_refused_in_the_pages_language(tmp_path: 
         ) as response:
             assert (await response.json())["error"]["message"] == "window 1 is closed"
         assert hub.engine.seq == before  # nothing changed
+
+
+@pytest.mark.parametrize("secure", [False, True])
+async def test_the_cookie_is_secure_when_configured(tmp_path: Path, secure: bool) -> None:
+    async with (
+        _served(tmp_path, web_secure_cookie=secure) as (_hub, url),
+        aiohttp.ClientSession() as http,
+        http.get(f"{url}/login") as response,
+    ):
+        (cookie,) = response.headers.getall("Set-Cookie")
+    assert "HttpOnly" in cookie
+    assert "SameSite=Strict" in cookie
+    assert ("Secure" in cookie.split("; ")) is secure
