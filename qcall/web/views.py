@@ -235,6 +235,7 @@ class LookupResult:
     issued_at: str = ""
     promised_date: str = ""
     pickup_code_ok: bool = False
+    priority: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -598,6 +599,7 @@ def lookup(engine: Engine, config: CenterConfig, query: str) -> LookupResult:
             window=ticket.window if ticket.state in _AT_WINDOW else None,
             ahead=engine.ahead(ticket) if ticket.state is TicketState.WAITING else None,
             issued_at=engine.local(ticket.issued_at).strftime("%H:%M"),
+            priority=ticket.priority,
         )
     for case in engine.cases.values():
         if case.pickup_code == query:

@@ -141,6 +141,7 @@ def test_lookup_finds_tickets_by_number_and_cases_by_pickup_code() -> None:
     result = views.lookup(engine, engine.config, f" {second.number.lower()} ")
     assert (result.kind, result.number, result.ahead) == ("ticket", second.number, 2)
     assert result.state_label == "Waiting"
+    assert not result.priority
     engine.call_next(clock(), 1, "c1")
     engine.finish(clock(), 1, "c1", Outcome.BACK_OFFICE)
     (case,) = engine.cases.values()
