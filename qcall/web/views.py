@@ -354,6 +354,14 @@ def panel_view(engine: Engine, config: CenterConfig, window: int, staff: str) ->
             body={"outcome": str(Outcome.DONE)},
         ),
         Action(
+            "call",
+            N_("Call a number"),
+            "",
+            _window_url(window, "call"),
+            open_ and not paused and waiting_total > 0,
+            dialog="dlg-call",
+        ),
+        Action(
             "back_office",
             N_("To back office"),
             "F10",

@@ -177,6 +177,15 @@ async def test_a_clerks_day_in_the_panel_back_office_reply_window_and_desk(
     await press(page, "F4")
     await expect(page.locator(".current h2")).to_contain_text("空闲")
 
+    # 特呼: a given number, typed in.
+    await button(page, "特呼").focus()
+    await press(page, "Enter")
+    await page.get_by_label("号码", exact=True).fill(numbers[4].lower())
+    await page.keyboard.press("Enter")
+    await expect(current).to_have_text(numbers[4])
+    await press(page, "F9")
+    await expect(current).to_have_text("—")
+
     # The back office marks the case ready; its pickup ticket is called at the reply window.
     office = await signed_in(browser, hub, "c2", "/backoffice/")
     row = office.locator("tr", has_text=numbers[3])

@@ -28,7 +28,7 @@ def test_buttons_follow_the_window_state() -> None:
     assert _enabled(views.panel_view(engine, config, 1, "c1")) == {"pause"}
     first = engine.issue(clock(), "social")
     view = views.panel_view(engine, config, 1, "c1")
-    assert _enabled(view) == {"next", "pause"}
+    assert _enabled(view) == {"next", "pause", "call"}
     assert view.waiting_total == 1
     assert [(w.service.id, w.waiting) for w in view.waiting] == [("social", 1)]
     engine.call_next(clock.advance(minutes=4), 1, "c1")
