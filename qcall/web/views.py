@@ -354,20 +354,20 @@ def panel_view(engine: Engine, config: CenterConfig, window: int, staff: str) ->
             body={"outcome": str(Outcome.DONE)},
         ),
         Action(
-            "call",
-            N_("Call a number"),
-            "",
-            _window_url(window, "call"),
-            open_ and not paused and waiting_total > 0,
-            dialog="dlg-call",
-        ),
-        Action(
             "back_office",
             N_("To back office"),
             "F10",
             _window_url(window, "finish"),
             open_ and intake,
             dialog="dlg-back-office",
+        ),
+        Action(
+            "call",
+            N_("Call a number"),
+            "",
+            _window_url(window, "call"),
+            open_ and not paused and waiting_total > 0,
+            dialog="dlg-call",
         ),
     )
     held = tuple(
