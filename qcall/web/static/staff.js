@@ -130,7 +130,6 @@
     if (!liveUrl) return;
     if (refreshing) return refreshing;
     refreshing = (async () => {
-      const focusedId = document.activeElement ? document.activeElement.id : "";
       try {
         const response = await fetch(liveUrl, {
           credentials: "same-origin",
@@ -141,10 +140,14 @@
         if (!response.ok) return;
         const html = await response.text();
         const live = $("#live");
+        // Only focus inside the replaced part is carried over (by id), and only if it would
+        // be lost: the user may have moved on while the fetch ran.
+        const active = document.activeElement;
+        const focusedId = active && live.contains(active) ? active.id : "";
         live.innerHTML = html;
         if (busy) setBusy(true);
         tick();
-        if (focusedId) {
+        if (focusedId && (!document.activeElement || document.activeElement === body)) {
           const again = document.getElementById(focusedId);
           if (again && !again.disabled) again.focus();
         }
