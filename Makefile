@@ -45,6 +45,7 @@ test: sysdeps $(STAMP) catalogs
 bench: sysdeps $(STAMP) catalogs
 	$(PY) bench/hub.py
 	$(PY) bench/devices.py
+	$(PY) bench/reports.py
 	$(PY) bench/web.py
 
 lint: $(STAMP)

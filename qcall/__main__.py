@@ -5,22 +5,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime as dt
 import gc
 import json
 import logging
 import os
-import secrets
 import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Final
 
-from qcall import __version__, reports
+from qcall import __version__
+from qcall.cli_reports import add_report_parsers as _report_parsers
 from qcall.config import CenterConfig, load_config
 from qcall.errors import ConfigError
 from qcall.model import Role
+from qcall.pin_policy import generate_pin, pin_problem
 from qcall.store import Store
 
 _LOGGER = logging.getLogger("qcall")
@@ -104,7 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     _config_db(add)
     add.add_argument("--id", required=True, help="工号 / staff id")
     add.add_argument("--name", required=True, help="姓名 / name")
-    add.add_argument("--pin", required=True, help="密码 (≥4 位) / PIN (at least 4 characters)")
+    add.add_argument("--pin", required=True, help="密码 (6–8 位数字) / PIN (6 to 8 digits)")
     add.add_argument("--role", required=True, choices=["clerk", "supervisor", "admin"])
     add.set_defaults(handler=_staff_add)
 
@@ -119,13 +119,7 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--name", required=True, help="用途说明 / what it is for")
     create.set_defaults(handler=_token_create)
 
-    report = sub.add_parser("report", help="统计报表 / reports").add_subparsers(metavar="KIND")
-    daily = report.add_parser("daily", help="日报 / daily report")
-    _config_db(daily)
-    daily.add_argument("--date", required=True, help="YYYY-MM-DD")
-    daily.add_argument("--format", default="table", choices=["table", "csv", "json"])
-    daily.add_argument("--lang", default="zh", choices=["zh", "en"])
-    daily.set_defaults(handler=_report_daily)
+    _report_parsers(sub)
 
     emulate = sub.add_parser(
         "emulate",
@@ -171,8 +165,9 @@ def _open_store(args: argparse.Namespace) -> tuple[CenterConfig, Store]:
 
 
 def _staff_add(args: argparse.Namespace) -> int:
-    if len(args.pin) < 4:
-        print("密码至少 4 位 / the PIN needs at least 4 characters", file=sys.stderr)  # noqa: T201
+    problem = pin_problem(args.id, args.pin)
+    if problem is not None:
+        print(f"{problem[1]} / {problem[0]}", file=sys.stderr)  # noqa: T201
         return EXIT_CONFIG
     _config, store = _open_store(args)
     try:
@@ -191,31 +186,6 @@ def _token_create(args: argparse.Namespace) -> int:
         store.close()
     print(f"新令牌（只显示一次）/ new {args.role} token for {args.name!r} (shown once):")  # noqa: T201
     print(token)  # noqa: T201
-    return EXIT_OK
-
-
-def _report_daily(args: argparse.Namespace) -> int:
-
-    try:
-        day = dt.date.fromisoformat(args.date)
-    except ValueError:
-        print("日期格式应为 YYYY-MM-DD / date must be YYYY-MM-DD", file=sys.stderr)  # noqa: T201
-        return EXIT_CONFIG
-    # A report only reads: a mistyped path must not become a new, empty database (all zeros).
-    if not args.db.exists():
-        print(f"找不到数据库 {args.db} / no database at {args.db}", file=sys.stderr)  # noqa: T201
-        return EXIT_CONFIG
-    config, store = _open_store(args)
-    try:
-        report = reports.daily_report(config, store.day_events(day), day)
-    finally:
-        store.close()
-    if args.format == "json":
-        print(json.dumps(reports.to_json(report), ensure_ascii=False, indent=2))  # noqa: T201
-    elif args.format == "csv":
-        sys.stdout.write(reports.to_csv(report, lang=args.lang))
-    else:
-        print(reports.to_table(report, lang=args.lang))  # noqa: T201
     return EXIT_OK
 
 
@@ -369,11 +339,11 @@ def _demo_credentials(store: Store, config: CenterConfig) -> dict[str, object]:
     staff = []
     for window in config.windows:
         staff_id = f"w{window.number:02d}"
-        pin = f"{secrets.randbelow(1_000_000):06d}"
+        pin = generate_pin(staff_id)
         store.add_staff(staff_id, f"{window.number}号窗口演示员", pin, Role.CLERK)
         staff.append({"id": staff_id, "pin": pin, "role": "clerk", "window": window.number})
     for staff_id, role in (("sup1", Role.SUPERVISOR), ("adm1", Role.ADMIN)):
-        pin = f"{secrets.randbelow(1_000_000):06d}"
+        pin = generate_pin(staff_id)
         store.add_staff(staff_id, f"演示{role}", pin, role)
         staff.append({"id": staff_id, "pin": pin, "role": str(role)})
     tokens = {

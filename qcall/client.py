@@ -24,6 +24,7 @@ import aiohttp
 from qcall.errors import QcallError
 
 __all__ = [
+    "AssessmentSheet",
     "CaseView",
     "Catalog",
     "CatalogService",
@@ -38,6 +39,7 @@ __all__ = [
     "QcallClient",
     "QcallConnectionError",
     "QcallTimeout",
+    "Report",
     "State",
     "StreamMessage",
     "TicketView",
@@ -86,6 +88,9 @@ _HANDSHAKE_CODES: Final = {
 Position = Literal["first", "last"]
 Outcome = Literal["done", "back_office"]
 ReportFormat = Literal["json", "csv"]
+ReportKind = Literal["daily", "monthly", "range"]
+ExportFormat = Literal["csv", "xlsx"]
+ChartName = Literal["hourly", "ratings", "trend"]
 
 
 # --------------------------------------------------------------------------- errors
@@ -349,6 +354,8 @@ class StreamMessage(TypedDict):
 
 
 DailyReport = dict[str, Any]
+Report = dict[str, Any]
+AssessmentSheet = dict[str, Any]
 Diagnostics = dict[str, Any]
 OpenApiDocument = dict[str, Any]
 
@@ -593,6 +600,59 @@ class QcallClient:
             return await self._text("GET", "/reports/daily", params=params)
         return cast(DailyReport, await self._json("GET", "/reports/daily", params=params))
 
+    async def report(
+        self,
+        kind: ReportKind = "daily",
+        *,
+        day: dt.date | None = None,
+        month: str | None = None,
+        first: dt.date | None = None,
+        last: dt.date | None = None,
+        service: str | None = None,
+        window: int | None = None,
+        staff: str | None = None,
+    ) -> Report:
+        """Figures of a day (``day``, default today), a month (``YYYY-MM``, default this
+        month) or ``first``–``last``, optionally narrowed to a service, window or staff member."""
+        params = _report_params(day, month, first, last, service, window, staff)
+        return cast(Report, await self._json("GET", f"/reports/{kind}", params=params))
+
+    async def report_export(
+        self,
+        kind: ReportKind = "daily",
+        fmt: ExportFormat = "xlsx",
+        *,
+        day: dt.date | None = None,
+        month: str | None = None,
+        first: dt.date | None = None,
+        last: dt.date | None = None,
+        lang: str | None = None,
+    ) -> bytes:
+        """The same report as a CSV (UTF-8 with BOM) or XLSX file's bytes."""
+        params = _report_params(day, month, first, last, None, None, None)
+        params |= {"format": fmt} | ({"lang": lang} if lang else {})
+        return await self._bytes("GET", f"/reports/{kind}", params=params)
+
+    async def assessment(self, month: str | None = None) -> AssessmentSheet:
+        """The monthly staff assessment (统一考核) with the configured weights."""
+        params = {"month": month} if month else {}
+        return cast(AssessmentSheet, await self._json("GET", "/reports/assessment", params=params))
+
+    async def report_chart(
+        self,
+        chart: ChartName,
+        *,
+        day: dt.date | None = None,
+        month: str | None = None,
+        first: dt.date | None = None,
+        last: dt.date | None = None,
+        lang: str | None = None,
+    ) -> str:
+        """A report chart as an SVG document."""
+        params = _report_params(day, month, first, last, None, None, None)
+        params |= {"lang": lang} if lang else {}
+        return await self._text("GET", f"/reports/charts/{_seg(chart)}", params=params)
+
     async def diagnostics(self) -> Diagnostics:
         """Devices and hub internals (admin)."""
         return cast(Diagnostics, await self._json("GET", "/diagnostics"))
@@ -767,6 +827,19 @@ class QcallClient:
         params: Mapping[str, str] | None = None,
         root: bool = False,
     ) -> str:
+        raw = await self._bytes(method, path, body, auth=auth, params=params, root=root)
+        return raw.decode("utf-8")
+
+    async def _bytes(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        auth: bool = True,
+        params: Mapping[str, str] | None = None,
+        root: bool = False,
+    ) -> bytes:
         session = self._require_session()
         try:
             async with session.request(
@@ -777,14 +850,42 @@ class QcallClient:
                 headers=self._headers(auth=auth),
                 timeout=aiohttp.ClientTimeout(total=self.timeout, sock_connect=CONNECT_TIMEOUT_S),
             ) as response:
-                text = await response.text(encoding="utf-8")
+                raw = await response.read()
                 if response.status >= 400:
-                    raise _api_error(response.status, text)
-                return "" if response.status == 204 else text
+                    raise _api_error(response.status, raw.decode("utf-8", "replace"))
+                return b"" if response.status == 204 else raw
         except TimeoutError as err:
             raise QcallTimeout(f"{method} {path}: no answer in {self.timeout:g} s") from err
         except aiohttp.ClientError as err:
             raise QcallConnectionError(f"{method} {path}: {err}") from err
+
+
+def _report_params(
+    day: dt.date | None,
+    month: str | None,
+    first: dt.date | None,
+    last: dt.date | None,
+    service: str | None,
+    window: int | None,
+    staff: str | None,
+) -> dict[str, str]:
+    """The query of a report: its period and scope."""
+    params: dict[str, str] = {}
+    if day is not None:
+        params["date"] = day.isoformat()
+    if month is not None:
+        params["month"] = month
+    if first is not None:
+        params["from"] = first.isoformat()
+    if last is not None:
+        params["to"] = last.isoformat()
+    if service is not None:
+        params["service"] = service
+    if window is not None:
+        params["window"] = str(window)
+    if staff is not None:
+        params["staff"] = staff
+    return params
 
 
 def _seg(value: str) -> str:

@@ -9,7 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from qcall.errors import ConfigError
 from qcall.model import DayType, Policy, ServiceKind, WindowType
@@ -236,6 +243,8 @@ class HubSettings(_Frozen):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     metrics_allow: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
+    # Reverse proxies whose X-Forwarded-For / Forwarded headers are believed (none by default).
+    trusted_proxies: list[str] = Field(default_factory=list)
     session_hours: float = Field(default=12.0, gt=0, le=72)
     max_body_bytes: int = Field(default=65536, ge=1024, le=10_000_000)
     web_session_key: str | None = Field(
@@ -267,12 +276,39 @@ class HubSettings(_Frozen):
             raise ValueError("must be URL-safe base64 of 32 bytes")
         return value
 
-    @field_validator("metrics_allow")
+    @field_validator("metrics_allow", "trusted_proxies")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
         for item in value:
             ipaddress.ip_network(item, strict=False)
         return value
+
+
+class AssessmentWeights(_Frozen):
+    """Weights in percent of the monthly staff assessment's criteria (统一考核); sum 100."""
+
+    served: int = Field(default=40, ge=0, le=100, description="办件量 tickets served")
+    satisfaction: int = Field(default=30, ge=0, le=100, description="满意率 rating share")
+    wait_on_target: int = Field(default=10, ge=0, le=100, description="等候达标率")
+    cases_on_time: int = Field(default=10, ge=0, le=100, description="流转件按期办结率")
+    inquiries: int = Field(default=10, ge=0, le=100, description="首问登记 entries")
+
+    @model_validator(mode="after")
+    def _add_up_to_100(self) -> AssessmentWeights:
+        total = sum(self.model_dump().values())
+        if total != 100:
+            raise ValueError(
+                f"考核权重之和应为 100，现为 {total} / "
+                f"the assessment weights must add up to 100, not {total}"
+            )
+        return self
+
+
+class ReportSettings(_Frozen):
+    """Report settings: what counts as a satisfied rating, the assessment's weights."""
+
+    satisfied_min_score: int = Field(default=3, ge=1, le=5)
+    assessment: AssessmentWeights = Field(default_factory=AssessmentWeights)
 
 
 class CenterConfig(_Frozen):
@@ -287,6 +323,7 @@ class CenterConfig(_Frozen):
     windows: list[Window] = Field(min_length=1)
     devices: Devices = Field(default_factory=Devices)
     webhooks: list[Webhook] = Field(default_factory=list)
+    reports: ReportSettings = Field(default_factory=ReportSettings)
 
     def service(self, service_id: str) -> Service | None:
         """Return the service with that id, if any."""

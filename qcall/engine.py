@@ -663,7 +663,18 @@ class Engine:
                 f"该件状态为 {case.state}，不能再次办结",
                 code="case_state",
             )
-        self._emit(now, EventType.CASE_READY, {"case": case.id, "staff": staff})
+        # The service and the promise travel with the event: reports count cases made ready
+        # per service and on time without looking up the case's opening.
+        self._emit(
+            now,
+            EventType.CASE_READY,
+            {
+                "case": case.id,
+                "service": case.service,
+                "promised_date": case.promised_date.isoformat(),
+                "staff": staff,
+            },
+        )
         return case
 
     def log_inquiry(
@@ -1049,7 +1060,8 @@ class Engine:
             )
 
     def _unique_code(self) -> str:
-        taken = {c.pickup_code for c in self.cases.values() if c.state is not CaseState.PICKED_UP}
+        # Collected cases too: while remembered, their code answers "already collected".
+        taken = {c.pickup_code for c in self.cases.values()}
         while True:
             code = self._code_factory()
             if code not in taken:

@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 from zoneinfo import ZoneInfo
 
 from qcall import __version__
+from qcall.auth import Logins
 from qcall.config import CenterConfig
 from qcall.engine import Engine
-from qcall.errors import AuthError, QcallError, StorageError, TooManyAttempts
+from qcall.errors import QcallError, StorageError
 from qcall.events import Event, EventBus, EventType
-from qcall.i18n import text
 from qcall.metrics import Metrics
-from qcall.store import LOGIN_MAX_FAILURES, LOGIN_WINDOW, Principal, StaffMember, Store
+from qcall.reports.worker import ReportWorker
+from qcall.store import Principal, StaffMember, Store
 
 if TYPE_CHECKING:
     from devices.printer import TicketPrinter
@@ -33,6 +34,10 @@ T = TypeVar("T")
 DAY_TICK_INTERVAL_S: Final = 30.0
 # Positive token look-ups are cached this long; revocation (logout) clears the entry at once.
 TOKEN_CACHE_S: Final = 60.0
+# More cached sessions than this and the oldest go first (a day's logins are a few hundred).
+TOKEN_CACHE_MAX: Final = 10_000
+# Expired and stale sessions leave the token cache this often.
+SESSION_SWEEP_S: Final = 60.0
 # WAL frames are copied back into the database file this often, off the commit path.
 CHECKPOINT_INTERVAL_S: Final = 2.0
 # Each stop stage gets this long before the hub moves on (a hung webhook must not block exit).
@@ -74,10 +79,15 @@ class Hub:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._token_cache: dict[str, tuple[Principal, float]] = {}
         self._revocations = 0  # bumped around each revoke (see principal())
+        self._revoke_watchers: dict[str, set[Callable[[], None]]] = {}
+        self.logins = Logins(Store(self.db_path), self.write, self.store)
         self._stoppers: list[Callable[[], Awaitable[None]]] = []
         self._diagnostics: list[Callable[[], dict[str, Any]]] = []
         self.hall: Hall | None = None
         self.desk_printer: TicketPrinter | None = None
+        # Reports run in their own process (started on first use): never on the loop's GIL.
+        self.reports = ReportWorker(config, self.db_path)
+        self._stoppers.append(self.reports.close)
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -85,11 +95,14 @@ class Hub:
         """Open storage, rebuild the state, then start the workers."""
         await self.write(self._open_and_load)
         await self.read(self.reader.open)
+        await self.logins.start()
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._checkpoints, self.checkpointer.open)
         self.create_task(self._journal(), "journal")
         self.create_task(self._checkpoint_loop(), "checkpoint")
         self.create_task(self._day_ticker(), "day-ticker")
+        self.create_task(self._sweep_sessions(), "session-sweep")
+        self.create_task(self.logins.run(), "logins")
         await self.execute(self.engine.tick)
         from qcall.webhooks import WebhookDispatcher
 
@@ -136,6 +149,7 @@ class Hub:
             snapshot = self.engine.to_snapshot()
             await self.write(self.store.save_snapshot, self.engine.seq, snapshot)
         await asyncio.get_running_loop().run_in_executor(self._checkpoints, self.checkpointer.close)
+        await self.logins.stop()
         await self.read(self.reader.close)
         await self.write(self.store.close)
         self._writer.shutdown(wait=True)
@@ -322,27 +336,52 @@ class Hub:
         if found is None or revocations != self._revocations:
             self._token_cache.pop(token, None)
         else:
+            self._token_cache.pop(token, None)  # re-insert: the dict stays oldest-first
             self._token_cache[token] = (found, now)
+            if len(self._token_cache) > TOKEN_CACHE_MAX:
+                self.sweep_sessions()
         return found
 
-    async def authenticate(self, staff_id: str, pin: str) -> StaffMember:
-        """Check a staff PIN (web login and keypad login alike), with the lockout."""
-        now = dt.datetime.now(dt.UTC)
-        failures = await self.read(self.reader.login_failures_since, staff_id, now - LOGIN_WINDOW)
-        if failures >= LOGIN_MAX_FAILURES:
-            raise TooManyAttempts(text("login_throttled", "en"), text("login_throttled", "zh"))
-        member: StaffMember | None = await self.read(self.reader.check_pin, staff_id, pin)
-        if member is None:
-            await self.write(self.store.record_login_failure, staff_id, now)
-            _LOGGER.warning("failed login for staff id %r", staff_id)
-            raise AuthError(
-                text("login_failed", "en"), text("login_failed", "zh"), code="login_failed"
-            )
-        await self.write(self.store.clear_login_failures, staff_id)
-        return member
+    def sweep_sessions(self, now: dt.datetime | None = None) -> int:
+        """Drop cached sessions that are stale or expired (and the oldest beyond the cap)."""
+        wall = now or dt.datetime.now(dt.UTC)
+        horizon = time.monotonic() - TOKEN_CACHE_S
+        stale = [
+            token
+            for token, (principal, cached_at) in self._token_cache.items()
+            if cached_at <= horizon
+            or (principal.expires_at is not None and principal.expires_at <= wall)
+        ]
+        for token in stale:
+            del self._token_cache[token]
+        excess = len(self._token_cache) - TOKEN_CACHE_MAX
+        for token in list(self._token_cache)[: max(0, excess)]:
+            del self._token_cache[token]
+        return len(stale) + max(0, excess)
+
+    def watch_revocation(self, token: str, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` when this hub revokes ``token``; return the unsubscribe."""
+        watchers = self._revoke_watchers.setdefault(token, set())
+        watchers.add(callback)
+
+        def unsubscribe() -> None:
+            watchers.discard(callback)
+            if not watchers and self._revoke_watchers.get(token) is watchers:
+                del self._revoke_watchers[token]
+
+        return unsubscribe
+
+    async def authenticate(
+        self, staff_id: str, pin: str, address: str | None = None
+    ) -> StaffMember:
+        """Check a staff PIN (web login and keypad login alike), with lockout and rate limit.
+
+        ``address`` is the client's network address (None for a keypad on the bus).
+        """
+        return await self.logins.authenticate(staff_id, pin, address)
 
     async def revoke(self, token: str) -> None:
-        """Revoke a token everywhere at once."""
+        """Revoke a token everywhere at once (open event streams on it are closed)."""
         self._revocations += 1
         self._token_cache.pop(token, None)
         try:
@@ -350,6 +389,13 @@ class Hub:
         finally:
             self._revocations += 1
             self._token_cache.pop(token, None)
+        for callback in list(self._revoke_watchers.get(token, ())):
+            callback()
+
+    async def _sweep_sessions(self) -> None:
+        while True:
+            await asyncio.sleep(SESSION_SWEEP_S)
+            self.sweep_sessions()
 
     # ----------------------------------------------------------------- reads
 
@@ -365,9 +411,12 @@ class Hub:
             "pending_batches": len(self._pending),
             "storage_failed": self._failure is not None,
             "subscribers": self.bus.subscriber_count,
+            "logins": dict(self.logins.diagnostics()),
+            "cached_sessions": len(self._token_cache),
             "tasks": sorted(t.get_name() for t in self._tasks),
             "devices": {name: dict(info) for name, info in self.engine.devices.items()},
             "device_details": [provider() for provider in self._diagnostics],
+            "reports": self.reports.diagnostics(),
         }
 
     async def events_after(self, seq: int, limit: int = 1000) -> list[Event]:

@@ -11,6 +11,7 @@ MESSAGES: Final[dict[str, tuple[str, str]]] = {
     "unauthorized": ("需要登录或有效的访问令牌", "a valid bearer token is required"),
     "forbidden_role": ("您的角色无权执行此操作", "your role may not do this"),
     "bad_json": ("请求内容不是有效的 JSON", "the request body is not valid JSON"),
+    "too_deep": ("请求内容嵌套层数过多", "the request body is nested too deeply"),
     "bad_body": ("请求内容有误", "the request body is invalid"),
     "too_large": ("请求内容过大", "the request body is too large"),
     "no_route": ("没有这个接口", "no such endpoint"),
@@ -20,6 +21,14 @@ MESSAGES: Final[dict[str, tuple[str, str]]] = {
     "login_throttled": (
         "密码错误次数过多，请 15 分钟后再试",
         "too many wrong PINs; try again in 15 minutes",
+    ),
+    "login_busy": (
+        "登录请求过多，请稍后再试",
+        "too many logins at once; try again in a moment",
+    ),
+    "login_address_throttled": (
+        "此设备登录失败次数过多，请 10 分钟后再试",
+        "too many failed logins from this device; try again in 10 minutes",
     ),
     "metrics_forbidden": ("此地址不能读取监控指标", "metrics are not served to this address"),
     "internal": ("系统内部错误，已记录，请稍后重试", "internal error (logged); please retry"),

@@ -9,14 +9,16 @@ import json
 import logging
 import secrets
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any, Final
 
 from qcall.errors import StorageError
 from qcall.events import Event, EventType
 from qcall.model import Role
+from qcall.pin_policy import check_pin_policy
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -34,6 +36,8 @@ TOKEN_PREFIX: Final = "qc_"  # noqa: S105 (a marker, not a secret)
 # A busy writer (a report, the CLI) must not make the hub fail at once.
 BUSY_TIMEOUT_S: Final = 5.0
 REPLAY_BATCH: Final = 1000
+# SQLite allows 32766 parameters; a few hundred ids per query keeps each statement small.
+CASE_LOOKUP_BATCH: Final = 500
 # The WAL is grown once to this size and then reused: overwriting allocated blocks makes a
 # durable commit about 10x cheaper than appending (no file-system metadata to flush).
 WAL_PRIME_BYTES: Final = 16 * 1024 * 1024
@@ -137,6 +141,12 @@ def verify_pin(pin: str, stored: str) -> bool:
     return hmac.compare_digest(candidate.hex(), digest)
 
 
+@cache
+def dummy_pin_hash() -> str:
+    """A hash to check PINs of unknown or disabled ids against: the same cost, never a match."""
+    return hash_pin(secrets.token_hex(16))
+
+
 def token_hash(token: str) -> str:
     """Tokens are 256-bit random: a plain SHA-256 is enough to keep them unusable if leaked."""
     return hashlib.sha256(token.encode()).hexdigest()
@@ -184,6 +194,27 @@ class Store:
         except sqlite3.DatabaseError as err:
             self.quarantine(f"cannot open: {err}")
             self._db = self._connect()
+
+    def open_reader(self) -> None:
+        """Open read-only for reports: no integrity check, migration or moving the file aside
+        (the hub owns it); the schema must be this qcall's."""
+        if not self.path.exists():
+            raise StorageError(f"no database at {self.path}", f"找不到数据库 {self.path}")
+        db = sqlite3.connect(
+            f"{self.path.resolve().as_uri()}?mode=ro",
+            uri=True,
+            timeout=BUSY_TIMEOUT_S,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        version = int(db.execute("PRAGMA user_version").fetchone()[0])
+        if version != DB_VERSION:
+            db.close()
+            raise StorageError(
+                f"database schema v{version} is not this qcall's v{DB_VERSION}",
+                f"数据库版本 v{version} 与本程序的 v{DB_VERSION} 不符",
+            )
+        self._db = db
 
     def close(self) -> None:
         """Close the connection (checkpointing the WAL)."""
@@ -343,6 +374,57 @@ class Store:
                 return
             yield event
 
+    def range_events(self, first: dt.date, last: dt.date) -> Iterator[Event]:
+        """Iterate over the events of the service days ``first``–``last`` (reports)."""
+        openings = self.db.execute(
+            "SELECT seq, json_extract(data, '$.day') FROM events WHERE type = 'day.opened' "
+            "ORDER BY seq"
+        ).fetchall()
+        inside = [int(seq) for seq, day in openings if first.isoformat() <= day <= last.isoformat()]
+        if not inside:
+            return
+        end = next((int(seq) for seq, _ in openings if int(seq) > inside[-1]), None)
+        cursor = self.db.execute(
+            "SELECT seq, type, at, data FROM events WHERE seq >= ? AND seq < ? ORDER BY seq",
+            (inside[0], end if end is not None else self.last_seq() + 1),
+        )
+        while rows := cursor.fetchmany(REPLAY_BATCH):
+            for row in rows:
+                yield _event(row)
+
+    def case_history(self, case_ids: Collection[str], first: dt.date, last: dt.date) -> list[Event]:
+        """Case events a report of ``first``–``last`` needs from anywhere in the log: the
+        ``case.opened`` of ``case_ids`` and of every case promised in the range, and the
+        ``case.ready`` of the latter."""
+        promised = self.db.execute(
+            "SELECT seq, type, at, data FROM events WHERE type = 'case.opened' "
+            "AND json_extract(data, '$.promised_date') BETWEEN ? AND ? ORDER BY seq",
+            (first.isoformat(), last.isoformat()),
+        ).fetchall()
+        found = [_event(row) for row in promised]
+        due = {str(e.data["case"]) for e in found}
+        found += self._case_events("case.opened", set(case_ids) - due)
+        found += self._case_events("case.ready", due)
+        return found
+
+    def _case_events(self, kind: str, case_ids: Collection[str]) -> list[Event]:
+        ids = sorted(case_ids)
+        found: list[Event] = []
+        for start in range(0, len(ids), CASE_LOOKUP_BATCH):
+            chunk = ids[start : start + CASE_LOOKUP_BATCH]
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(
+                "SELECT seq, type, at, data FROM events WHERE type = ? "  # noqa: S608
+                f"AND json_extract(data, '$.case') IN ({marks}) ORDER BY seq",
+                (kind, *chunk),
+            ).fetchall()
+            found += [_event(row) for row in rows]
+        return found
+
+    def staff_names(self) -> dict[str, str]:
+        """Every staff member's name by id (reports show names beside ids)."""
+        return dict(self.db.execute("SELECT id, name FROM staff").fetchall())
+
     # ----------------------------------------------------------------- snapshots
 
     def save_snapshot(self, seq: int, state: dict[str, Any]) -> None:
@@ -364,9 +446,10 @@ class Store:
     # ----------------------------------------------------------------- staff
 
     def add_staff(self, staff_id: str, name: str, pin: str, role: Role) -> StaffMember:
-        """Create or replace a staff account with a hashed PIN."""
+        """Create or replace a staff account with a hashed PIN (which must meet the policy)."""
         if role not in (Role.CLERK, Role.SUPERVISOR, Role.ADMIN):
             raise ValueError(f"staff role must be clerk, supervisor or admin, not {role}")
+        check_pin_policy(staff_id, pin)
         self.db.execute(
             "INSERT INTO staff (id, name, role, pin_hash, active, created_at) "
             "VALUES (?, ?, ?, ?, 1, ?) ON CONFLICT(id) DO UPDATE SET "
@@ -383,14 +466,17 @@ class Store:
         return None if row is None else StaffMember(row[0], row[1], Role(row[2]), bool(row[3]))
 
     def check_pin(self, staff_id: str, pin: str) -> StaffMember | None:
-        """Return the staff member when the PIN matches (and the account is active)."""
+        """Return the staff member when the PIN matches (and the account is active).
+
+        Unknown, disabled and known ids all cost exactly one scrypt: timing reveals nothing.
+        """
         row = self.db.execute(
             "SELECT id, name, role, active, pin_hash FROM staff WHERE id = ?", (staff_id,)
         ).fetchone()
-        if row is None:
-            verify_pin(pin, hash_pin("x"))  # same cost as a real check: no account probing
+        if row is None or not row[3]:
+            verify_pin(pin, dummy_pin_hash())
             return None
-        if not row[3] or not verify_pin(pin, row[4]):
+        if not verify_pin(pin, row[4]):
             return None
         return StaffMember(row[0], row[1], Role(row[2]), True)
 
@@ -407,6 +493,38 @@ class Store:
             (staff_id, since.isoformat()),
         ).fetchone()
         return int(row[0])
+
+    def save_login_changes(self, changes: list[tuple[str, dt.datetime | None]]) -> None:
+        """Apply failed logins (id, when) and clears (id, None) in order, in one transaction."""
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for staff_id, at in changes:
+                if at is None:
+                    db.execute("DELETE FROM login_failures WHERE staff_id = ?", (staff_id,))
+                else:
+                    db.execute(
+                        "INSERT INTO login_failures (staff_id, at) VALUES (?, ?)",
+                        (staff_id, at.isoformat()),
+                    )
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
+    def login_failures_after(self, since: dt.datetime) -> list[tuple[str, dt.datetime]]:
+        """Failed logins since a moment, oldest first (to restore lockouts at start)."""
+        rows = self.db.execute(
+            "SELECT staff_id, at FROM login_failures WHERE at >= ? ORDER BY at",
+            (since.isoformat(),),
+        ).fetchall()
+        return [(str(r[0]), dt.datetime.fromisoformat(r[1])) for r in rows]
+
+    def prune_login_failures(self, before: dt.datetime) -> int:
+        """Delete failed logins older than a moment (they no longer lock anything)."""
+        cursor = self.db.execute("DELETE FROM login_failures WHERE at < ?", (before.isoformat(),))
+        return cursor.rowcount
 
     def clear_login_failures(self, staff_id: str) -> None:
         """Forget failures after a good login."""
@@ -484,10 +602,16 @@ class Store:
         )
 
 
+# Replays and month reports decode ~10^5 rows: a dict lookup instead of the enum's call, and
+# the decoder itself (the log holds compact JSON that append wrote: no whitespace to skip).
+_EVENT_TYPES: Final = {str(t): t for t in EventType}
+_DECODE: Final = json.JSONDecoder().raw_decode
+
+
 def _event(row: tuple[Any, ...]) -> Event:
     return Event(
         seq=int(row[0]),
-        type=EventType(row[1]),
+        type=_EVENT_TYPES.get(row[1]) or EventType(row[1]),
         at=dt.datetime.fromisoformat(row[2]),
-        data=json.loads(row[3]),
+        data=_DECODE(row[3])[0],
     )

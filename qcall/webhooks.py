@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 
 SIGNATURE_HEADER: Final = "X-Qcall-Signature"
+TIMESTAMP_HEADER: Final = "X-Qcall-Timestamp"
+# Receivers should refuse deliveries signed longer ago than this (replays); each retry is signed
+# afresh, so a delivery that waited in backoff is still fresh when it arrives.
+SIGNATURE_TOLERANCE_S: Final = 300.0
 # A receiver slower than this is treated as failed; the event is retried, nothing is lost.
 DELIVERY_TIMEOUT_S: Final = 10.0
 BACKOFF_START_S: Final = 1.0
@@ -32,9 +36,43 @@ CURSOR_SAVE_INTERVAL_S: Final = 1.0
 FETCH_BATCH: Final = 200
 
 
-def sign(secret: str, body: bytes) -> str:
-    """Return the signature header value for a body: ``sha256=<hex HMAC-SHA256>``."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def sign(secret: str, body: bytes, timestamp: int) -> str:
+    """The signature header value: ``t=<unix time>,v1=<hex HMAC-SHA256>``.
+
+    The HMAC covers ``b"<timestamp>." + body``, so a captured delivery replayed later carries a
+    stale timestamp that cannot be changed without the secret (as Stripe's webhooks do).
+    """
+    return f"t={timestamp},v1={_mac(secret, body, timestamp)}"
+
+
+def _mac(secret: str, body: bytes, timestamp: int) -> str:
+    signed = str(timestamp).encode() + b"." + body
+    return hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+
+
+def verify(
+    secret: str,
+    body: bytes,
+    header: str,
+    *,
+    now: float | None = None,
+    tolerance_s: float = SIGNATURE_TOLERANCE_S,
+) -> bool:
+    """What a receiver does: check the signature header of a delivery and its freshness."""
+    fields: dict[str, list[str]] = {}
+    for part in header.split(","):
+        key, _, value = part.strip().partition("=")
+        fields.setdefault(key, []).append(value)
+    try:
+        (raw_timestamp,) = fields.get("t", [])
+        timestamp = int(raw_timestamp)
+    except ValueError:
+        return False
+    current = time.time() if now is None else now
+    if abs(current - timestamp) > tolerance_s:
+        return False
+    expected = _mac(secret, body, timestamp)
+    return any(hmac.compare_digest(expected, given) for given in fields.get("v1", []))
 
 
 def redacted_url(url: str) -> str:
@@ -124,9 +162,11 @@ class WebhookDispatcher:
 
     async def _deliver(self, session: aiohttp.ClientSession, event: Event) -> bool:
         body = json.dumps(event.to_dict(), ensure_ascii=False, separators=(",", ":")).encode()
+        timestamp = int(time.time())
         headers = {
             "Content-Type": "application/json",
-            SIGNATURE_HEADER: sign(self.hook.secret, body),
+            SIGNATURE_HEADER: sign(self.hook.secret, body, timestamp),
+            TIMESTAMP_HEADER: str(timestamp),
             "X-Qcall-Event": str(event.type),
             "X-Qcall-Seq": str(event.seq),
         }

@@ -8,9 +8,10 @@ from typing import Any
 
 from aiohttp import web
 
+from qcall.api import reports as _reports  # noqa: F401 (registers the report routes)
 from qcall.api.openapi import openapi_document
 from qcall.api.routes import HUB_KEY, ROUTES, error_response, json_response, make_handler
-from qcall.api.ws import STREAMS_KEY, close_streams, events_ws
+from qcall.api.ws import ENCODED_KEY, STREAMS_KEY, EncodedEvents, close_streams, events_ws
 from qcall.hub import Hub
 from qcall.i18n import pick_language, text
 from qcall.web.app import setup_web
@@ -52,6 +53,7 @@ def build_app(hub: Hub, *, manage_hub: bool = True) -> web.Application:
     app.router.add_post("/t/{token}/cancel", track_cancel)
     setup_web(app, hub)
     app[STREAMS_KEY] = set()
+    app[ENCODED_KEY] = EncodedEvents()  # per app, so per hub: seqs of two hubs never mix
     app.on_shutdown.append(close_streams)
     document = openapi_document()
 

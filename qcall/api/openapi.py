@@ -49,6 +49,7 @@ _STATUS_TEXT: Final = {
 
 def openapi_document() -> dict[str, Any]:
     """Build the document (the route table is the single source of truth)."""
+    from qcall.api.reports import QUERY_PARAMETERS, RESPONSE_CONTENT
     from qcall.api.routes import ROUTES
 
     schemas: dict[str, Any] = {"Error": _ERROR_SCHEMA, "Event": _EVENT_SCHEMA}
@@ -70,15 +71,9 @@ def openapi_document() -> dict[str, Any]:
             }
             for name in _PARAM.findall(entry.path)
         ]
-        if entry.path.endswith("/reports/daily"):
-            params += [
-                {"name": "date", "in": "query", "schema": {"type": "string", "format": "date"}},
-                {
-                    "name": "format",
-                    "in": "query",
-                    "schema": {"type": "string", "enum": ["json", "csv"]},
-                },
-            ]
+        params += QUERY_PARAMETERS.get(entry.path, [])
+        if entry.path in RESPONSE_CONTENT:
+            operation["responses"][str(entry.ok)]["content"] = RESPONSE_CONTENT[entry.path]
         if params:
             operation["parameters"] = params
         if entry.roles is not None:

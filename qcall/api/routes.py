@@ -14,8 +14,9 @@ from typing import Any, Final
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from qcall import __version__, reports
+from qcall import __version__
 from qcall.api import schemas
+from qcall.auth import client_address
 from qcall.config import format_loc
 from qcall.engine import Ticket
 from qcall.errors import AuthError, BadRequest, Forbidden, QcallError
@@ -124,6 +125,11 @@ def error_response(status: int, code: str, message: str, details: Any = None) ->
     return json_response({"error": error}, status)
 
 
+def caller_address(request: web.Request, hub: Hub) -> str | None:
+    """The caller's address through declared reverse proxies; None when a proxy hides it."""
+    return client_address(request.remote, request.headers, hub.config.hub.trusted_proxies)
+
+
 def bearer(request: web.Request) -> str | None:
     """The bearer token from the header, or ``?token=`` (browsers' WebSockets)."""
     header = request.headers.get("Authorization", "")
@@ -161,6 +167,11 @@ async def parse_body(request: web.Request, model: type[BaseModel], lang: str) ->
     except (ValueError, UnicodeDecodeError) as err:
         raise BadRequest(
             "the request body is not valid JSON", text("bad_json", "zh"), code="bad_json"
+        ) from err
+    except RecursionError as err:
+        # No body of the contract nests more than a few levels; 1,000 levels is an attack.
+        raise BadRequest(
+            "the request body is nested too deeply", text("too_deep", "zh"), code="bad_json"
         ) from err
     try:
         return model.model_validate_json(raw)
@@ -237,7 +248,9 @@ async def login(ctx: Context) -> web.StreamResponse:
     """Check a staff PIN and hand out a session token."""
     hub = ctx.hub
     body: schemas.Login = ctx.body
-    member = await hub.authenticate(body.staff, body.pin)
+    # A caller whose origin a proxy hides is limited together with the others behind it.
+    address = caller_address(ctx.request, hub) or f"relayed by {ctx.request.remote}"
+    member = await hub.authenticate(body.staff, body.pin, address)
     expires = dt.datetime.now(dt.UTC) + dt.timedelta(hours=hub.config.hub.session_hours)
     token = await hub.write(
         lambda: hub.store.create_token(
@@ -626,41 +639,6 @@ async def state(ctx: Context) -> web.StreamResponse:
     return json_response(await ctx.hub.durable_state())
 
 
-@route(
-    "GET",
-    f"{API}/reports/daily",
-    MANAGERS,
-    "Daily figures (JSON or CSV)",
-    errors=(400,),
-    tag="reports",
-)
-async def daily_report(ctx: Context) -> web.StreamResponse:
-    """The figures of one service day."""
-
-    hub = ctx.hub
-    raw = ctx.request.query.get("date") or hub.engine.local(hub.clock()).date().isoformat()
-    try:
-        day = dt.date.fromisoformat(raw)
-    except ValueError as err:
-        raise BadRequest(
-            "date must be YYYY-MM-DD", "日期格式应为 YYYY-MM-DD", code="bad_date"
-        ) from err
-    fmt = ctx.request.query.get("format", "json")
-    if fmt not in ("json", "csv"):
-        raise BadRequest("format must be json or csv", "格式只能是 json 或 csv", code="bad_format")
-    report = await hub.read(
-        lambda: reports.daily_report(hub.config, hub.reader.day_events(day), day)
-    )
-    if fmt == "csv":
-        return web.Response(
-            text=reports.to_csv(report, lang=ctx.lang),
-            content_type="text/csv",
-            charset="utf-8",
-            headers={"Content-Disposition": f'attachment; filename="qcall-{day}.csv"'},
-        )
-    return json_response(reports.to_json(report))
-
-
 @route("GET", f"{API}/diagnostics", ADMINS, "Devices and hub internals", tag="system")
 async def diagnostics(ctx: Context) -> web.StreamResponse:
     """What a technician needs to see (no secrets)."""
@@ -682,7 +660,9 @@ def _file_size(path: os.PathLike[str]) -> int | None:
 async def metrics(ctx: Context) -> web.StreamResponse:
     """Prometheus text, only to allowed addresses."""
     hub = ctx.hub
-    remote = ctx.request.remote or ""
+    # The allow-list decides, about the real caller: a request relayed by a proxy that is not
+    # declared in hub.trusted_proxies has no known caller and is refused.
+    remote = caller_address(ctx.request, hub) or ""
     try:
         address = ipaddress.ip_address(remote)
         allowed = any(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import logging
 from collections import OrderedDict
@@ -11,11 +12,12 @@ from typing import Final
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from qcall.api.routes import DISPLAY_PLUS, HUB_KEY, authorize, error_response
+from qcall.api.routes import DISPLAY_PLUS, HUB_KEY, authorize, bearer, error_response
 from qcall.errors import BadRequest, Conflict, QcallError
 from qcall.events import Event
 from qcall.hub import Hub
 from qcall.i18n import pick_language
+from qcall.store import Principal
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -25,14 +27,21 @@ WS_HEARTBEAT_S: Final = 20.0
 WS_MAX_MESSAGE: Final = 4096
 # Close code telling a lagging client to reconnect with ``after=<last seq>``.
 CLOSE_LAGGING: Final = 4000
+# Close code telling a client its token was revoked (logout) or expired: log in again.
+CLOSE_TOKEN_ENDED: Final = 4001
+# A token revoked outside this hub (``qcall token revoke``) is noticed within this long.
+TOKEN_RECHECK_S: Final = 30.0
+# Shortest wait before re-checking a token at its expiry (the clocks of the check and of the
+# expiry can differ by a little; never spin).
+TOKEN_RECHECK_MIN_S: Final = 0.5
 ENCODED_CACHE: Final = 256
 # Open event streams, so a stopping hub can say goodbye (1001) instead of leaving clients to
 # time out and making the shutdown wait for every stream handler.
 STREAMS_KEY: Final = web.AppKey("event_streams", set[web.WebSocketResponse])
 
 
-class _Encoded:
-    """Each event is encoded once, however many clients receive it."""
+class EncodedEvents:
+    """Each event is encoded once, however many clients receive it (one cache per hub)."""
 
     def __init__(self) -> None:
         self._cache: OrderedDict[int, str] = OrderedDict()
@@ -47,7 +56,7 @@ class _Encoded:
         return text
 
 
-_encode = _Encoded()
+ENCODED_KEY: Final = web.AppKey("encoded_events", EncodedEvents)
 
 
 def _after(request: web.Request) -> int | None:
@@ -71,7 +80,8 @@ async def events_ws(request: web.Request) -> web.StreamResponse:
     lang = pick_language(request.headers.get("Accept-Language"))
     ws = web.WebSocketResponse(heartbeat=WS_HEARTBEAT_S, max_msg_size=WS_MAX_MESSAGE)
     try:
-        await authorize(request, hub, DISPLAY_PLUS)
+        principal = await authorize(request, hub, DISPLAY_PLUS)
+        assert principal is not None
         after = _after(request)
         if after is not None and after > hub.committed_seq:
             raise Conflict(
@@ -93,19 +103,50 @@ async def events_ws(request: web.Request) -> web.StreamResponse:
     streams.add(ws)
     # Subscribe before reading the snapshot or the log, so nothing falls between them.
     subscription = hub.bus.subscribe_queue()
-    reader = asyncio.get_running_loop().create_task(_drain_client(ws), name="qcall:ws-reader")
+    loop = asyncio.get_running_loop()
+    reader = loop.create_task(_drain_client(ws), name="qcall:ws-reader")
+    token = bearer(request)
+    assert token is not None
+    guard = loop.create_task(_guard_token(hub, ws, token, principal), name="qcall:ws-token")
     try:
-        await _stream(hub, ws, subscription, after, reader)
+        await _stream(hub, ws, subscription, after, reader, request.app[ENCODED_KEY])
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:
         streams.discard(ws)
         subscription.close()
-        reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reader
+        for task in (reader, guard):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await ws.close()
     return ws
+
+
+async def _guard_token(
+    hub: Hub, ws: web.WebSocketResponse, token: str, principal: Principal
+) -> None:
+    """Close the stream (4001) when its token is revoked or expires."""
+    revoked = asyncio.Event()
+    unsubscribe = hub.watch_revocation(token, revoked.set)
+    try:
+        while True:
+            wait = TOKEN_RECHECK_S
+            if principal.expires_at is not None:
+                left = (principal.expires_at - dt.datetime.now(dt.UTC)).total_seconds()
+                wait = min(wait, max(TOKEN_RECHECK_MIN_S, left))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(revoked.wait(), wait)
+            if not revoked.is_set():
+                # Straight from the database: a revocation by another process counts too.
+                current = await hub.read(hub.reader.principal, token)
+                if current is not None:
+                    principal = current
+                    continue
+            await ws.close(code=CLOSE_TOKEN_ENDED, message=b"token revoked or expired")
+            return
+    finally:
+        unsubscribe()
 
 
 async def close_streams(app: web.Application) -> None:
@@ -126,6 +167,7 @@ async def _stream(
     subscription: object,
     after: int | None,
     reader: asyncio.Task[None],
+    encode: EncodedEvents,
 ) -> None:
     from qcall.events import Subscription
 
@@ -137,7 +179,7 @@ async def _stream(
             json.dumps({"type": "snapshot", "seq": last, "data": state}, ensure_ascii=False)
         )
     else:
-        last = await _replay(hub, ws, after)
+        last = await _replay(hub, ws, after, encode)
     reader.add_done_callback(lambda _task: subscription.wake())
     queue = subscription.queue
     while True:
@@ -156,12 +198,18 @@ async def _stream(
             if event.seq <= last:
                 continue
             if event.seq != last + 1:
-                last = await _replay(hub, ws, last, upto=event.seq - 1)
-            await ws.send_str(_encode(event))
+                last = await _replay(hub, ws, last, encode, upto=event.seq - 1)
+            await ws.send_str(encode(event))
             last = event.seq
 
 
-async def _replay(hub: Hub, ws: web.WebSocketResponse, after: int, upto: int | None = None) -> int:
+async def _replay(
+    hub: Hub,
+    ws: web.WebSocketResponse,
+    after: int,
+    encode: EncodedEvents,
+    upto: int | None = None,
+) -> int:
     """Send logged events after ``after`` (up to ``upto``); return the last seq sent."""
     last = after
     while True:
@@ -171,7 +219,7 @@ async def _replay(hub: Hub, ws: web.WebSocketResponse, after: int, upto: int | N
         for event in batch:
             if upto is not None and event.seq > upto:
                 return last
-            await ws.send_str(_encode(event))
+            await ws.send_str(encode(event))
             last = event.seq
 
 

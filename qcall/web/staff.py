@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from devices.printer import TicketPrint
-from qcall.api.routes import ISSUERS, WINDOW_STAFF, ticket_view
+from qcall.api.routes import ISSUERS, WINDOW_STAFF, caller_address, ticket_view
 from qcall.api.ws import events_ws
 from qcall.errors import AuthError, BadRequest, Conflict, Forbidden, QcallError
 from qcall.model import STAFF_ROLES, Role
@@ -110,8 +110,10 @@ async def login_submit(ctx: WebContext) -> web.StreamResponse:
         return ctx.render(
             "login.html", status=400, next=target, notice="", error=error, staff_id=staff_id
         )
+    # The same PIN check, lockout and per-address limit as the API login.
+    address = caller_address(ctx.request, hub) or f"relayed by {ctx.request.remote}"
     try:
-        member = await hub.authenticate(staff_id, pin)
+        member = await hub.authenticate(staff_id, pin, address)
     except QcallError as err:
         return ctx.render(
             "login.html",

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import datetime as dt
 import io
 import json
 import subprocess
 import sys
 from pathlib import Path
 from typing import Final
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -164,13 +166,16 @@ def test_staff_add_then_token_create(tmp_path: Path) -> None:
         store.close()
 
 
-def test_staff_add_refuses_a_short_pin(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("pin", "why"), [("12", "6 至 8 位"), ("123456", "过于简单"), ("100234", "过于简单")]
+)
+def test_staff_add_refuses_a_short_or_obvious_pin(tmp_path: Path, pin: str, why: str) -> None:
     db = tmp_path / "q.db"
-    result = qcall("staff", "add", "--config", str(DEMO), "--db", str(db), "--id", "c1",
-                   "--name", "张三", "--pin", "12", "--role", "clerk")  # fmt: skip
+    result = qcall("staff", "add", "--config", str(DEMO), "--db", str(db), "--id", "100234",
+                   "--name", "张三", "--pin", pin, "--role", "clerk")  # fmt: skip
     assert result.returncode == 2
     assert "PIN" in result.stderr
-    assert "密码至少 4 位" in result.stderr
+    assert why in result.stderr
     assert not db.exists()
 
 
@@ -246,7 +251,8 @@ def test_report_daily_csv(filled: tuple[Path, int]) -> None:
     db, _ = filled
     result = report(db, "--format", "csv", "--lang", "en")
     assert result.returncode == 0, result.stderr
-    rows = list(csv.reader(io.StringIO(result.stdout)))
+    assert result.stdout.startswith("\ufeff")  # Excel on a Chinese Windows reads it as UTF-8
+    rows = list(csv.reader(io.StringIO(result.stdout.removeprefix("\ufeff"))))
     assert rows[0] == ["Daily report"]
     [card] = [row for row in rows if row and row[0] == "social_card"]
     header = next(row for row in rows if row and row[0] == "Service id")
@@ -277,7 +283,67 @@ def test_report_daily_on_a_day_without_events(filled: tuple[Path, int]) -> None:
     db, _ = filled
     result = report(db, "--format", "json", date="2026-11-25")
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["total"]["issued"] == 0
+    data = json.loads(result.stdout)
+    assert data["total"]["issued"] == 0
+    assert data["status"] == "no_data"
+    table = report(db, date="2026-11-25")
+    assert "无数据" in table.stdout.splitlines()[0]
+    assert "营业中" not in table.stdout  # a past day without data is not "open"
+
+
+def test_report_a_past_day_that_never_closed(filled: tuple[Path, int]) -> None:
+    db, _ = filled
+    table = report(db)  # the hub stopped that morning: the day never closed
+    first = table.stdout.splitlines()[0]
+    assert "未日结" in first
+    assert "营业中" not in first
+
+
+def shanghai_today() -> str:
+    return dt.datetime.now(ZoneInfo("Asia/Shanghai")).date().isoformat()
+
+
+def test_report_daily_defaults_to_today(filled: tuple[Path, int]) -> None:
+    db, _ = filled
+    before = shanghai_today()
+    result = qcall("report", "daily", "--config", str(DEMO), "--db", str(db), "--format", "json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["day"] in {before, shanghai_today()}
+
+
+def test_report_monthly_range_and_assessment(filled: tuple[Path, int], tmp_path: Path) -> None:
+    db, _ = filled
+    base = ("--config", str(DEMO), "--db", str(db))
+    monthly = qcall("report", "monthly", *base, "--month", "2026-11", "--format", "json")
+    assert monthly.returncode == 0, monthly.stderr
+    month = json.loads(monthly.stdout)
+    assert (month["kind"], month["from"], month["to"]) == ("monthly", "2026-11-01", "2026-11-30")
+    assert len(month["days"]) == 30
+    assert month["total"]["issued"] == 4
+    assert [d["day"] for d in month["days"] if d["issued"]] == [DAY]
+    ranged = qcall(
+        "report", "range", *base, "--from", "2026-11-20", "--to", DAY, "--format", "json"
+    )
+    assert json.loads(ranged.stdout)["total"] == month["total"]
+    sheet = qcall("report", "assessment", *base, "--month", "2026-11", "--format", "json")
+    assert sheet.returncode == 0, sheet.stderr
+    [c1] = json.loads(sheet.stdout)["staff"]
+    assert (c1["id"], c1["rank"]) == ("c1", 1)
+    assert c1["criteria"]["served"] == {"value": 2, "score": 100.0}
+    xlsx = tmp_path / "month.xlsx"
+    written = qcall("report", "monthly", *base, "--month", "2026-11", "--format", "xlsx",
+                    "--output", str(xlsx))  # fmt: skip
+    assert written.returncode == 0, written.stderr
+    assert xlsx.read_bytes()[:2] == b"PK"  # a zip: the XLSX container
+    no_file = qcall("report", "monthly", *base, "--format", "xlsx")
+    assert no_file.returncode == 2
+    assert "--output" in no_file.stderr
+    svg = qcall("report", "chart", "trend", *base, "--month", "2026-11")
+    assert svg.returncode == 0, svg.stderr
+    assert "<svg" in svg.stdout
+    bad = qcall("report", "monthly", *base, "--month", "2026-13")
+    assert (bad.returncode, bad.stdout) == (2, "")
+    assert "month must be YYYY-MM" in bad.stderr
 
 
 @pytest.mark.parametrize("date", ["2026-02-30", "26/11/2026", "yesterday", ""])
@@ -298,3 +364,30 @@ def test_report_daily_does_not_create_a_database(tmp_path: Path) -> None:
     assert str(db) in result.stderr
     assert "no database" in result.stderr
     assert not db.exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        (("--service", "no_such"), "no service no_such"),
+        (("--window", "99"), "no window 99"),
+        (("--window", "1", "--staff", "c1"), "give one of --service, --window, --staff"),
+    ],
+)
+def test_report_scope_is_checked(
+    filled: tuple[Path, int], extra: tuple[str, ...], says: str
+) -> None:
+    db, _ = filled
+    result = report(db, *extra)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert says in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_report_narrowed_to_a_window(filled: tuple[Path, int]) -> None:
+    db, _ = filled
+    whole = json.loads(report(db, "--format", "json").stdout)
+    window = json.loads(report(db, "--format", "json", "--window", "1").stdout)
+    assert window["scope"] == {"window": 1}
+    assert window["total"]["called"] == whole["total"]["called"]  # only window 1 called
+    assert window["total"]["issued"] == 0  # windows issue nothing

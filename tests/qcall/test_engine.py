@@ -880,7 +880,12 @@ def test_case_ready_pickup_and_collection(eng: Engine, clock: Clock) -> None:
     refused(eng, NotFound, lambda: eng.case_ready(clock(), "C0", "bo1"), "no_case")
     eng.drain()
     assert eng.case_ready(clock.advance(hours=2), case.id, "bo1") is case
-    assert eng.drain()[0].data == {"case": case.id, "staff": "bo1"}
+    assert eng.drain()[0].data == {
+        "case": case.id,
+        "service": "social",  # reports count cases made ready per service
+        "promised_date": case.promised_date.isoformat(),
+        "staff": "bo1",
+    }
     assert case.state is CaseState.READY
     assert case.ready_at == clock()
     refused(eng, Conflict, lambda: eng.case_ready(clock(), case.id, "bo1"), "case_state")
@@ -928,6 +933,30 @@ def test_pickup_ticket_can_be_taken_again_after_a_cancelled_one(eng: Engine, clo
     second = eng.issue(clock(), "pickup", case_code=case.pickup_code)
     assert second.number == "Q002"
     assert case.pickup_ticket == second.id
+
+
+def test_a_new_case_never_gets_the_code_of_a_remembered_collected_one(clock: Clock) -> None:
+    codes = iter(["111111", "111111", "222222"])  # the generator repeats itself once
+    eng = Engine(make_config(), code_factory=lambda: next(codes))
+    eng.open_window(clock(), 1, "s1")
+    eng.open_window(clock(), 4, "s4")
+    eng.issue(clock(), "social")
+    eng.call_next(clock(), 1, "s1")
+    eng.finish(clock(), 1, "s1", Outcome.BACK_OFFICE)
+    (first,) = eng.cases.values()
+    eng.case_ready(clock(), first.id, "bo")
+    eng.issue(clock(), "pickup", case_code="111111")
+    eng.call_next(clock(), 4, "s4")
+    eng.finish(clock(), 4, "s4", Outcome.DONE)
+    assert first.state is CaseState.PICKED_UP  # collected, still remembered
+    eng.issue(clock(), "social")
+    eng.call_next(clock(), 1, "s1")
+    eng.finish(clock(), 1, "s1", Outcome.BACK_OFFICE)
+    second = next(c for c in eng.cases.values() if c.id != first.id)
+    assert second.pickup_code == "222222"
+    # Its resident is served, not told the case was already collected.
+    eng.case_ready(clock(), second.id, "bo")
+    assert eng.issue(clock(), "pickup", case_code="222222").case_id == second.id
 
 
 def test_rating(eng: Engine, clock: Clock) -> None:

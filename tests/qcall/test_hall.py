@@ -18,7 +18,7 @@ from tests.common import small_center
 
 # Bounds for waiting on real bus traffic (9600 baud emulated); not timing assertions.
 WAIT_S = 10.0
-PIN = "8642"
+PIN = "864209"
 
 KINDS = {
     11: DeviceKind.COUNTER_DISPLAY,

@@ -22,7 +22,9 @@ from qcall.reports import (
     Durations,
     Figures,
     Ratings,
+    build_report,
     daily_report,
+    month_bounds,
     nearest_rank_p90,
     to_csv,
     to_json,
@@ -190,7 +192,7 @@ def test_day_total(report: DailyReport) -> None:
         handle=durations(300, 360, 240, 300, 420, 120),
         over_target=1,
         over_target_pct=report.total.over_target_pct,  # checked below
-        ratings=Ratings(4, 4.0, (0, 1, 0, 1, 2)),
+        ratings=Ratings(4, 4.0, (0, 1, 0, 1, 2), satisfied=3, satisfaction_pct=75.0),
         cases_opened=1,
         cases_ready=1,
         cases_picked_up=1,
@@ -225,7 +227,7 @@ def test_per_service(report: DailyReport) -> None:
     assert social.wait == Durations(3, 500.0, 660.0, 660.0)
     assert (social.over_target, social.over_target_pct) == (0, 0.0)
     assert social.handle == Durations(2, 300.0, 300.0, 300.0)
-    assert social.ratings == Ratings(1, 5.0, (0, 0, 0, 0, 1))
+    assert social.ratings == Ratings(1, 5.0, (0, 0, 0, 0, 1), 1, 100.0)
     assert social.inquiries == 1
 
     medical = service(report, "medical")
@@ -235,8 +237,11 @@ def test_per_service(report: DailyReport) -> None:
     assert medical.wait == durations(240, 60, 300)
     assert medical.wait == Durations(3, 200.0, 300.0, 300.0)
     assert medical.handle == Durations(2, 300.0, 360.0, 360.0)
-    assert medical.ratings == Ratings(2, 3.0, (0, 1, 0, 1, 0))
+    assert medical.ratings == Ratings(2, 3.0, (0, 1, 0, 1, 0), 1, 50.0)
     assert medical.cases_opened == 1
+    # case.ready names its service: the per-service counts add up to the total
+    assert medical.cases_ready == 1
+    assert sum(r.figures.cases_ready for r in report.services) == report.total.cases_ready
 
     housing = service(report, "housing")
     assert (housing.issued, housing.called, housing.done, housing.no_show) == (2, 2, 1, 1)
@@ -244,7 +249,7 @@ def test_per_service(report: DailyReport) -> None:
     assert (housing.over_target, housing.over_target_pct) == (1, 50.0)
     assert housing.handle == Durations(1, 420.0, 420.0, 420.0)
     assert housing.recalls == 1
-    assert housing.ratings == Ratings(1, 5.0, (0, 0, 0, 0, 1))
+    assert housing.ratings == Ratings(1, 5.0, (0, 0, 0, 0, 1), 1, 100.0)
 
     pickup = service(report, "pickup")
     assert (pickup.issued, pickup.called, pickup.done, pickup.cases_picked_up) == (1, 1, 1, 1)
@@ -277,7 +282,7 @@ def test_per_window(report: DailyReport) -> None:
     assert w1.wait == Durations(4, 945.0, 2820.0, 2820.0)
     assert (w1.over_target, w1.over_target_pct) == (1, 25.0)
     assert w1.handle == Durations(3, 340.0, 420.0, 420.0)
-    assert w1.ratings == Ratings(2, 5.0, (0, 0, 0, 0, 2))
+    assert w1.ratings == Ratings(2, 5.0, (0, 0, 0, 0, 2), 2, 100.0)
     assert w1.recalls == 1
 
     w2 = window(report, 2)
@@ -285,7 +290,7 @@ def test_per_window(report: DailyReport) -> None:
     assert w2.wait == Durations(4, 300.0, 600.0, 600.0)
     assert w2.over_target_pct == 0.0
     assert w2.handle == Durations(2, 300.0, 360.0, 360.0)
-    assert w2.ratings == Ratings(2, 3.0, (0, 1, 0, 1, 0))
+    assert w2.ratings == Ratings(2, 3.0, (0, 1, 0, 1, 0), 1, 50.0)
     assert w2.cases_opened == 1
 
     assert window(report, 3) == Figures()  # configured, unused: zeros and Nones
@@ -304,7 +309,7 @@ def test_per_staff(report: DailyReport) -> None:
     assert (s1.inquiries, s1.referrals) == (1, 0)
     s2 = staff(report, "s2")
     assert (s2.called, s2.served, s2.expired, s2.cases_opened) == (4, 2, 1, 1)
-    assert s2.ratings == Ratings(2, 3.0, (0, 1, 0, 1, 0))
+    assert s2.ratings == Ratings(2, 3.0, (0, 1, 0, 1, 0), 1, 50.0)
     assert (s2.inquiries, s2.referrals) == (1, 1)
     s4 = staff(report, "s4")
     assert (s4.served, s4.cases_picked_up) == (1, 1)
@@ -425,6 +430,8 @@ def test_json_is_serialisable_and_rounded(report: DailyReport) -> None:
         "count": 4,
         "mean": 4.0,
         "distribution": {"1": 0, "2": 1, "3": 0, "4": 1, "5": 2},
+        "satisfied": 3,
+        "satisfaction_pct": 75.0,
     }
     medical = next(s for s in data["services"] if s["id"] == "medical")
     assert (medical["name_zh"], medical["target_wait_min"], medical["called"]) == (
@@ -440,7 +447,7 @@ def csv_sections(text: str) -> dict[str, list[list[str]]]:
     """Split the CSV into {title: [header, *rows]} at empty rows."""
     sections: dict[str, list[list[str]]] = {}
     current: list[list[str]] = []
-    for row in csv.reader(io.StringIO(text)):
+    for row in csv.reader(io.StringIO(text.removeprefix("\ufeff"))):
         if not row:
             current = []
             continue
@@ -453,14 +460,16 @@ def csv_sections(text: str) -> dict[str, list[list[str]]]:
 
 def test_csv_parses_back(report: DailyReport) -> None:
     sections = csv_sections(to_csv(report))
-    assert list(sections) == ["日报", "全天", "按业务", "按窗口", "按工作人员"]
+    assert list(sections) == ["日报", "合计", "按时段", "按业务", "按窗口", "按工作人员"]
     (meta_header, meta) = sections["日报"]
     assert dict(zip(meta_header, meta, strict=True)) == {
-        "日期": "2026-11-26",
+        "期间": "2026-11-26",
+        "起始日期": "2026-11-26",
+        "截止日期": "2026-11-26",
         "中心": "测试街道社区事务受理服务中心",
         "中心英文名": "Test Street Center",
         "日类型": "工作日",
-        "已日结": "1",
+        "状态": "已日结",
         "最后事件序号": str(report.last_seq),
     }
 
@@ -477,7 +486,7 @@ def test_csv_parses_back(report: DailyReport) -> None:
     assert by_id["medical"]["平均分"] == "3.00"
     assert (by_id["medical"]["2分"], by_id["medical"]["4分"]) == ("1", "1")
 
-    day_header, day_row = sections["全天"]
+    day_header, day_row = sections["合计"]
     total = dict(zip(day_header, day_row, strict=True))
     assert (total["取号"], total["最长等候(秒)"], total["超时率%"]) == ("10", "2820.0", "11.1")
 
@@ -490,18 +499,20 @@ def test_csv_parses_back(report: DailyReport) -> None:
     s_header, *s_rows = sections["按工作人员"]
     people = {row[0]: dict(zip(s_header, row, strict=True)) for row in s_rows}
     assert people["s2"]["转介"] == "1"
+    assert s_header[:2] == ["工作人员编号", "姓名"]
     assert people["bo1"]["办结待取"] == "1"
 
 
 def test_csv_languages(report: DailyReport) -> None:
     english = csv_sections(to_csv(report, lang="en"))
-    assert list(english) == ["Daily report", "Day total", "By service", "By window",
+    assert list(english) == ["Daily report", "Total", "By hour", "By service", "By window",
                              "By staff member"]  # fmt: skip
     header = english["By service"][0]
     assert {"Issued", "Wait mean (s)", "Over target %", "Rated 5"} <= set(header)
     both = csv_sections(to_csv(report, lang="both"))
     assert "取号 Issued" in both["按业务 By service"][0]
-    assert to_csv(report, bom=True).startswith("\ufeff")
+    assert to_csv(report).startswith("\ufeff")  # Excel on a Chinese Windows reads UTF-8
+    assert not to_csv(report, bom=False).startswith("\ufeff")
     with pytest.raises(ValueError, match="lang"):
         to_csv(report, lang="fr")
 
@@ -527,7 +538,7 @@ def table_blocks(text: str) -> dict[str, list[str]]:
 def test_table_aligns_by_display_width(report: DailyReport, lang: str) -> None:
     text = to_table(report, lang=lang)
     blocks = table_blocks(text)
-    assert len(blocks) == 7
+    assert len(blocks) == 8  # hours, then services, windows and staff
     for title, lines in blocks.items():
         assert title.startswith("[")
         ends = [cell_ends(line) for line in lines]
@@ -535,8 +546,9 @@ def test_table_aligns_by_display_width(report: DailyReport, lang: str) -> None:
         assert len({len(e) for e in ends}) == 1, title
         assert len({tuple(e[-1:]) for e in ends}) == 1, title
         for column in range(1, len(ends[0])):
-            if title.startswith(("[按窗口", "[By window")) and column == 1:
-                continue  # the window type column is left-aligned
+            left = title.startswith(("[按窗口", "[By window", "[按工作人员", "[By staff"))
+            if left and column == 1:
+                continue  # the window type and staff name columns are left-aligned
             assert len({e[column] for e in ends}) == 1, (title, column)
 
 
@@ -551,10 +563,56 @@ def test_table_content(report: DailyReport) -> None:
     assert counts[2].split()[:4] == ["业务medical", "2", "0", "3"]
     assert counts[-1].split()[:2] == ["合计", "10"]
     times = blocks["[按业务 · 时长与评价]"]
-    assert times[3].split()[:4] == ["业务housing", "24:00", "47:00", "47:00"]
+    assert times[0].split()[:2] == ["业务", "平均等候(分)"]  # units on times
+    assert times[3].split()[:4] == ["业务housing", "24.0", "47.0", "47.0"]
     assert times[-1].split()[-1] == "0/1/0/1/2"
     windows = blocks["[按窗口 · 时长与评价]"]
     assert windows[3].split()[:4] == ["3号窗口", "专用窗口", "-", "-"]
     english = to_table(report, lang="en")
     assert "Service medical" in english
     assert "Test Street Center  daily report  2026-11-26  weekday  day closed" in english
+
+
+def test_promised_dates_kept_and_broken() -> None:
+    """Cases promised for the day: kept when ready by then, broken once the day is over."""
+    config = make_config()
+    clock = Clock()
+    engine = Engine(config)
+    engine.open_window(clock.now, 1, "s1")
+    for _ in range(3):
+        engine.issue(clock.now, "social")
+    cases = []
+    for promised in (DAY, DAY, NEXT_DAY):
+        assert engine.call_next(clock.advance(minutes=1), 1, "s1") is not None
+        before = set(engine.cases)
+        engine.finish(clock.advance(minutes=5), 1, "s1", Outcome.BACK_OFFICE, promised)
+        [case] = set(engine.cases) - before
+        cases.append(case)
+    engine.case_ready(clock.advance(hours=2), cases[0], "bo1")  # kept
+    midday = list(engine.drain())
+    during = daily_report(config, midday, DAY, today=DAY)
+    assert (during.total.cases_due, during.total.cases_kept, during.total.cases_broken) == (2, 1, 0)
+    engine.tick(dt.datetime(2026, 11, 27, 8, 0, tzinfo=SHANGHAI))
+    engine.case_ready(dt.datetime(2026, 11, 27, 9, 0, tzinfo=SHANGHAI), cases[1], "bo1")  # late
+    events = midday + engine.drain()
+    closed = daily_report(config, events, DAY)
+    s1 = staff(closed, "s1")  # the accepting clerk answers for the promise, not the back office
+    assert (s1.cases_due, s1.cases_kept, s1.cases_broken, s1.cases_kept_pct) == (2, 1, 1, 50.0)
+    assert (staff(closed, "bo1").cases_due, staff(closed, "bo1").cases_ready) == (0, 1)
+    assert service(closed, "social").cases_kept_pct == 50.0
+    nxt = daily_report(config, events, NEXT_DAY, today=NEXT_DAY)
+    assert (nxt.total.cases_due, nxt.total.cases_kept, nxt.total.cases_ready) == (1, 0, 1)
+    assert nxt.total.cases_broken == 0  # promised today, still time
+
+
+def test_month_bounds_and_the_edges_of_the_calendar() -> None:
+    assert month_bounds("2024-02") == (dt.date(2024, 2, 1), dt.date(2024, 2, 29))
+    assert month_bounds("2026-12") == (dt.date(2026, 12, 1), dt.date(2026, 12, 31))
+    assert month_bounds("9999-12") == (dt.date(9999, 12, 1), dt.date(9999, 12, 31))
+    for bad in ("2026-13", "2026-1", "26-11", "0000-01", "", "2026-11-01"):
+        with pytest.raises(ValueError, match="YYYY-MM"):
+            month_bounds(bad)
+    last = build_report(make_config(), [], dt.date(9999, 12, 30), dt.date(9999, 12, 31))
+    assert [d.day for d in last.days] == [dt.date(9999, 12, 30), dt.date(9999, 12, 31)]
+    with pytest.raises(ValueError, match="before"):
+        build_report(make_config(), [], NEXT_DAY, DAY)

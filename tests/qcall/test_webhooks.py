@@ -20,7 +20,7 @@ from aiohttp import web
 from qcall import webhooks
 from qcall.config import CenterConfig
 from qcall.hub import Hub
-from qcall.webhooks import SIGNATURE_HEADER, sign
+from qcall.webhooks import SIGNATURE_HEADER, SIGNATURE_TOLERANCE_S, TIMESTAMP_HEADER, sign, verify
 from tests.common import Clock, make_config
 
 SECRET = "webhook-secret-0123456789"
@@ -63,13 +63,17 @@ class Receiver:
             return web.Response(status=500)
         if self.failing:
             return web.Response(status=500)
-        expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+        # Checked as the README tells integrators to, independently of qcall's own code.
+        stamp = request.headers.get(TIMESTAMP_HEADER, "")
+        signed = stamp.encode() + b"." + body
+        expected = f"t={stamp},v1=" + hmac.new(SECRET.encode(), signed, hashlib.sha256).hexdigest()
+        fresh = stamp.isdigit() and abs(time.time() - int(stamp)) <= SIGNATURE_TOLERANCE_S
         self.accepted.append(
             Delivery(
                 seq,
                 json.loads(body),
                 dict(request.headers),
-                hmac.compare_digest(request.headers.get(SIGNATURE_HEADER, ""), expected),
+                fresh and hmac.compare_digest(request.headers.get(SIGNATURE_HEADER, ""), expected),
             )
         )
         return web.Response(status=204)
@@ -150,12 +154,23 @@ def delivered_everything(hub: Hub, receiver: Receiver) -> Callable[[], bool]:
 # ----------------------------------------------------------------------------- delivery
 
 
-def test_sign_is_hmac_sha256_of_the_body() -> None:
+def test_the_signature_covers_the_timestamp_and_the_body() -> None:
     body = b'{"seq":1}'
-    assert sign(SECRET, body) == (
-        "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    stamp = 1_764_000_000
+    assert sign(SECRET, body, stamp) == (
+        f"t={stamp},v1="
+        + hmac.new(SECRET.encode(), b"1764000000." + body, hashlib.sha256).hexdigest()
     )
-    assert sign(SECRET, body) != sign(SECRET + "x", body)
+    header = sign(SECRET, body, stamp)
+    assert verify(SECRET, body, header, now=stamp + 10)
+    assert not verify(SECRET + "x", body, header, now=stamp)
+    assert not verify(SECRET, body + b" ", header, now=stamp)
+    # A captured delivery replayed later is refused, and its timestamp cannot be moved.
+    assert not verify(SECRET, body, header, now=stamp + SIGNATURE_TOLERANCE_S + 1)
+    moved = header.replace(f"t={stamp}", f"t={stamp + 600}")
+    assert not verify(SECRET, body, moved, now=stamp + 600)
+    for broken in ("", "v1=abc", f"t=x,{header.split(',')[1]}", "sha256=" + "0" * 64):
+        assert not verify(SECRET, body, broken, now=stamp)
 
 
 async def test_every_event_is_posted_in_order_and_signed(
