@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -42,7 +43,9 @@ async def web(hub: HubProcess) -> AsyncIterator[Open]:
 
 
 def _concrete(path: str) -> str:
-    return path.replace("{n:\\d+}", "6").replace("{id}", "T-none")
+    """A route's path with sample values for its parameters (window 6, an unknown id …)."""
+    samples = {"n": "6", "id": "T-none"}
+    return re.sub(r"\{(\w+)(:[^}]*)?\}", lambda m: samples.get(m.group(1), "x"), path)
 
 
 async def test_without_a_session_pages_send_to_sign_in_and_fetches_are_refused(
