@@ -379,3 +379,16 @@ async def test_a_role_without_these_pages_is_told_so_in_its_language(
     await page.get_by_role("button", name="Sign in as someone else").click()
     await expect(page).to_have_url(f"{hub.url}/login?bye=1")
     await page.context.close()
+
+
+async def test_signing_out_in_another_tab_takes_the_open_panel_to_sign_in(
+    browser: Any, hub: HubProcess
+) -> None:
+    page = await signed_in(browser, hub, "c4", "/desk/")
+    await live(page)
+    other = await page.context.new_page()  # same session, second tab
+    await other.goto(f"{hub.url}/desk/")
+    await other.get_by_role("button", name="退出登录").click()
+    await expect(other).to_have_url(f"{hub.url}/login?bye=1")
+    await expect(page).to_have_url(f"{hub.url}/login?expired=1&next=%2Fdesk%2F")
+    await page.context.close()

@@ -192,6 +192,9 @@
     ws.onclose = () => {
       body.dataset.live_connected = "";
       $("#offline").hidden = false;
+      // A stream closed because the session ended (signed out elsewhere, expired): the
+      // fragment fetch answers 401 and the page goes to the sign-in form.
+      refresh();
       const next = opened ? 0 : Math.min(attempt + 1, RECONNECT_MS.length - 1);
       setTimeout(() => connect(next), RECONNECT_MS[next]);
     };
