@@ -17,6 +17,11 @@
   const PING_EVERY_S = 60;
 
   let busy = false;
+  // Set once the page is being left (a sign-out form, a link): a stream closed by that is no news.
+  let leaving = false;
+  window.addEventListener("beforeunload", () => {
+    leaving = true;
+  });
   let refreshTimer = null;
   let refreshing = null;
   let lastActivity = Date.now();
@@ -44,6 +49,7 @@
   }
 
   function signedOut() {
+    if (leaving) return;
     const next = encodeURIComponent(location.pathname + location.search);
     location.assign("/login?expired=1&next=" + next);
   }
@@ -190,6 +196,7 @@
       }
     };
     ws.onclose = () => {
+      if (leaving) return;
       body.dataset.live_connected = "";
       $("#offline").hidden = false;
       // A stream closed because the session ended (signed out elsewhere, expired): the
