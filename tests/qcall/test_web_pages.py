@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import datetime as dt
 import json
 import re
 import secrets
@@ -23,7 +24,7 @@ from cryptography.fernet import Fernet
 from qcall.api import build_app
 from qcall.errors import ConfigError
 from qcall.hub import Hub
-from qcall.model import Role
+from qcall.model import Outcome, Role
 from qcall.store import Store
 from qcall.web import catalog
 from tests.common import ROOT, Clock, make_config, small_center
@@ -289,3 +290,37 @@ async def test_the_cookie_is_secure_when_configured(tmp_path: Path, secure: bool
     assert "HttpOnly" in cookie
     assert "SameSite=Strict" in cookie
     assert ("Secure" in cookie.split("; ")) is secure
+
+
+async def test_the_back_office_marks_overdue_cases_and_lists_them_first(tmp_path: Path) -> None:
+    async with (
+        _served(tmp_path) as (hub, url),
+        aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http,
+    ):
+        await _sign_in(http, url)
+        engine = hub.engine
+        await hub.execute(lambda now: engine.open_window(now, 1, "c1"))
+        numbers = []
+        for days in (20, 3):  # promised in 20 days, then in 3
+            ticket = await hub.execute(lambda now: engine.issue(now, "social"))
+            numbers.append(ticket.number)
+            await hub.execute(lambda now: engine.call_next(now, 1, "c1"))
+            await hub.execute(
+                lambda now, d=days: engine.finish(
+                    now, 1, "c1", Outcome.BACK_OFFICE, engine.local(now).date() + dt.timedelta(d)
+                )
+            )
+        async with http.get(f"{url}/backoffice/") as response:
+            html = await response.text()
+        assert "已超期" not in html
+        assert html.index(numbers[1]) < html.index(numbers[0])  # nearer promise first
+        clock = hub.clock
+        assert isinstance(clock, Clock)
+        clock.advance(days=5)
+        async with http.get(f"{url}/backoffice/") as response:
+            html = await response.text()
+        assert "已超期 2 天" in html
+        assert html.count("已超期") == 2  # the row and the heading's count
+        assert "1 件已超期" in html
+        async with http.get(f"{url}/backoffice/fragment?lang=en") as response:
+            assert "Overdue 2 days" in await response.text()
