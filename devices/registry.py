@@ -6,7 +6,15 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from devices.base import DeviceState, StateCallback
-from devices.qbus.frames import BusEvent, DeviceKind, EventKind, TransferPosition
+from devices.qbus.frames import (
+    BusEvent,
+    DeviceKind,
+    EventKind,
+    FinishOutcome,
+    PingFlag,
+    TransferPosition,
+    TransferTarget,
+)
 from devices.qbus.master import BusMaster, kinds_from_windows
 
 if TYPE_CHECKING:
@@ -19,7 +27,10 @@ __all__ = [
     "DeviceKind",
     "DeviceState",
     "EventKind",
+    "FinishOutcome",
+    "PingFlag",
     "TransferPosition",
+    "TransferTarget",
     "create_bus",
     "create_printer",
 ]

@@ -11,6 +11,7 @@ import errno
 import json
 import logging
 import math
+import os
 import re
 import sys
 import unicodedata
@@ -18,6 +19,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TypeVar
+from zoneinfo import ZoneInfo
 
 from devices.base import DeviceState
 from devices.printer import PrinterNotReady, PrinterStatus, TicketPrinter
@@ -32,7 +34,13 @@ from devices.qbus.frames import (
     PingFlag,
     Status,
 )
-from devices.qbus.master import AddressedEvent, BusMaster, device_name
+from devices.qbus.master import (
+    RESTART_SWEEP_INTERVAL_S,
+    AddressedEvent,
+    BusMaster,
+    BusTiming,
+    device_name,
+)
 from devices.supervisor import describe
 from devices.transport import OPEN_TIMEOUT_S, parse_url
 from qcall.config import Bus, CenterConfig, Printer, load_config
@@ -62,6 +70,16 @@ DRAIN_TIMEOUT_S: Final = 3.0
 RATING_PAD_MARGIN_S: Final = 5
 # Printer operations need no guard here: the driver bounds each one with its own named
 # timeouts (CONNECT_TIMEOUT_S, STATUS_GUARD_S, JOB_WRITE_TIMEOUT_S, LOCK_TIMEOUT_S).
+
+# Before its first frame the self-test listens for a master already on the line: a running hub
+# sends at least a restart sweep every RESTART_SWEEP_INTERVAL_S (and polls keypads far more
+# often), so one interval plus a margin for a loaded machine hears it.
+LINE_LISTEN_S: Final = RESTART_SWEEP_INTERVAL_S + 1.0
+# ``--hub``: the running hub IDENTs, PINGs and reads back every device itself; with retries on a
+# 9600-baud line that is well under a second per device, so a minute covers a full hall.
+HUB_SELFTEST_TIMEOUT_S: Final = 60.0
+# EXIT status when another master (a running hub) holds the line: nothing was sent.
+EXIT_LINE_BUSY: Final = 3
 
 TEST_TICKET: Final = "TEST"
 
@@ -103,6 +121,7 @@ CHECK_LABELS: Final = {
     "rating": "评分 rating",
     "events": "排队事件 queued events",
     "link": "线路 line",
+    "listen": "先听 listen",
     "status": "状态 status",
     "print_test": "测试页 test page",
     "not_tested": "未测 not tested",
@@ -132,6 +151,28 @@ _HUB_HINT: Final = (
     "自检需要独占端口：先停止 hub（sudo systemctl stop qcall-hub）/ the self-test needs the "
     "port to itself: stop the hub first (sudo systemctl stop qcall-hub)"
 )
+LINE_BUSY_HINT: Final = (
+    "先停止 hub（sudo systemctl stop qcall-hub）再自检，或用 --hub 由运行中的 hub 检查 / stop "
+    "the hub first (sudo systemctl stop qcall-hub), or let the running hub check (--hub)"
+)
+
+
+def line_busy_message(hub_url: str) -> str:
+    """Return what to do when a running hub holds the line (both ways, with the hub's URL)."""
+    return (
+        "总线上已有主站在工作（运行中的 hub），自检未发送任何内容，"
+        "以免改写正在使用的窗口屏和呼叫器。\n"
+        "  现场：先停止 hub（sudo systemctl stop qcall-hub），自检后再启动（sudo systemctl "
+        "start qcall-hub）；\n"
+        f"  不停 hub（演示环境也用这个）：QCALL_TOKEN=管理员令牌 qcall selftest --config 配置 "
+        f"--hub {hub_url}\n"
+        "Another master (a running hub) is working on this line; the self-test sent nothing, so "
+        "the displays and keypads in use are not overwritten.\n"
+        "  On site: stop the hub (sudo systemctl stop qcall-hub), run the self-test, start it "
+        "again (sudo systemctl start qcall-hub);\n"
+        f"  without stopping it (also in the demo): QCALL_TOKEN=ADMIN_TOKEN qcall selftest "
+        f"--config FILE --hub {hub_url}"
+    )
 
 
 def _utc_now() -> str:
@@ -213,6 +254,7 @@ class SelftestReport:
     options: dict[str, Any] = field(default_factory=dict)
     devices: list[DeviceReport] = field(default_factory=list)
     diagnostics: dict[str, Any] = field(default_factory=dict)
+    line_busy: bool = False
 
     @property
     def ok(self) -> bool:
@@ -221,7 +263,9 @@ class SelftestReport:
 
     @property
     def exit_code(self) -> int:
-        """Return 0 when everything passed, 1 when anything failed."""
+        """Return 0 when everything passed, 1 when anything failed, 3 when a hub held the line."""
+        if self.line_busy:
+            return EXIT_LINE_BUSY
         return EXIT_OK if self.ok else EXIT_FAILURE
 
     def device(self, name: str) -> DeviceReport:
@@ -321,6 +365,8 @@ async def run_selftest(
     prompt: Prompt | None = None,
     key_timeout_s: float | None = None,
     config_path: str | None = None,
+    listen_s: float | None = None,
+    hub: tuple[str, str] | None = None,
 ) -> SelftestReport:
     """Open the bus and the printers of ``config`` and check every device; never raises for one.
 
@@ -336,23 +382,87 @@ async def run_selftest(
         },
     )
     bus_devices = _bus_devices(config)
-    if config.devices.bus is not None:
+    if config.devices.bus is not None and hub is not None:
+        bus_report = DeviceReport(device="bus", kind="bus", label=f"总线 bus (hub {hub[0]})")
+        report.devices.append(bus_report)
+        report.devices.extend(device.report for device in bus_devices)
+        report.diagnostics["bus"] = await _bus_via_hub(hub[0], hub[1], bus_report, bus_devices)
+    elif config.devices.bus is not None:
         check = _BusSelftest(
             config.devices.bus,
             bus_devices,
             interactive=interactive,
             prompt=prompt or terminal_prompt,
             key_timeout_s=report.options["key_timeout_s"],
+            listen_s=listen_s,
         )
         report.devices.append(check.bus_report)
         report.devices.extend(device.report for device in bus_devices)
         report.diagnostics["bus"] = await check.run()
+        report.line_busy = check.line_busy
     for index, printer in enumerate(config.devices.printers):
-        device, diagnostics = await _check_printer(printer, index, print_test=print_test)
+        device, diagnostics = await _check_printer(
+            printer, index, print_test=print_test, tz=ZoneInfo(config.center.timezone)
+        )
         report.devices.append(device)
         report.diagnostics[device.device] = diagnostics
     report.finished_at = _utc_now()
     return report
+
+
+async def _bus_via_hub(
+    url: str, token: str, bus_report: DeviceReport, devices: list[_BusDevice]
+) -> dict[str, Any]:
+    """Ask the running hub to check its bus devices (POST /api/v1/devices/selftest)."""
+    import aiohttp  # only --hub needs an HTTP client
+
+    endpoint = url.rstrip("/") + "/api/v1/devices/selftest"
+    headers = {"Authorization": f"Bearer {token}", "Accept-Language": "zh-CN"}
+    try:
+        timeout = aiohttp.ClientTimeout(total=HUB_SELFTEST_TIMEOUT_S)
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.post(endpoint, headers=headers) as response,
+        ):
+            body = await response.json(content_type=None)
+            status = response.status
+    except (aiohttp.ClientError, TimeoutError, ValueError) as err:
+        bus_report.add(
+            "hub",
+            Outcome.FAIL,
+            f"无法连接 hub / cannot reach the hub at {url}: {err or type(err).__name__}",
+            "检查 hub 是否运行、地址和端口（配置 hub.host / hub.port）/ check that the hub runs "
+            "and the address and port (hub.host / hub.port in the configuration)",
+        )
+        _skip(devices, "hub 不可达 / hub unreachable")
+        return {}
+    if status in (401, 403):
+        bus_report.add(
+            "hub",
+            Outcome.FAIL,
+            f"hub 拒绝了令牌 / the hub refused the token (HTTP {status})",
+            "需要管理员（admin）令牌 / an admin token is needed",
+        )
+        _skip(devices, "令牌无效 / token refused")
+        return {}
+    if status != 200 or not isinstance(body, dict):
+        bus_report.add("hub", Outcome.FAIL, f"hub 应答 HTTP {status}: {body}")
+        _skip(devices, f"HTTP {status}")
+        return {}
+    bus_report.add("hub", Outcome.PASS, f"由运行中的 hub 检查 / checked by the running hub {url}")
+    by_name = {device.report.device: device for device in devices}
+    for result in body.get("devices", []):
+        name = str(result.get("device"))
+        target = by_name[name].report if name in by_name else bus_report
+        outcome = Outcome.PASS if result.get("ok") else Outcome.FAIL
+        data = {key: result[key] for key in ("boot", "shown") if key in result}
+        target.add("ident", outcome, str(result.get("detail", "")), **data)
+    return body
+
+
+def _skip(devices: list[_BusDevice], why: str) -> None:
+    for device in devices:
+        device.report.add("not_tested", Outcome.SKIP, f"未测 not tested: {why}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -365,13 +475,17 @@ def build_parser() -> argparse.ArgumentParser:
             "Self-test: checks every bus device (counter displays, keypads, rating pads) and "
             "printer in the configuration and says what to check when one fails.\n\n"
             "自检自己打开总线端口和打印机：请先停止 hub（sudo systemctl stop qcall-hub），"
-            "串口同一时间只能由一个程序打开。\n"
+            "串口同一时间只能由一个程序打开。自检先监听总线约 3 秒，听到运行中的 hub 就什么也不发送"
+            "并退出（退出码 3）；hub 不能停（演示环境、营业中）时用 --hub 由它检查总线设备。\n"
             "The self-test opens the bus port and the printers itself: stop the hub first "
-            "(sudo systemctl stop qcall-hub) - a serial port can be open in one program only."
+            "(sudo systemctl stop qcall-hub) - a serial port can be open in one program only. It "
+            "listens to the line for ~3 s first and, hearing a running hub, sends nothing and "
+            "exits 3; when the hub cannot be stopped (the demo, opening hours) use --hub to let "
+            "it check its bus devices."
         ),
         epilog=(
             "退出码 exit status: 0 全部通过 all passed · 1 有失败 something failed · "
-            "2 配置错误 bad configuration"
+            "2 配置错误 bad configuration · 3 总线正被 hub 使用 a hub holds the line"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -410,6 +524,20 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument(
+        "--hub",
+        metavar="URL",
+        help=(
+            "hub 正在运行时由它检查总线设备（如 http://127.0.0.1:8080），令牌取自 --token 或环境"
+            "变量 QCALL_TOKEN（管理员）/ while the hub runs, let it check the bus devices "
+            "(e.g. http://127.0.0.1:8080); admin token from --token or QCALL_TOKEN"
+        ),
+    )
+    parser.add_argument(
+        "--token",
+        metavar="TOKEN",
+        help="管理员令牌（用于 --hub）/ admin token for --hub (or set QCALL_TOKEN)",
+    )
+    parser.add_argument(
         "-v", "--verbose", action="store_true", help="显示驱动日志 / show driver log messages"
     )
     return parser
@@ -421,6 +549,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.key_timeout <= 0:
         parser.error("--key-timeout must be positive / 等待时间须大于 0")
+    hub: tuple[str, str] | None = None
+    if args.hub:
+        token = args.token or os.environ.get("QCALL_TOKEN", "")
+        if not token:
+            parser.error(
+                "--hub needs an admin token: --token TOKEN or QCALL_TOKEN / --hub 需要管理员令牌"
+            )
+        hub = (args.hub, token)
     _configure_logging(verbose=args.verbose)
     config_path = str(Path(args.config).resolve())
     try:
@@ -437,12 +573,16 @@ def main(argv: list[str] | None = None) -> int:
                 interactive=args.interactive,
                 key_timeout_s=args.key_timeout,
                 config_path=config_path,
+                hub=hub,
             )
         )
     except KeyboardInterrupt:
         print("\n自检已中断 / self-test interrupted", file=sys.stderr)  # noqa: T201 - CLI output
         return EXIT_FAILURE
     print(report.format_table())  # noqa: T201 - CLI output
+    if report.line_busy:
+        hub_url = f"http://{config.hub.host}:{config.hub.port}"
+        print(f"\n{line_busy_message(hub_url)}", file=sys.stderr)  # noqa: T201 - CLI output
     path = Path(args.report) if args.report else Path.cwd() / default_report_name(report)
     try:
         write_report(report, path)
@@ -562,6 +702,7 @@ class _BusSelftest:
         interactive: bool,
         prompt: Prompt,
         key_timeout_s: float,
+        listen_s: float | None = None,
     ) -> None:
         self.config = config
         self.devices = devices
@@ -572,6 +713,8 @@ class _BusSelftest:
         self.log = _EventLog()
         self._opened = asyncio.Event()
         self._open_result: tuple[DeviceState, str] | None = None
+        self.listen_s = LINE_LISTEN_S if listen_s is None else listen_s
+        self.line_busy = False
 
     async def run(self) -> dict[str, Any]:
         """Run every bus check; return the master's diagnostics (empty if it never opened)."""
@@ -588,11 +731,12 @@ class _BusSelftest:
             self._skip_all("总线配置错误 / bad bus configuration")
             return {}
         kinds = {device.address: device.kind for device in self.devices}
-        master = BusMaster(self.config, kinds, on_state=self._on_state)
+        timing = BusTiming(listen_before_s=self.listen_s, stand_down=True)
+        master = BusMaster(self.config, kinds, on_state=self._on_state, timing=timing)
         master.subscribe(self.log)
         try:
             await master.start()
-            if await self._open(master):
+            if await self._open(master) and await self._line_free(master):
                 await self._check_devices(master)
             return master.diagnostics()
         finally:
@@ -630,6 +774,28 @@ class _BusSelftest:
             _open_hint(config.url, detail),
         )
         self._skip_all("总线端口未打开 / bus port not open")
+        return False
+
+    async def _line_free(self, master: BusMaster) -> bool:
+        """Listen before talking: refuse (sending nothing) when another master is heard."""
+        try:
+            async with asyncio.timeout(self.listen_s + BUS_REQUEST_GUARD_S):
+                free = await master.wait_listened()
+        except TimeoutError:
+            free = False
+        if free:
+            self.bus_report.add("listen", Outcome.PASS, f"线路空闲 line free ({self.listen_s:g} s)")
+            return True
+        self.line_busy = True
+        counters = master.diagnostics()["counters"]
+        self.bus_report.add(
+            "listen",
+            Outcome.FAIL,
+            f"听到另一个主站的 {counters['foreign_frames']} 帧 / heard "
+            f"{counters['foreign_frames']} frames of another master",
+            LINE_BUSY_HINT,
+        )
+        self._skip_all("总线正被 hub 使用 / the line is in use by a hub")
         return False
 
     def _skip_all(self, why: str) -> None:
@@ -1024,7 +1190,7 @@ def _one_line(text: str) -> str:
 
 
 async def _check_printer(
-    config: Printer, index: int, *, print_test: bool
+    config: Printer, index: int, *, print_test: bool, tz: dt.tzinfo
 ) -> tuple[DeviceReport, dict[str, Any]]:
     report = DeviceReport(
         device=f"printer:{config.id}", kind="printer", label=f"打印机 printer {config.id}"
@@ -1042,7 +1208,7 @@ async def _check_printer(
     try:
         ready = await _printer_status(printer, report)
         if print_test:
-            await _printer_test_page(printer, report, ready=ready)
+            await _printer_test_page(printer, report, ready=ready, tz=tz)
         return report, printer.diagnostics()
     finally:
         await printer.stop()
@@ -1102,14 +1268,17 @@ def _report_status(report: DeviceReport, status: PrinterStatus) -> None:
     )
 
 
-async def _printer_test_page(printer: TicketPrinter, report: DeviceReport, *, ready: bool) -> None:
+async def _printer_test_page(
+    printer: TicketPrinter, report: DeviceReport, *, ready: bool, tz: dt.tzinfo
+) -> None:
     if not ready:
         report.add(
             "print_test", Outcome.SKIP, "未打印：打印机未就绪 / not printed: printer not ready"
         )
         return
     try:
-        result = await printer.print_test()
+        # The page shows the center's wall clock, not the machine's (often UTC on a server).
+        result = await printer.print_test(dt.datetime.now(tz))
     except PrinterNotReady as err:
         hint = "; ".join(str(problem) for problem in err.problems)
         report.add("print_test", Outcome.FAIL, describe(err), hint)

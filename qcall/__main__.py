@@ -18,7 +18,7 @@ from typing import Final
 from qcall import __version__
 from qcall.cli_reports import add_report_parsers as _report_parsers
 from qcall.config import CenterConfig, load_config
-from qcall.errors import ConfigError
+from qcall.errors import ConfigError, DatabaseCorrupt, DatabaseInUse, StorageError
 from qcall.model import Role
 from qcall.pin_policy import generate_pin, pin_problem
 from qcall.store import Store
@@ -28,6 +28,8 @@ _LOGGER = logging.getLogger("qcall")
 EXIT_OK: Final = 0
 EXIT_FAILURE: Final = 1
 EXIT_CONFIG: Final = 2
+# The database is damaged: restarting cannot help (systemd: RestartPreventExitStatus).
+EXIT_CORRUPT: Final = 3
 # Long enough for open event streams to be told goodbye; short enough for systemd.
 SHUTDOWN_TIMEOUT_S: Final = 5.0
 
@@ -61,6 +63,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(err.message_zh, file=sys.stderr)  # noqa: T201
         print(err.message_en.split("\n", 1)[0], file=sys.stderr)  # noqa: T201
         return EXIT_CONFIG
+    except DatabaseCorrupt as err:
+        print(err.message_zh, file=sys.stderr)  # noqa: T201
+        print(err.message_en, file=sys.stderr)  # noqa: T201
+        return EXIT_CORRUPT
+    except StorageError as err:
+        print(err.message_zh, file=sys.stderr)  # noqa: T201
+        print(err.message_en, file=sys.stderr)  # noqa: T201
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         return EXIT_OK
     except BrokenPipeError:
@@ -91,10 +101,22 @@ def _parser() -> argparse.ArgumentParser:
     _config_db(serve)
     serve.add_argument("--host", help="listen address (default: from config)")
     serve.add_argument("--port", type=int, help="listen port (default: from config)")
+    serve.add_argument(
+        "--accept-data-loss",
+        action="store_true",
+        help="数据库损坏时：移至一旁并新建日志（保留账户和令牌）/ on a damaged database: move it "
+        "aside and begin a new log (staff and tokens kept, its tickets lost)",
+    )
     serve.set_defaults(handler=_serve)
 
     check = sub.add_parser("check-config", help="检查配置文件 / validate a configuration file")
     check.add_argument("file", type=Path)
+    check.add_argument(
+        "--db",
+        type=Path,
+        help="并检查重启对该数据库的影响（只读）/ also show what a restart changes in this "
+        "database (read-only)",
+    )
     check.set_defaults(handler=_check_config)
 
     staff = sub.add_parser("staff", help="工作人员账户 / staff accounts").add_subparsers(
@@ -154,6 +176,16 @@ def _check_config(args: argparse.Namespace) -> int:
         f"{args.file}: 配置有效 / configuration is valid — {len(config.departments)} departments, "
         f"{len(config.services)} services, {len(config.windows)} windows"
     )
+    if args.db is not None:
+        from qcall.preflight import restart_preview
+
+        changes = restart_preview(config, args.db)
+        for change in changes:
+            print(f"警告：{change.zh}\nwarning: {change.en}")  # noqa: T201
+        if not changes:
+            print(  # noqa: T201
+                f"{args.db}: 重启不会改变任何号码或窗口 / a restart changes no ticket or window"
+            )
     return EXIT_OK
 
 
@@ -193,7 +225,9 @@ def _serve(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     host = args.host or config.hub.host
     port = args.port or config.hub.port
-    return asyncio.run(_run_hub(config, args.db, host, port))
+    return asyncio.run(
+        _run_hub(config, args.db, host, port, accept_data_loss=args.accept_data_loss)
+    )
 
 
 async def _run_hub(
@@ -202,16 +236,24 @@ async def _run_hub(
     host: str,
     port: int,
     ready: Callable[[], None] | None = None,
+    *,
+    accept_data_loss: bool = False,
 ) -> int:
     from aiohttp import web
 
     from qcall.api import build_app
     from qcall.hub import Hub
 
-    hub = Hub(config, db)
+    hub = Hub(config, db, accept_data_loss=accept_data_loss)
     app = build_app(hub)
     runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_TIMEOUT_S, access_log=None)
-    await runner.setup()
+    try:
+        # Starts the hub: takes the database lock first, then storage, then devices.
+        await runner.setup()
+    except (DatabaseCorrupt, DatabaseInUse) as err:
+        print(err.message_zh, file=sys.stderr)  # noqa: T201
+        print(err.message_en, file=sys.stderr)  # noqa: T201
+        return EXIT_CORRUPT if isinstance(err, DatabaseCorrupt) else EXIT_FAILURE
     site = web.TCPSite(runner, host, port)
     try:
         await site.start()
@@ -316,10 +358,16 @@ async def _demo_hall(config: CenterConfig, db: Path, folder: Path, port: int) ->
                 host=where.hostname or "127.0.0.1",
                 port=where.port or 9100,
                 paper=printer.paper,
+                control=(where.hostname or "127.0.0.1", (where.port or 9100) + 1),
             )
             await emulated.start()
             started.append(emulated.stop)
-            print(f"模拟打印机 / emulated printer {printer.id}: {printer.url} → {out}")  # noqa: T201
+            control = emulated.control_address
+            print(  # noqa: T201
+                f"模拟打印机 / emulated printer {printer.id}: {printer.url} → {out} (故障 / fault: "
+                f"{emulated.describe_fault()}; 控制 / control: "
+                f"{control[0] if control else ''}:{control[1] if control else ''})"
+            )
         return await _run_hub(config, db, config.hub.host, port)
     except OSError as err:
         print(  # noqa: T201

@@ -40,6 +40,9 @@ LOOKAHEAD_DAYS: Final = 60
 # Collected cases stay in memory this long (then only in the log): long enough that a resident
 # who tries the same pickup code again is told it was collected, not that it is unknown.
 COLLECTED_CASE_DAYS: Final = 30
+# Reasons carried by the events that resolve, at start, what the configuration no longer has.
+WINDOW_REMOVED: Final = "window_removed"
+SERVICE_REMOVED: Final = "service_removed"
 
 
 @dataclass(slots=True)
@@ -263,7 +266,9 @@ class Engine:
     def tick(self, now: dt.datetime) -> None:
         """Close yesterday and open today when the local date has changed."""
         today = self.local(now).date()
-        if self.day == today:
+        # A service day, once closed, never reopens: a clock stepped back across midnight
+        # (a stale clock at boot, then NTP) keeps the current day and its numbering.
+        if self.day is not None and today <= self.day:
             return
         if self.day is not None:
             expired = [t.id for t in self.tickets.values() if t.state in ACTIVE_STATES]
@@ -273,18 +278,69 @@ class Engine:
                 EventType.DAY_CLOSED,
                 {"day": self.day.isoformat(), "expired": expired, "closed_windows": closed},
             )
-        day_type = self.config.calendar.day_type(today)
-        hours = self.config.calendar.hours(today)
-        self._emit(
-            now,
-            EventType.DAY_OPENED,
-            {
-                "day": today.isoformat(),
-                "day_type": str(day_type),
-                "opens": hours.start.isoformat("minutes") if hours else None,
-                "closes": hours.end.isoformat("minutes") if hours else None,
-            },
-        )
+        self._emit(now, EventType.DAY_OPENED, self._day_opened(today))
+
+    def resume_day(self, now: dt.datetime, day: dt.date, numbers: Mapping[str, int]) -> None:
+        """Open ``day`` on a new log (after an accepted data loss), numbering on from ``numbers``.
+
+        Only at the very start of a log, and only when ``day`` is still today: numbers never
+        repeat in a day, even when the tickets of that day were lost.
+        """
+        if self.day is not None or self.local(now).date() != day:
+            return
+        data = self._day_opened(day)
+        data["numbers_from"] = {prefix: int(n) for prefix, n in sorted(numbers.items())}
+        self._emit(now, EventType.DAY_OPENED, data)
+
+    def _day_opened(self, day: dt.date) -> dict[str, Any]:
+        day_type = self.config.calendar.day_type(day)
+        hours = self.config.calendar.hours(day)
+        return {
+            "day": day.isoformat(),
+            "day_type": str(day_type),
+            "opens": hours.start.isoformat("minutes") if hours else None,
+            "closes": hours.end.isoformat("minutes") if hours else None,
+        }
+
+    def reconcile(self, now: dt.datetime) -> list[Event]:
+        """Resolve, with events, what the log holds and the configuration no longer has.
+
+        A window removed from the configuration is closed (its current and held tickets go
+        back to the front of their line, tickets transferred to it rejoin their service's
+        line); waiting tickets of a removed service, which no window can call any more, are
+        cancelled. Each event carries the reason. Returns the events emitted.
+        """
+        self.tick(now)
+        start = len(self._pending)
+        for number in sorted(n for n in self.windows if n not in self._windows_cfg):
+            window = self.windows[number]
+            requeued = [*([window.current] if window.current else []), *window.held]
+            unpinned = [t.id for t in self._pinned.get(number, ())]
+            if window.staff is None and not requeued and not unpinned:
+                continue
+            self._emit(
+                now,
+                EventType.WINDOW_CLOSED,
+                {
+                    "window": number,
+                    "staff": window.staff,
+                    "requeued": requeued,
+                    "unpinned": unpinned,
+                    "reason": WINDOW_REMOVED,
+                },
+            )
+        for ticket in list(self.tickets.values()):
+            if (
+                ticket.service not in self._services
+                and ticket.state is TicketState.WAITING
+                and ticket.pinned_window is None
+            ):
+                self._emit(
+                    now,
+                    EventType.TICKET_CANCELLED,
+                    {"id": ticket.id, "number": ticket.number, "reason": SERVICE_REMOVED},
+                )
+        return self._pending[start:]
 
     # ----------------------------------------------------------------- issuing
 
@@ -293,7 +349,7 @@ class Engine:
         local = self.local(now)
         calendar = self.config.calendar
         # Before the next command rolls the day over, yesterday's counts and windows are stale.
-        new_day = self.day != local.date()
+        new_day = self.day is None or local.date() > self.day
         day_type = calendar.day_type(local.date())
         hours = service.hours.get(day_type) if day_type is not DayType.CLOSED else None
         if hours is None:
@@ -510,6 +566,7 @@ class Engine:
         self.tick(now)
         ticket = self.ticket(ticket_id)
         self._require_state(ticket, TicketState.NO_SHOW)
+        self._service(ticket.service)  # a line that no longer exists cannot take it back
         self._emit(
             now,
             EventType.TICKET_REACTIVATED,
@@ -555,7 +612,7 @@ class Engine:
         target_service = ticket.service
         if service_id is not None:
             target = self._service(service_id)
-            if target.kind is not self._services[ticket.service].kind:
+            if target.kind is not self._kind(ticket.service):
                 raise Conflict(
                     "cannot transfer between intake and pickup lines",
                     "受理号与取件号之间不能互转",
@@ -602,7 +659,7 @@ class Engine:
         """Finish the current ticket as done, or hand it to the back office (opens a case)."""
         window = self._acting(now, number, staff)
         ticket = self._current(window)
-        kind = self._services[ticket.service].kind
+        kind = self._kind(ticket.service)
         if outcome is Outcome.BACK_OFFICE and kind is not ServiceKind.INTAKE:
             raise Conflict(
                 "only intake tickets go to the back office",
@@ -739,21 +796,27 @@ class Engine:
         pinned = sum(
             1 for entries in self._pinned.values() for t in entries if t.service == service_id
         )
-        return len(self._lines[service_id, True]) + len(self._lines[service_id, False]) + pinned
+        return len(self._line(service_id, True)) + len(self._line(service_id, False)) + pinned
+
+    def callable_count(self, number: int) -> int:
+        """Tickets ``next`` at window ``number`` could call: its services and its own transfers."""
+        served = self._serves[number]
+        lines = sum(len(self._lines[s, lane]) for s in served for lane in (True, False))
+        return lines + len(self._pinned[number])
 
     def ahead(self, ticket: Ticket) -> int:
         """Tickets that will be called before this one under the current policy."""
         if ticket.state is not TicketState.WAITING:
             return 0
         if ticket.pinned_window is not None:
-            pinned = list(self._pinned[ticket.pinned_window])
+            pinned = list(self._pinned_line(ticket.pinned_window))
             return pinned.index(ticket)
         mode = self.config.policy.mode
         same = other = 0
         mine = self._rank(ticket)
-        for service_id in self._rivals[ticket.service]:
+        for service_id in self._rivals.get(ticket.service, [ticket.service]):
             for lane in (True, False):
-                line = self._lines[service_id, lane]
+                line = self._line(service_id, lane)
                 if mode is Policy.RATIO and lane != ticket.priority:
                     other += len(line)
                     continue
@@ -791,10 +854,11 @@ class Engine:
         """Expected wait for a ticket with ``ahead`` tickets in front of it."""
         open_windows = sum(
             1
-            for n in self._servers[service_id]
+            for n in self._servers.get(service_id, ())
             if self.windows[n].staff is not None and not self.windows[n].paused
         )
-        return round((ahead + 0.5) * self.handle_s[service_id] / max(open_windows, 1))
+        handle_s = self.handle_s.get(service_id, 0.0)
+        return round((ahead + 0.5) * handle_s / max(open_windows, 1))
 
     def window_state(self, number: int) -> WindowState:
         """Return what the window is doing."""
@@ -814,7 +878,9 @@ class Engine:
         return self._serves[number]
 
     def window_view(self, number: int) -> dict[str, Any]:
-        """Return one window's public state."""
+        """Return one configured window's public state."""
+        if number not in self._windows_cfg:
+            raise NotFound(f"no window {number}", f"没有 {number} 号窗口", code="no_window")
         window = self._window(number)
         current = self.tickets[window.current] if window.current else None
         return {
@@ -833,7 +899,7 @@ class Engine:
 
     def state(self) -> dict[str, Any]:
         """Return the public snapshot (``GET /state``)."""
-        windows = [self.window_view(number) for number in sorted(self.windows)]
+        windows = [self.window_view(number) for number in sorted(self._windows_cfg)]
         return {
             "seq": self.seq,
             "day": self.day.isoformat() if self.day else None,
@@ -877,8 +943,7 @@ class Engine:
         self.devices = dict(snap["devices"])
         self._order = int(snap["order"])
         for raw in snap["windows"]:
-            if raw["number"] in self.windows:
-                self.windows[raw["number"]] = WindowRun(**raw)
+            self.windows[raw["number"]] = WindowRun(**raw)
         for raw in snap["cases"]:
             case = Case(**_load(raw, Case))
             self.cases[case.id] = case
@@ -903,9 +968,32 @@ class Engine:
 
     def _window(self, number: int) -> WindowRun:
         window = self.windows.get(number)
-        if window is None:
+        if window is None or number not in self._windows_cfg:
             raise NotFound(f"no window {number}", f"没有 {number} 号窗口", code="no_window")
         return window
+
+    def _kind(self, service_id: str) -> ServiceKind | None:
+        service = self._services.get(service_id)
+        return None if service is None else service.kind
+
+    def _run(self, number: int) -> WindowRun:
+        # The log may name a window the configuration no longer has: history still applies.
+        window = self.windows.get(number)
+        if window is None:
+            window = self.windows[number] = WindowRun(number)
+        return window
+
+    def _line(self, service_id: str, lane: bool) -> _Line:
+        line = self._lines.get((service_id, lane))
+        if line is None:
+            line = self._lines[service_id, lane] = _Line()
+        return line
+
+    def _pinned_line(self, number: int) -> _Line:
+        line = self._pinned.get(number)
+        if line is None:
+            line = self._pinned[number] = _Line()
+        return line
 
     def _acting(self, now: dt.datetime, number: int, staff: str) -> WindowRun:
         self.tick(now)
@@ -1032,7 +1120,7 @@ class Engine:
             if promised_date is not None and promised_date < local_day:
                 raise BadRequest("promised_date is in the past", "承诺日期不能早于今天")
             promised = promised_date or self._add_working_days(
-                local_day, self._services[ticket.service].approval_days
+                local_day, self._service(ticket.service).approval_days
             )
             case_id = f"C{self.day:%Y%m%d}-{self.case_counter + 1:04d}"
             data["case"] = case_id
@@ -1099,7 +1187,10 @@ class Engine:
         return count
 
     def _overdue(self, ticket: Ticket, now: dt.datetime) -> bool:
-        target = self._services[ticket.service].target_wait_min * 60
+        service = self._services.get(ticket.service)
+        if service is None:
+            return False
+        target = service.target_wait_min * 60
         return (now - ticket.issued_at).total_seconds() > target
 
     def _rank(self, ticket: Ticket) -> tuple[Any, ...]:
@@ -1131,14 +1222,14 @@ class Engine:
         )
 
     def _pick(self, window: WindowRun, now: dt.datetime) -> Ticket | None:
-        pinned = self._pinned[window.number].head()
+        pinned = self._pinned_line(window.number).head()
         if pinned is not None:
             return pinned
         served = self._serves[window.number]
         heads: list[tuple[Ticket, int]] = []
         for service_id, weight in served.items():
             for lane in (True, False):
-                head = self._lines[service_id, lane].head()
+                head = self._line(service_id, lane).head()
                 if head is not None:
                     heads.append((head, weight))
         if not heads:
@@ -1217,9 +1308,9 @@ class Engine:
 
     def _enqueue(self, ticket: Ticket) -> None:
         if ticket.pinned_window is not None:
-            self._pinned[ticket.pinned_window].add(ticket)
+            self._pinned_line(ticket.pinned_window).add(ticket)
         else:
-            self._lines[ticket.service, ticket.priority].add(ticket)
+            self._line(ticket.service, ticket.priority).add(ticket)
 
     def _requeue(self, ticket: Ticket) -> None:
         # A new place in line: renumber so that (front, queued_at, order) stays the line
@@ -1230,9 +1321,9 @@ class Engine:
 
     def _dequeue(self, ticket: Ticket) -> None:
         if ticket.pinned_window is not None:
-            self._pinned[ticket.pinned_window].remove(ticket)
+            self._pinned_line(ticket.pinned_window).remove(ticket)
         else:
-            self._lines[ticket.service, ticket.priority].remove(ticket)
+            self._line(ticket.service, ticket.priority).remove(ticket)
 
     def _apply(self, event: Event) -> None:
         self.seq = event.seq
@@ -1245,17 +1336,15 @@ class Engine:
         self.tickets.clear()
         self.by_token.clear()
         self.by_number.clear()
-        self.counters.clear()
+        # Numbering starts at 1, or after the numbers a lost log had issued that day.
+        self.counters = {p: int(n) for p, n in data.get("numbers_from", {}).items()}
         self.issued.clear()
         self.recent_calls.clear()
-        for line in self._lines.values():
-            line.front.clear()
-            line.back.clear()
-        for pinned in self._pinned.values():
-            pinned.front.clear()
-            pinned.back.clear()
-        for window in self.windows.values():
-            self.windows[window.number] = WindowRun(window.number)
+        # A new day starts from the configuration: windows and lines it no longer has are gone
+        # (they are empty once the day is closed).
+        self._lines = {(s, lane): _Line() for s in self._services for lane in (True, False)}
+        self._pinned = {n: _Line() for n in self._windows_cfg}
+        self.windows = {n: WindowRun(n) for n in self._windows_cfg}
         horizon = self.day - dt.timedelta(days=COLLECTED_CASE_DAYS)
         for case_id in [
             c.id
@@ -1272,6 +1361,8 @@ class Engine:
             ticket.state = TicketState.EXPIRED
         for number in data["closed_windows"]:
             self.windows[number] = WindowRun(number)
+        for number in [n for n in self.windows if n not in self._windows_cfg]:
+            del self.windows[number]
 
     def _apply_issued(self, event: Event, data: Mapping[str, Any]) -> None:
         self._order += 1
@@ -1296,7 +1387,7 @@ class Engine:
 
     def _apply_called(self, event: Event, data: Mapping[str, Any]) -> None:
         ticket = self.tickets[data["id"]]
-        window = self.windows[data["window"]]
+        window = self._run(data["window"])
         if ticket.state is TicketState.WAITING:
             self._dequeue(ticket)
         if ticket.id in window.held:
@@ -1331,7 +1422,7 @@ class Engine:
         ticket = self.tickets[data["id"]]
         ticket.state = TicketState.NO_SHOW
         ticket.finished_at = event.at
-        self.windows[data["window"]].current = None
+        self._run(data["window"]).current = None
 
     def _apply_reactivated(self, event: Event, data: Mapping[str, Any]) -> None:
         ticket = self.tickets[data["id"]]
@@ -1344,14 +1435,14 @@ class Engine:
 
     def _apply_held(self, event: Event, data: Mapping[str, Any]) -> None:
         ticket = self.tickets[data["id"]]
-        window = self.windows[data["window"]]
+        window = self._run(data["window"])
         ticket.state = TicketState.HELD
         window.current = None
         window.held.append(ticket.id)
 
     def _apply_transferred(self, event: Event, data: Mapping[str, Any]) -> None:
         old = self.tickets[data["id"]]
-        self.windows[data["from_window"]].current = None
+        self._run(data["from_window"]).current = None
         old.state = TicketState.TRANSFERRED
         old.finished_at = event.at
         old.transferred_to = data["new_id"]
@@ -1376,7 +1467,7 @@ class Engine:
 
     def _apply_finished(self, event: Event, data: Mapping[str, Any]) -> None:
         ticket = self.tickets[data["id"]]
-        window = self.windows[data["window"]]
+        window = self._run(data["window"])
         ticket.state = (
             TicketState.BACK_OFFICE if data["outcome"] == Outcome.BACK_OFFICE else TicketState.DONE
         )
@@ -1386,7 +1477,7 @@ class Engine:
         begun = ticket.started_at or ticket.called_at
         if begun is not None:
             handled = (event.at - begun).total_seconds()
-            old = self.handle_s[ticket.service]
+            old = self.handle_s.get(ticket.service, handled)
             self.handle_s[ticket.service] = old + HANDLE_TIME_ALPHA * (handled - old)
 
     def _apply_rated(self, event: Event, data: Mapping[str, Any]) -> None:
@@ -1399,30 +1490,45 @@ class Engine:
         ticket.finished_at = event.at
 
     def _apply_window_opened(self, event: Event, data: Mapping[str, Any]) -> None:
-        window = self.windows[data["window"]]
+        window = self._run(data["window"])
         window.staff = data["staff"]
         window.paused = False
         window.pause_reason = ""
         window.normal_streak = 0
 
     def _apply_window_closed(self, event: Event, data: Mapping[str, Any]) -> None:
-        window = self.windows[data["window"]]
+        window = self._run(data["window"])
+        # A window removed from the configuration takes nobody with it: its tickets go back
+        # to their service's line (history decides, whatever the configuration says now).
+        removed = data.get("reason") == WINDOW_REMOVED
+        for ticket_id in data.get("unpinned", ()):
+            ticket = self.tickets[ticket_id]
+            self._dequeue(ticket)
+            ticket.pinned_window = None
+            self._requeue(ticket)
         for ticket_id in data["requeued"]:
             ticket = self.tickets[ticket_id]
             ticket.state = TicketState.WAITING
             ticket.window = None
             ticket.front = True
             ticket.queued_at = event.at
+            if removed and ticket.pinned_window == window.number:
+                ticket.pinned_window = None
             self._requeue(ticket)
-        self.windows[window.number] = WindowRun(window.number, last_finished=window.last_finished)
+        if window.number in self._windows_cfg:
+            self.windows[window.number] = WindowRun(
+                window.number, last_finished=window.last_finished
+            )
+        else:
+            del self.windows[window.number]
 
     def _apply_paused(self, event: Event, data: Mapping[str, Any]) -> None:
-        window = self.windows[data["window"]]
+        window = self._run(data["window"])
         window.paused = True
         window.pause_reason = data["reason"]
 
     def _apply_resumed(self, event: Event, data: Mapping[str, Any]) -> None:
-        window = self.windows[data["window"]]
+        window = self._run(data["window"])
         window.paused = False
         window.pause_reason = ""
 

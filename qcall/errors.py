@@ -106,6 +106,21 @@ class StorageError(QcallError):
     status = 503
 
 
+class DatabaseCorrupt(StorageError):
+    """SQLite or the event log's own checks found the database damaged: the hub refuses to start.
+
+    The operator restores a backup, or accepts the loss explicitly (``--accept-data-loss``).
+    """
+
+    code = "database_corrupt"
+
+
+class DatabaseInUse(StorageError):
+    """Another hub already serves this database file (one hub per database)."""
+
+    code = "database_in_use"
+
+
 class DeviceError(QcallError):
     """A device failed; the supervisor retries, staff are told."""
 

@@ -11,12 +11,22 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from devices import registry
-from devices.registry import BusEvent, DeviceState, EventKind, TransferPosition
+from devices.registry import (
+    BusEvent,
+    DeviceKind,
+    DeviceState,
+    EventKind,
+    FinishOutcome,
+    PingFlag,
+    TransferPosition,
+    TransferTarget,
+)
 from qcall.errors import QcallError
 from qcall.events import Event, EventType
-from qcall.model import WINDOW_ROLES, Position, ServiceKind
+from qcall.model import WINDOW_ROLES, Outcome, Position
 
 if TYPE_CHECKING:
+    from qcall.config import Service
     from qcall.hub import Hub
 
 _LOGGER = logging.getLogger(__name__)
@@ -32,7 +42,13 @@ LCD_NOTE_S: Final = 4.0
 # How long a rating pad waits for the resident's score after a ticket is finished.
 RATING_TIMEOUT_S: Final = 30
 CALL_FLASH: Final = 3
+# Transfer choices listed per keypad LCD line (2 x 16 cells; "1社会" takes 5).
+LCD_CHOICES_PER_LINE: Final = 3
 PAUSED_TEXT: Final = "暂停服务"
+_OUTCOMES: Final = {
+    FinishOutcome.DONE: Outcome.DONE,
+    FinishOutcome.BACK_OFFICE: Outcome.BACK_OFFICE,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +87,8 @@ class Hall:
         self._dirty: set[int] = set()
         self._lcd_sent: dict[int, str] = {}
         self._notes: dict[int, tuple[str, float]] = {}
+        # Windows whose clerk pressed PAUSE while serving: they pause once that ticket is done.
+        self._pause_after: set[int] = set()
         self._unsubscribe: Callable[[], None] | None = None
         self.key_presses = 0
         self.key_failures = 0
@@ -100,6 +118,34 @@ class Hall:
             **self.master.diagnostics(),
         }
 
+    async def selftest(self) -> list[dict[str, Any]]:
+        """Check every bus device through the hub's own master, changing nothing they show.
+
+        ``qcall selftest --hub`` uses this while the hub holds the line: IDENT (kind, model),
+        PING (boot, fault flag) and, for a display, what it shows read back.
+        """
+        master = self.master
+        results: list[dict[str, Any]] = []
+        for probe in await master.probe():
+            address = int(probe.name.rsplit("@", 1)[1]) if "@" in probe.name else None
+            result: dict[str, Any] = {"device": probe.name, "ok": probe.ok, "detail": probe.detail}
+            if address is not None and probe.ok:
+                try:
+                    ping = await master.ping(address)
+                    result["boot"] = ping.boot
+                    if PingFlag.FAULT in ping.flags:
+                        result["ok"] = False
+                        result["detail"] += (
+                            "; 设备报告硬件故障 / the device reports a hardware fault"
+                        )
+                    if self.master.device_kind(address) is DeviceKind.COUNTER_DISPLAY:
+                        result["shown"] = (await master.query_text(address)).text
+                except QcallError as err:
+                    result["ok"] = False
+                    result["detail"] = f"{err.message_zh} / {err.message_en}"
+            results.append(result)
+        return results
+
     # ----------------------------------------------------------------- hub → devices
 
     def _on_hub_event(self, event: Event) -> None:
@@ -115,6 +161,9 @@ class Hall:
             if window is not None and window.rating_pad is not None:
                 pad, ticket = window.rating_pad, data["number"]
                 self._fire(lambda: self.master.rating_start(pad, ticket, RATING_TIMEOUT_S))
+            if data["window"] in self._pause_after:
+                self._pause_when_idle(data["window"])
+            self._show_window(data["window"])
             self._dirty.add(data["window"])
         elif kind in (
             EventType.WINDOW_OPENED,
@@ -122,6 +171,7 @@ class Hall:
             EventType.WINDOW_PAUSED,
             EventType.WINDOW_RESUMED,
         ):
+            self._pause_after.discard(data["window"])
             self._show_window(data["window"])
             self._dirty.add(data["window"])
         elif kind in (EventType.DAY_OPENED, EventType.DAY_CLOSED):
@@ -133,7 +183,12 @@ class Hall:
             EventType.TICKET_NO_SHOW,
             EventType.TICKET_HELD,
         ):
-            self._dirty.add(data["window"] if "window" in data else data["from_window"])
+            # The ticket left the window: its display and keypad show the window's state now.
+            number = data["from_window"] if kind is EventType.TICKET_TRANSFERRED else data["window"]
+            self._show_window(number)
+            self._dirty.add(number)
+            if kind is EventType.TICKET_TRANSFERRED and data.get("window") is not None:
+                self._dirty.add(data["window"])
 
     def _call(self, address: int, ticket: str, number: int, flash: int) -> None:
         self._fire(lambda: self.master.show_call(address, ticket, number, flash))
@@ -169,8 +224,10 @@ class Hall:
             return "请登录 LOGIN"
         if run.paused:
             return PAUSED_TEXT
-        waiting = sum(engine.waiting_count(s) for s in engine.window_services(number))
+        waiting = engine.callable_count(number)
         current = engine.tickets[run.current].number if run.current else "----"
+        if number in self._pause_after:
+            return f"当前{current} 办完暂停"
         return f"当前{current} 等候{waiting}"
 
     async def _refresh_lcds(self) -> None:
@@ -271,18 +328,79 @@ class Hall:
         if address != window.keypad:
             return None
         if kind is EventKind.LOGIN:
-            return await self._login(number, event.staff, event.pin)
+            return await self._login(number, address, event.staff, event.pin)
         staff = engine.windows[number].staff
         if staff is None:
             return "请先登录"
         if kind is EventKind.LOGOUT:
             await hub.execute(lambda now: engine.close_window(now, number, staff))
             return "已退出"
+        run = engine.windows[number]
+        if kind is EventKind.PAUSE and run.current is not None and not run.paused:
+            self._pause_after.add(number)
+            self._dirty.add(number)
+            return None
+        if kind is EventKind.RESUME and number in self._pause_after:
+            self._pause_after.discard(number)
+            self._dirty.add(number)
+            return None
+        if kind is EventKind.NEXT and number in self._pause_after and run.current is not None:
+            return await self._finish_then_pause(number, staff, Outcome.DONE)
+        if kind is EventKind.FINISH and event.outcome is not None:
+            return await self._finish_then_pause(number, staff, _OUTCOMES[event.outcome])
+        if kind is EventKind.TRANSFER and event.transfer is not None:
+            choices = self._transfer_choices(number, event.transfer)
+            if isinstance(choices, str):
+                return choices
         command = self._command(number, staff, event)
         result = await hub.execute(command)
         if kind is EventKind.NEXT and result is None:
             return "无人等候"
         return None
+
+    async def _finish_then_pause(self, number: int, staff: str, outcome: Outcome) -> str | None:
+        """Finish the current ticket (a pending pause follows from the finished event)."""
+        engine = self.hub.engine
+        ticket = await self.hub.execute(lambda now: engine.finish(now, number, staff, outcome))
+        return "已转后台" if outcome is Outcome.BACK_OFFICE else f"{ticket.number} 已办结"
+
+    def _pause_when_idle(self, number: int) -> None:
+        """The ticket a pause waited for is finished (keypad, web or API): pause the window.
+
+        When the same command already called the next ticket (``next`` from the web), the pause
+        stays pending until that one is finished.
+        """
+        hub = self.hub
+        run = hub.engine.windows[number]
+        staff = run.staff
+        if run.current is not None or run.paused or staff is None:
+            return
+        self._pause_after.discard(number)
+
+        async def pause() -> None:
+            try:
+                await hub.execute(lambda now: hub.engine.pause(now, number, staff))
+            except QcallError as err:
+                _LOGGER.info("window %d: pause after the ticket refused: %s", number, err)
+
+        hub.create_task(pause(), f"pause-after:{number}")
+
+    def _transfer_choices(self, number: int, target: TransferTarget) -> str | None:
+        """Return the LCD list when a prefix names several services; None when unambiguous."""
+        if target.service_prefix is None or target.choice is not None:
+            return None
+        services = self._transfer_services(number, target.service_prefix)
+        if len(services) < 2:
+            return None
+        # A keypad LCD has 2 lines of 16 cells: three "1社会" entries (5 cells each) fill one.
+        entries = [f"{i}{s.name_zh[:2]}" for i, s in enumerate(services, 1)]
+        lines = [
+            "".join(entries[i : i + LCD_CHOICES_PER_LINE])
+            for i in range(0, len(entries), LCD_CHOICES_PER_LINE)
+        ]
+        if len(lines) == 1:
+            lines.insert(0, f"{target.service_prefix}有{len(services)}项 请选序号")
+        return "\n".join(lines)
 
     def _command(self, number: int, staff: str, event: BusEvent) -> Callable[[dt.datetime], Any]:
         engine = self.hub.engine
@@ -309,7 +427,7 @@ class Hall:
             position = (
                 Position.FIRST if target.position is TransferPosition.FIRST else Position.LAST
             )
-            service = self._service_for_prefix(number, target.service_prefix)
+            service = self._service_for_prefix(number, target)
             return lambda now: engine.transfer(
                 now,
                 number,
@@ -320,27 +438,45 @@ class Hall:
             )
         raise QcallError(f"unsupported key {kind}", "不支持的按键", code="unsupported_key")
 
-    def _service_for_prefix(self, number: int, prefix: str | None) -> str | None:
-        if prefix is None:
-            return None
+    def _transfer_services(self, number: int, prefix: str) -> list[Service]:
+        """Services with ``prefix`` the current ticket may go to, in configuration order."""
         engine = self.hub.engine
         current = engine.windows[number].current
         services = [s for s in self.hub.config.services if s.prefix == prefix]
-        if current is not None:
-            mine = engine.tickets[current].service
-            if any(s.id == mine for s in services):
-                return mine
-        intake = [s for s in services if s.kind is ServiceKind.INTAKE]
-        chosen = (intake or services)[:1]
-        if not chosen:
+        if current is None:
+            return services
+        mine = next(s for s in self.hub.config.services if s.id == engine.tickets[current].service)
+        return [s for s in services if s.kind is mine.kind]
+
+    def _service_for_prefix(self, number: int, target: TransferTarget) -> str | None:
+        prefix = target.service_prefix
+        if prefix is None:
+            return None
+        services = self._transfer_services(number, prefix)
+        if not services:
             raise QcallError(
                 f"no service with prefix {prefix}", f"没有前缀为 {prefix} 的业务", code="no_service"
             )
-        return chosen[0].id
+        if target.choice is None:
+            if len(services) > 1:  # _act lists them instead
+                raise QcallError(
+                    f"prefix {prefix} names {len(services)} services",
+                    f"前缀 {prefix} 对应多项业务",
+                    code="ambiguous_service",
+                )
+            return services[0].id
+        if target.choice > len(services):
+            raise QcallError(
+                f"prefix {prefix} has {len(services)} services, not {target.choice}",
+                f"{prefix} 只有 {len(services)} 项业务",
+                code="no_service",
+            )
+        return services[target.choice - 1].id
 
-    async def _login(self, number: int, staff_id: str, pin: str) -> str:
+    async def _login(self, number: int, address: int, staff_id: str, pin: str) -> str:
         hub = self.hub
-        member = await hub.authenticate(staff_id, pin)
+        # A keypad trying staff ids is limited like a client address trying them over HTTP.
+        member = await hub.authenticate(staff_id, pin, f"keypad@{address}")
         if member.role not in WINDOW_ROLES:
             return "无权限"
         await hub.execute(lambda now: hub.engine.open_window(now, number, member.id))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import sqlite3
@@ -15,13 +16,15 @@ from zoneinfo import ZoneInfo
 
 from qcall import __version__
 from qcall.auth import Logins
+from qcall.clock import ForwardClock
 from qcall.config import CenterConfig
+from qcall.dblock import DatabaseLock
 from qcall.engine import Engine
-from qcall.errors import QcallError, StorageError
+from qcall.errors import DatabaseCorrupt, QcallError, StorageError
 from qcall.events import Event, EventBus, EventType
 from qcall.metrics import Metrics
 from qcall.reports.worker import ReportWorker
-from qcall.store import Principal, StaffMember, Store
+from qcall.store import Principal, Recovery, StaffMember, Store, corrupt_error
 
 if TYPE_CHECKING:
     from devices.printer import TicketPrinter
@@ -44,6 +47,14 @@ CHECKPOINT_INTERVAL_S: Final = 2.0
 STOP_STAGE_TIMEOUT_S: Final = 10.0
 # The printer (devices.printers[].id) the consultation desk's page prints tickets on.
 DESK_PRINTER: Final = "desk"
+# A read that shows only committed state waits at most this long for the commit in flight
+# (a durable commit takes milliseconds; a storage failure ends the wait at once).
+COMMITTED_READ_TIMEOUT_S: Final = 5.0
+# Event-loop turns stop() gives tasks started while devices stop before numbering ends.
+STOP_YIELDS: Final = 3
+# What a broken event log raises while it is replayed (bad JSON, unknown type, missing field,
+# an event that does not fit the state before it).
+_BROKEN_LOG: Final = (ValueError, KeyError, TypeError, IndexError, AttributeError)
 
 
 class Hub:
@@ -55,11 +66,17 @@ class Hub:
         db_path: str | Path,
         *,
         clock: Callable[[], dt.datetime] | None = None,
+        accept_data_loss: bool = False,
     ) -> None:
         self.config = config
         self.db_path = Path(db_path)
         self.tz = ZoneInfo(config.center.timezone)
         self.clock = clock or (lambda: dt.datetime.now(self.tz))
+        # Commands and reads take their time from here: never earlier than the log's latest.
+        self.now = ForwardClock(self.clock)
+        self.accept_data_loss = accept_data_loss
+        self.recovered: Recovery | None = None
+        self.lock = DatabaseLock(self.db_path)
         self.engine = Engine(config)
         self.bus = EventBus()
         self.metrics = Metrics(self)
@@ -76,6 +93,10 @@ class Hub:
         self._wake = asyncio.Event()
         self._durable = asyncio.Event()
         self._failure: BaseException | None = None
+        self._closing = False
+        self._serving = False  # storage is open and the journal runs
+        self._journal_task: asyncio.Task[None] | None = None
+        self._critical: set[asyncio.Task[Any]] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._token_cache: dict[str, tuple[Principal, float]] = {}
         self._revocations = 0  # bumped around each revoke (see principal())
@@ -92,18 +113,36 @@ class Hub:
     # ----------------------------------------------------------------- lifecycle
 
     async def start(self) -> None:
-        """Open storage, rebuild the state, then start the workers."""
-        await self.write(self._open_and_load)
+        """Take the database, rebuild the state, then start the workers.
+
+        Refuses (``DatabaseInUse``) before touching anything when another hub serves the same
+        database, and (``DatabaseCorrupt``) when the database is damaged, unless the operator
+        accepted the data loss.
+        """
+        self.lock.acquire()
+        try:
+            await self.write(self._open_and_load)
+        except BaseException:
+            await self.write(self.store.close)
+            self.lock.release()
+            raise
         await self.read(self.reader.open)
         await self.logins.start()
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._checkpoints, self.checkpointer.open)
-        self.create_task(self._journal(), "journal")
-        self.create_task(self._checkpoint_loop(), "checkpoint")
+        self._serving = True
+        self._journal_task = self.create_task(self._journal(), "journal", critical=True)
+        self.create_task(self._checkpoint_loop(), "checkpoint", critical=True)
         self.create_task(self._day_ticker(), "day-ticker")
         self.create_task(self._sweep_sessions(), "session-sweep")
         self.create_task(self.logins.run(), "logins")
+        recovered = self.recovered
+        if recovered is not None and recovered.day is not None:
+            day, numbers = recovered.day, recovered.numbers
+            await self.execute(lambda now: self.engine.resume_day(now, day, numbers))
         await self.execute(self.engine.tick)
+        # What the log holds and the configuration no longer has is resolved by new events.
+        await self.execute(self.engine.reconcile)
         from qcall.webhooks import WebhookDispatcher
 
         for hook in self.config.webhooks:
@@ -134,20 +173,40 @@ class Hub:
         )
 
     async def stop(self) -> None:
-        """Stop workers in reverse order, flush the journal, snapshot and close storage."""
+        """Stop workers in reverse order, commit what is pending, snapshot and close storage.
+
+        Devices and webhooks stop first (a device going offline is still committed); then no
+        command is numbered any more, the journal commits what it holds (a commit in flight
+        included) and ends, and the final snapshot is written before storage closes. The log
+        therefore never ends below a seq the hub has announced.
+        """
         for stopper in reversed(self._stoppers):
             try:
                 await asyncio.wait_for(stopper(), STOP_STAGE_TIMEOUT_S)
             except Exception:
                 _LOGGER.exception("stopping %r failed", stopper)
         self._stoppers.clear()
-        await self._flush()
+        # Tasks the stoppers just started (a device going offline) reach the journal first.
+        for _ in range(STOP_YIELDS):
+            await asyncio.sleep(0)
+        self._closing = True
+        self._wake.set()
+        if self._journal_task is not None and not self._journal_task.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(self._journal_task), STOP_STAGE_TIMEOUT_S)
+            except TimeoutError:
+                _LOGGER.error("the journal did not finish within %.0f s", STOP_STAGE_TIMEOUT_S)  # noqa: TRY400
+            except Exception:
+                _LOGGER.debug("journal ended with an error (made fatal already)", exc_info=True)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._failure is None and self.committed_seq == self.engine.seq:
             snapshot = self.engine.to_snapshot()
-            await self.write(self.store.save_snapshot, self.engine.seq, snapshot)
+            try:
+                await self.write(self.store.save_snapshot, self.engine.seq, snapshot)
+            except Exception as err:  # noqa: BLE001 - derived data: the log is complete
+                self._fail(err)
         await asyncio.get_running_loop().run_in_executor(self._checkpoints, self.checkpointer.close)
         await self.logins.stop()
         await self.read(self.reader.close)
@@ -155,60 +214,80 @@ class Hub:
         self._writer.shutdown(wait=True)
         self._reads.shutdown(wait=True)
         self._checkpoints.shutdown(wait=True)
-        _LOGGER.info("hub stopped at seq %d", self.engine.seq)
+        self.lock.release()
+        _LOGGER.info("hub stopped at seq %d", self.committed_seq)
 
-    def create_task(self, coro: Coroutine[Any, Any, T], name: str) -> asyncio.Task[T]:
-        """Start a named background task that is kept referenced and whose crash is logged."""
+    def create_task(
+        self, coro: Coroutine[Any, Any, T], name: str, *, critical: bool = False
+    ) -> asyncio.Task[T]:
+        """Start a named background task that is kept referenced and whose crash is logged.
+
+        A ``critical`` task (the journal, the checkpointer) must never end by itself: when it
+        crashes the hub takes the one fatal path (``/health`` fails, pending commands are told,
+        the process exits so it is restarted and rebuilt from the log).
+        """
         task = asyncio.get_running_loop().create_task(coro, name=f"qcall:{name}")
         self._tasks.add(task)
+        if critical:
+            self._critical.add(task)
         task.add_done_callback(self._task_done)
         return task
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            _LOGGER.error("task %s crashed", task.get_name(), exc_info=task.exception())
+        critical = task in self._critical
+        self._critical.discard(task)
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None:
+            _LOGGER.error("task %s crashed", task.get_name(), exc_info=error)
+            if critical:
+                self._fail(error)
+        elif critical and not self._closing:
+            self._fail(RuntimeError(f"task {task.get_name()} ended"))
 
     # ----------------------------------------------------------------- storage threads
 
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run a storage call on the single writer thread."""
-        return await asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
+        """Run a storage call on the single writer thread (a storage failure is fatal)."""
+        return await self._storage(self._writer, fn, *args)
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a storage call on the reader thread (never delays commits)."""
-        return await asyncio.get_running_loop().run_in_executor(self._reads, fn, *args)
+        return await self._storage(self._reads, fn, *args)
+
+    async def _storage(self, thread: ThreadPoolExecutor, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(thread, fn, *args)
+        except sqlite3.DatabaseError as err:
+            # I/O errors, a full disk, a lock held too long, damage found while running: the one
+            # fatal path, whatever the call was. A constraint violation is the caller's error.
+            if not self._serving or not _storage_failure(err):
+                raise
+            self._fail(err)
+            raise _storage_failed() from err
 
     def _open_and_load(self) -> None:
-        self.store.open_writer()
         try:
-            self._load()
-        except (ValueError, KeyError, TypeError) as err:
-            self.store.quarantine(f"event log unreadable: {err!r}")
-            self.store.open_writer()
+            self._open_and_replay()
+        except DatabaseCorrupt as err:
+            if not self.accept_data_loss:
+                raise
+            _LOGGER.error("%s", err.message_en)  # noqa: TRY400 - the message says it all
+            self.store.close()
+            self.recovered = self.store.recover(err.message_en)
+            self.store.close()
             self.engine = Engine(self.config)
-            self._load()
+            self._open_and_replay()
         self.committed_seq = self.engine.seq
+        self.now.start_after(self.store.last_event_at())
         self.store.save_snapshot(self.engine.seq, self.engine.to_snapshot())
 
-    def _load(self) -> None:
-        last = self.store.last_seq()
-        # A snapshot is only derived data: when it cannot be read, the log is replayed whole
-        # (never moved aside, which would lose the day).
-        try:
-            snapshot = self.store.latest_snapshot()
-            if snapshot is not None and int(snapshot["seq"]) <= last:
-                self.engine.load_snapshot(snapshot)
-        except (ValueError, KeyError, TypeError) as err:
-            _LOGGER.warning("latest snapshot unusable (%r); replaying the whole log", err)
-            self.engine = Engine(self.config)
-        count = 0
-        for event in self.store.iter_events(self.engine.seq):
-            self.engine.replay(event)
-            count += 1
-        if self.engine.seq != last:
-            raise ValueError(f"replay ended at seq {self.engine.seq}, log ends at {last}")
-        _LOGGER.info("state rebuilt: %d events replayed, seq %d", count, last)
+    def _open_and_replay(self) -> None:
+        """Open the writer and rebuild the state; only real damage counts as corruption."""
+        self.store.open_writer()
+        self.engine = rebuild_engine(self.config, self.store)
 
     # ----------------------------------------------------------------- commands
 
@@ -216,11 +295,13 @@ class Hub:
         """Run an engine command now; return only after its events are durably committed."""
         if self._failure is not None:
             raise _storage_failed()
+        if self._closing:
+            raise StorageError("the hub is stopping; please retry", "系统正在停止，请稍后重试")
         started = time.perf_counter()
         error: BaseException | None = None
         result: T | None = None
         try:
-            result = command(self.clock())
+            result = command(self.now())
         except Exception as err:  # noqa: BLE001 - re-raised below, after committing what was emitted
             error = err
         events = self.engine.drain()
@@ -234,16 +315,17 @@ class Hub:
             raise error
         return result  # type: ignore[return-value]
 
-    async def _flush(self) -> None:
-        while self._pending and self._failure is None:
-            self._wake.set()
-            await asyncio.sleep(0)
-            futures = [f for _, f in self._pending]
-            if futures:
-                await asyncio.gather(*futures, return_exceptions=True)
+    def _commit(self, events: list[Event]) -> None:
+        """On the writer thread: one durable transaction, then keep the WAL within bounds."""
+        self.store.append(events)
+        self.store.bound_wal()
 
     async def _journal(self) -> None:
-        """Group commit: every batch of pending events is one durable transaction."""
+        """Group commit: every batch of pending events is one durable transaction.
+
+        Any storage failure (a commit, the day-open snapshot) takes the one fatal path. After
+        ``stop()`` has begun, the journal commits what is pending, then ends.
+        """
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -252,17 +334,11 @@ class Hub:
                 events = [event for chunk, _ in batch for event in chunk]
                 started = time.perf_counter()
                 try:
-                    await self.write(self.store.append, events)
+                    await self.write(self._commit, events)
                 except Exception as err:  # noqa: BLE001 - task boundary: any failure is fatal
                     self._fail(err)
                     # Nothing after the failed batch can be committed either: tell them all.
-                    batch += self._pending
-                    self._pending = []
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(
-                                StorageError("could not save; please retry", "保存失败，请重试")
-                            )
+                    self._refuse_pending(batch)
                     return
                 self.committed_seq = events[-1].seq
                 self._durable.set()
@@ -273,9 +349,25 @@ class Hub:
                     if not future.done():
                         future.set_result(None)
                 if any(e.type is EventType.DAY_OPENED for e in events) and not self._pending:
-                    await self.write(
-                        self.store.save_snapshot, self.engine.seq, self.engine.to_snapshot()
-                    )
+                    try:
+                        await self.write(
+                            self.store.save_snapshot, self.engine.seq, self.engine.to_snapshot()
+                        )
+                    except Exception as err:  # noqa: BLE001 - task boundary: any failure is fatal
+                        self._fail(err)
+                        self._refuse_pending([])
+                        return
+            if self._closing:
+                return
+
+    def _refuse_pending(self, batch: list[tuple[list[Event], asyncio.Future[None]]]) -> None:
+        batch = batch + self._pending
+        self._pending = []
+        for _, future in batch:
+            if not future.done():
+                future.set_exception(
+                    StorageError("could not save; please retry", "保存失败，请重试")
+                )
 
     async def _checkpoint_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -287,7 +379,9 @@ class Hub:
             try:
                 await loop.run_in_executor(self._checkpoints, self.checkpointer.checkpoint)
                 last = self.committed_seq
-            except sqlite3.Error as err:
+            except sqlite3.OperationalError as err:
+                # Busy or locked: another connection is in the way, try again later. Anything
+                # else (I/O error, damage) ends this task, which is fatal.
                 _LOGGER.warning("WAL checkpoint failed (will retry): %s", err)
 
     async def durable_state(self) -> dict[str, Any]:
@@ -296,14 +390,32 @@ class Hub:
         A client must never hold a ``seq`` the log could lose: after a crash that seq would be
         reused for another event and a client resuming with ``after=`` would skip it.
         """
-        state = self.engine.state()
-        while self.committed_seq < int(state["seq"]):
+        return await self.committed(self.engine.state)
+
+    async def committed(self, view: Callable[[], T]) -> T:
+        """Return ``view()`` (a copy of some engine state) once everything it saw is on disk.
+
+        Reads show only committed state: the view is taken now and handed out only after the
+        events applied before it are committed, or a storage error when they never will be.
+        """
+        result = view()
+        seq = self.engine.seq
+        deadline = time.monotonic() + COMMITTED_READ_TIMEOUT_S
+        while self.committed_seq < seq:
             if self._failure is not None:
                 raise _storage_failed()
-            await self._durable.wait()
-        return state
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise StorageError("storage is slow; please retry", "数据存储繁忙，请稍后重试")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._durable.wait(), remaining)
+        if self._failure is not None and self.committed_seq < seq:
+            raise _storage_failed()
+        return result
 
     def _fail(self, err: BaseException) -> None:
+        if self._failure is not None:
+            return
         _LOGGER.critical(
             "the event log could not be written; stopping so state is rebuilt", exc_info=err
         )
@@ -317,7 +429,8 @@ class Hub:
             try:
                 await self.execute(self.engine.tick)
             except QcallError:
-                _LOGGER.exception("day rollover failed")
+                if not self._closing:
+                    _LOGGER.exception("day rollover failed")
 
     # ----------------------------------------------------------------- auth
 
@@ -410,6 +523,9 @@ class Hub:
             "committed_seq": self.committed_seq,
             "pending_batches": len(self._pending),
             "storage_failed": self._failure is not None,
+            "data_loss_recovery": self.recovered.to_dict() if self.recovered else None,
+            "wal_bytes": self.store.wal_bytes(),
+            "clock": self.now.diagnostics(),
             "subscribers": self.bus.subscriber_count,
             "logins": dict(self.logins.diagnostics()),
             "cached_sessions": len(self._token_cache),
@@ -422,6 +538,50 @@ class Hub:
     async def events_after(self, seq: int, limit: int = 1000) -> list[Event]:
         """Committed events after ``seq`` from the log."""
         return await self.read(self.reader.events_after, seq, limit)
+
+
+def rebuild_engine(config: CenterConfig, store: Store) -> Engine:
+    """Rebuild the engine from the latest usable snapshot and the log after it.
+
+    The log is applied as history, whatever the configuration says now. Only real damage
+    raises ``DatabaseCorrupt``: SQLite's own errors, or a log that does not replay (bad JSON,
+    an unknown event type, a gap, an event that does not fit the state before it).
+    """
+    origin = store.log_origin()
+    engine = Engine(config)
+    engine.seq = origin
+    try:
+        last = store.last_seq()
+        # A snapshot is only derived data: when it cannot be read, the log is replayed whole.
+        try:
+            snapshot = store.latest_snapshot()
+            if snapshot is not None and int(snapshot["seq"]) <= last:
+                engine.load_snapshot(snapshot)
+        except _BROKEN_LOG as err:
+            _LOGGER.warning("latest snapshot unusable (%r); replaying the whole log", err)
+            engine = Engine(config)
+            engine.seq = origin
+        count = 0
+        for event in store.iter_events(engine.seq):
+            engine.replay(event)
+            count += 1
+        if engine.seq != last:
+            raise ValueError(f"replay ended at seq {engine.seq}, log ends at {last}")
+    except sqlite3.OperationalError:
+        raise  # locked, disk full, no permission: not damage, the file stays as it is
+    except sqlite3.DatabaseError as err:
+        raise corrupt_error(store.path, str(err)) from err
+    except _BROKEN_LOG as err:
+        raise corrupt_error(
+            store.path, f"event log unreadable after seq {engine.seq}: {err!r}"
+        ) from err
+    _LOGGER.info("state rebuilt: %d events replayed, seq %d", count, last)
+    return engine
+
+
+def _storage_failure(err: sqlite3.DatabaseError) -> bool:
+    """SQLite could not do its job (not a constraint the caller broke, not a misuse)."""
+    return isinstance(err, sqlite3.OperationalError) or type(err) is sqlite3.DatabaseError
 
 
 def _storage_failed() -> StorageError:

@@ -9,20 +9,20 @@ import json
 import logging
 import secrets
 import sqlite3
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any, Final
 
-from qcall.errors import StorageError
+from qcall.errors import DatabaseCorrupt, StorageError
 from qcall.events import Event, EventType
 from qcall.model import Role
 from qcall.pin_policy import check_pin_policy
 
 _LOGGER = logging.getLogger(__name__)
 
-DB_VERSION: Final = 3
+DB_VERSION: Final = 4
 # scrypt cost: about 30 ms per PIN check here, slow enough to make guessing a 6-digit PIN
 # from a stolen database take days, fast enough for a clerk's login.
 SCRYPT_N: Final = 2**14
@@ -38,9 +38,14 @@ BUSY_TIMEOUT_S: Final = 5.0
 REPLAY_BATCH: Final = 1000
 # SQLite allows 32766 parameters; a few hundred ids per query keeps each statement small.
 CASE_LOOKUP_BATCH: Final = 500
-# The WAL is grown once to this size and then reused: overwriting allocated blocks makes a
+# The WAL is grown to this size at start and then reused: overwriting allocated blocks makes a
 # durable commit about 10x cheaper than appending (no file-system metadata to flush).
 WAL_PRIME_BYTES: Final = 16 * 1024 * 1024
+# Above this size the writer checkpoints between commits so that its next commit starts the
+# WAL over; SQLite also truncates a WAL that outgrew it back to this size when it starts over.
+# Without it, checkpoints from another connection never catch up with a steady stream of
+# commits and the WAL grows without end (hundreds of MB a minute at full rate).
+WAL_LIMIT_BYTES: Final = 2 * WAL_PRIME_BYTES
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +56,25 @@ class StaffMember:
     name: str
     role: Role
     active: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    """What an accepted data loss kept from the damaged database."""
+
+    moved_to: Path
+    saved: Mapping[str, int]  # rows per table (-1: unreadable) and the seq reached
+    day: dt.date | None  # the service day the damaged log had open
+    numbers: Mapping[str, int]  # the highest number issued that day, per prefix
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the diagnostics form."""
+        return {
+            "moved_to": str(self.moved_to),
+            "saved": dict(self.saved),
+            "day": self.day.isoformat() if self.day else None,
+            "numbers": dict(self.numbers),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,8 +131,14 @@ _V2: Final = (
 )
 
 
-# v3: server secrets generated once and kept with the data (the staff pages' cookie key).
+# v3: where the log starts. A log begun after an accepted data loss continues the seq the
+# old one reached (receivers that deduplicate by seq would drop events numbered again).
 _V3: Final = (
+    "CREATE TABLE log_origin (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL)",
+)
+
+# v4: server secrets generated once and kept with the data (the staff pages' cookie key).
+_V4: Final = (
     """CREATE TABLE secrets (
         name       TEXT PRIMARY KEY,
         value      BLOB NOT NULL,
@@ -117,7 +147,11 @@ _V3: Final = (
 )
 
 # One entry per schema step; each runs in its own transaction with its user_version bump.
-MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {1: _V1, 2: _V2, 3: _V3}
+MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4}
+
+_LAST_SEQ_SQL: Final = (
+    "SELECT COALESCE((SELECT MAX(seq) FROM events), (SELECT seq FROM log_origin), 0)"
+)
 
 
 def hash_pin(pin: str, *, salt: bytes | None = None) -> str:
@@ -167,18 +201,41 @@ class Store:
     # ----------------------------------------------------------------- lifecycle
 
     def open_writer(self) -> None:
-        """Open as the one writer: no automatic checkpoints (they stall commits), primed WAL."""
+        """Open as the one writer: no automatic checkpoints (they stall commits), primed WAL.
+
+        A clean stop removes the WAL (SQLite does, with the last connection), so it is primed
+        again at the next start; after a crash the WAL left behind is already big enough.
+        """
         self.open()
         db = self.db
         db.execute("PRAGMA wal_autocheckpoint=0")
-        wal = Path(f"{self.path}-wal")
-        if not wal.exists() or wal.stat().st_size < WAL_PRIME_BYTES:
+        db.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
+        if self.wal_bytes() < WAL_PRIME_BYTES:
             db.execute("BEGIN IMMEDIATE")
             db.execute("CREATE TABLE IF NOT EXISTS wal_prime (b BLOB)")
-            db.execute("INSERT INTO wal_prime VALUES (zeroblob(?))", (WAL_PRIME_BYTES // 2,))
+            db.execute("INSERT INTO wal_prime VALUES (zeroblob(?))", (WAL_PRIME_BYTES,))
             db.execute("DELETE FROM wal_prime")
             db.execute("COMMIT")
             db.execute("PRAGMA wal_checkpoint(RESTART)")
+
+    def wal_bytes(self) -> int:
+        """Size of the WAL file now (0 when there is none)."""
+        try:
+            return Path(f"{self.path}-wal").stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def bound_wal(self) -> bool:
+        """On the writer, between commits: checkpoint when the WAL is over its limit.
+
+        Only the writer can do this usefully: with no commit in progress the checkpoint can
+        copy every frame, and then the next commit starts the WAL over instead of growing it.
+        PASSIVE never waits, so a reader or the checkpointer in the way only defers it.
+        """
+        if self.wal_bytes() <= WAL_LIMIT_BYTES:
+            return False
+        self.checkpoint()
+        return True
 
     def checkpoint(self) -> tuple[int, int]:
         """Copy committed WAL frames into the database without blocking the writer."""
@@ -186,18 +243,39 @@ class Store:
         return int(frames), int(done)
 
     def open(self) -> None:
-        """Open (creating or migrating) the database; move a corrupt file aside."""
+        """Open (creating or migrating) the database; refuse a damaged one, leaving it as it is."""
         try:
             self._db = self._connect()
         except sqlite3.OperationalError:
             raise  # locked, no permission, disk full: not corruption, the file stays
         except sqlite3.DatabaseError as err:
-            self.quarantine(f"cannot open: {err}")
-            self._db = self._connect()
+            raise corrupt_error(self.path, str(err)) from err
 
-    def open_reader(self) -> None:
-        """Open read-only for reports: no integrity check, migration or moving the file aside
-        (the hub owns it); the schema must be this qcall's."""
+    def recover(self, reason: str) -> Recovery:
+        """Accepted data loss: move the damaged file aside, start a new one, carry over the rest.
+
+        Staff accounts, tokens and webhook cursors are copied from the damaged file as far as
+        it can still be read, and the new log continues the seq the old one reached. The
+        numbers issued on the damaged log's last day are read too, so that the hub can go on
+        numbering that day instead of issuing A001 again.
+        """
+        moved = self.quarantine(reason)
+        self._db = self._connect()
+        saved = _salvage(moved, self.db)
+        day, numbers = _salvage_numbers(moved)
+        _LOGGER.warning(
+            "started a new log after an accepted data loss; saved from %s: %s; numbers of %s: %s",
+            moved,
+            saved,
+            day,
+            numbers,
+        )
+        return Recovery(moved, saved, day, numbers)
+
+    def open_reader(self, *, check: bool = False) -> None:
+        """Open read-only beside a running hub (reports, ``check-config --db``): no migration,
+        no file created; the schema must be this qcall's. With ``check``, a damaged database
+        raises ``DatabaseCorrupt`` (SQLite's quick check)."""
         if not self.path.exists():
             raise StorageError(f"no database at {self.path}", f"找不到数据库 {self.path}")
         db = sqlite3.connect(
@@ -207,7 +285,18 @@ class Store:
             isolation_level=None,
             check_same_thread=False,
         )
-        version = int(db.execute("PRAGMA user_version").fetchone()[0])
+        try:
+            version = int(db.execute("PRAGMA user_version").fetchone()[0])
+            quick = db.execute("PRAGMA quick_check").fetchone()[0] if check else "ok"
+        except sqlite3.OperationalError:
+            db.close()
+            raise
+        except sqlite3.DatabaseError as err:
+            db.close()
+            raise corrupt_error(self.path, str(err)) from err
+        if quick != "ok":
+            db.close()
+            raise corrupt_error(self.path, f"integrity check failed: {quick}")
         if version != DB_VERSION:
             db.close()
             raise StorageError(
@@ -223,7 +312,7 @@ class Store:
             self._db = None
 
     def quarantine(self, reason: str) -> Path:
-        """Move the database file aside so the hub can start on a fresh one."""
+        """Move the database file aside (kept whole as evidence) so a new one can be made."""
         self.close()
         stamp = _utcnow().strftime("%Y%m%dT%H%M%SZ")
         target = self.path.with_name(f"{self.path.name}.corrupt.{stamp}")
@@ -232,7 +321,7 @@ class Store:
             if source.exists():
                 source.rename(Path(f"{target}{suffix}"))
         _LOGGER.error(
-            "database %s is unusable (%s); moved it aside to %s and started a new one",
+            "database %s is unusable (%s); moved it aside to %s (data loss accepted)",
             self.path,
             reason,
             target,
@@ -290,9 +379,18 @@ class Store:
     # ----------------------------------------------------------------- event log
 
     def last_seq(self) -> int:
-        """Highest committed seq (0 when empty)."""
-        row = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
-        return int(row[0])
+        """Highest committed seq (where the log starts when it is empty)."""
+        return int(self.db.execute(_LAST_SEQ_SQL).fetchone()[0])
+
+    def last_event_at(self) -> dt.datetime | None:
+        """When the latest event in the log happened (the hub's time never goes before it)."""
+        row = self.db.execute("SELECT at FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+        return None if row is None else dt.datetime.fromisoformat(row[0])
+
+    def log_origin(self) -> int:
+        """The seq just before this log's first event (0 unless begun after a data loss)."""
+        row = self.db.execute("SELECT seq FROM log_origin").fetchone()
+        return 0 if row is None else int(row[0])
 
     def append(self, events: list[Event]) -> None:
         """Commit events durably in one transaction; seq must continue the log without a gap."""
@@ -301,7 +399,7 @@ class Store:
         db = self.db
         try:
             db.execute("BEGIN IMMEDIATE")
-            last = int(db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
+            last = int(db.execute(_LAST_SEQ_SQL).fetchone()[0])
             # Every event, not just the first: a hole inside a batch would make the log
             # unreplayable at the next start.
             for event in events:
@@ -600,6 +698,102 @@ class Store:
             "ON CONFLICT(hook) DO UPDATE SET last_seq = excluded.last_seq",
             (hook, seq),
         )
+
+
+def corrupt_error(path: Path, reason: str) -> DatabaseCorrupt:
+    """The refusal to start on a damaged database, with the two ways out."""
+    return DatabaseCorrupt(
+        f"database {path} is damaged ({reason}); the hub will not start on it. Restore the "
+        f"latest backup to {path}, or start once with --accept-data-loss to move it aside and "
+        "begin a new log (staff accounts and tokens are kept, the tickets in it are lost).",
+        f"数据库 {path} 已损坏（{reason}），中心服务拒绝启动。请用最近的备份恢复 {path}；"
+        "或确认放弃其中的号码数据后，加 --accept-data-loss 启动一次：损坏的文件将移至一旁，"
+        "新建日志（保留工作人员账户和令牌）。",
+    )
+
+
+_SALVAGE: Final = (
+    ("staff", "id, name, role, pin_hash, active, created_at"),
+    ("tokens", "hash, role, name, staff_id, created_at, expires_at, revoked"),
+    ("webhook_cursors", "hook, last_seq"),
+)
+
+
+def _salvage(old_path: Path, new: sqlite3.Connection) -> dict[str, int]:
+    saved: dict[str, int] = {}
+    try:
+        old = sqlite3.connect(f"{old_path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return {table: -1 for table, _ in _SALVAGE} | {"seq": -1}
+    try:
+        for table, columns in _SALVAGE:
+            try:
+                rows = old.execute(f"SELECT {columns} FROM {table}").fetchall()  # noqa: S608
+            except sqlite3.Error:
+                saved[table] = -1
+                continue
+            marks = ",".join("?" * len(columns.split(",")))
+            new.executemany(
+                f"INSERT OR IGNORE INTO {table} ({columns}) VALUES ({marks})",  # noqa: S608
+                rows,
+            )
+            saved[table] = len(rows)
+        # The highest seq anybody may have seen: the log's, a snapshot's, a webhook's cursor.
+        reached = 0
+        for sql in (
+            "SELECT MAX(seq) FROM events",
+            "SELECT MAX(seq) FROM snapshots",
+            "SELECT MAX(last_seq) FROM webhook_cursors",
+            "SELECT seq FROM log_origin",
+        ):
+            try:
+                row = old.execute(sql).fetchone()
+            except sqlite3.Error:
+                continue
+            if row is not None and row[0] is not None:
+                reached = max(reached, int(row[0]))
+        new.execute("INSERT OR REPLACE INTO log_origin (id, seq) VALUES (1, ?)", (reached,))
+        saved["seq"] = reached
+    finally:
+        old.close()
+    return saved
+
+
+def _salvage_numbers(old_path: Path) -> tuple[dt.date | None, dict[str, int]]:
+    """The damaged log's last service day and the highest number issued in it, per prefix.
+
+    Read row by row, as far as the file allows: a row that does not parse is skipped, a
+    damaged page ends the scan with what was found before it.
+    """
+    numbers: dict[str, int] = {}
+    try:
+        old = sqlite3.connect(f"{old_path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return None, numbers
+    try:
+        try:
+            row = old.execute(
+                "SELECT seq, data FROM events WHERE type = 'day.opened' ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+            first, day = int(row[0]), dt.date.fromisoformat(json.loads(row[1])["day"])
+        except (sqlite3.Error, TypeError, ValueError, KeyError):
+            return None, numbers
+        try:
+            for (raw,) in old.execute(
+                "SELECT data FROM events WHERE type = 'ticket.issued' AND seq > ?", (first,)
+            ):
+                try:
+                    data = json.loads(raw)
+                    count = int(str(data["number"])[len(str(data["prefix"])) :])
+                except (TypeError, ValueError, KeyError):
+                    continue
+                prefix = str(data["prefix"])
+                numbers[prefix] = max(numbers.get(prefix, 0), count)
+        except sqlite3.Error:
+            pass  # a damaged page: keep what was read before it
+        return day, numbers
+    finally:
+        old.close()
 
 
 # Replays and month reports decode ~10^5 rows: a dict lookup instead of the enum's call, and

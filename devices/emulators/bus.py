@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import random
+import signal
 import sys
 import tty
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -33,6 +34,7 @@ from devices.qbus.frames import (
     DeviceKind,
     Effect,
     EventKind,
+    FinishOutcome,
     Frame,
     FrameDecoder,
     IdentReply,
@@ -120,6 +122,9 @@ _COUNTED_FAULTS: Final = frozenset(
 # --- virtual devices ----------------------------------------------------------------------
 
 
+_BOOT_REPLIES: Final = frozenset({Command.IDENT, Command.PING, Command.POLL_EVENTS})
+
+
 class VirtualDevice:
     """A device on the bus: answers requests addressed to it, caches its last reply."""
 
@@ -132,6 +137,8 @@ class VirtualDevice:
         self.serial = SERIAL_BASE + address
         self.boot = 1
         self.plugged = True
+        # PROTOCOL.md §6 POLL_ANY: set at power-up, cleared by a reply that carries the boot.
+        self.restarted = True
         self._on_change = on_change
         self._last: tuple[int, int, bytes] | None = None
         self._after_reply: Callable[[], None] | None = None
@@ -161,6 +168,9 @@ class VirtualDevice:
 
     def execute(self, cmd: int, payload: bytes, *, broadcast: bool) -> bytes:
         """Run one command; return the reply payload."""
+        if not broadcast and cmd in _BOOT_REPLIES and self.restarted:
+            self.restarted = False
+            self._on_change()
         if cmd == Command.IDENT:
             return IdentReply(
                 self.kind,
@@ -206,6 +216,7 @@ class VirtualDevice:
     def power_cycle(self) -> None:
         """Lose volatile state; the boot counter increments."""
         self.boot = (self.boot + 1) & 0xFF
+        self.restarted = True
         self._last = None
         self._on_change()
 
@@ -217,6 +228,7 @@ class VirtualDevice:
             "serial": self.serial,
             "boot": self.boot,
             "plugged": self.plugged,
+            "restarted": self.restarted,
         }
 
     def _readdress(self, address: int) -> None:
@@ -701,6 +713,7 @@ class BusEmulator:
         staff: str = "",
         pin: str = "",
         transfer: TransferTarget | None = None,
+        outcome: FinishOutcome | None = None,
     ) -> int:
         """Queue a key press on the keypad at ``address``; return its event_seq."""
         device = self._device(address)
@@ -709,6 +722,8 @@ class BusEmulator:
         fields: dict[str, Any] = {"ticket": ticket, "staff": staff, "pin": pin}
         if transfer is not None:
             fields["transfer"] = transfer
+        if outcome is not None:
+            fields["outcome"] = outcome
         return device.queue(kind, **fields).seq
 
     def rating(self, address: int, score: int | None) -> int:
@@ -785,6 +800,10 @@ class BusEmulator:
     def on_request(self, port: _Port, frame: Frame, received_at: float) -> None:
         """Handle a frame from the master that was fully on the wire at ``received_at``."""
         self.frames_received += 1
+        # One shared line: every other connection (a second master) hears this frame too.
+        for other in list(self._ports):
+            if other is not port:
+                other.send(frame.to_bytes(), received_at)
         for listener in list(self._listeners):
             listener(frame, received_at)
         if frame.src != MASTER or frame.is_reply:
@@ -813,8 +832,9 @@ class BusEmulator:
             self._rekey()
 
     def _attention(self, port: _Port, frame: Frame, received_at: float) -> None:
-        # Every listed event source with unacknowledged events sends its address in its slot;
-        # an unplugged device, or one whose next reply is to be lost, stays silent.
+        # Every listed device with unacknowledged events, or restarted and not yet asked, sends
+        # its address in its slot; an unplugged device, or one whose next reply is to be lost,
+        # stays silent.
         try:
             request = PollAny.from_payload(frame.payload)
         except PayloadError:
@@ -822,13 +842,13 @@ class BusEmulator:
         for slot, address in enumerate(request.addresses):
             device = self._devices.get(address)
             if (
-                not isinstance(device, _EventSource)
+                device is None
                 or not device.plugged
-                or not device.pending()
+                or not (device.pending() or device.restarted)
                 or self._faults[address].counts[Fault.NO_REPLY] > 0
             ):
                 continue
-            port.send(bytes((address,)), received_at + slot * request.slot_chars * self.char_time)
+            self._line(bytes((address,)), received_at + slot * request.slot_chars * self.char_time)
 
     def _reply(
         self, port: _Port, frame: Frame, payload: bytes, faults: _Faults, received_at: float
@@ -837,7 +857,7 @@ class BusEmulator:
         start = received_at + INTER_FRAME_CHARS * self.char_time
         if self._take(faults, Fault.NOISE):
             noise = bytes(self._random.randrange(256) for _ in range(faults.noise_bytes))
-            port.send(noise, start)
+            self._line(noise, start)
         if self._take(faults, Fault.NO_REPLY):
             return
         if self._take(faults, Fault.BAD_CRC):
@@ -846,7 +866,12 @@ class BusEmulator:
             data = data[: len(data) // 2]
         if self._take(faults, Fault.LATE_REPLY):
             start += faults.late_s
-        port.send(data, start)
+        self._line(data, start)
+
+    def _line(self, data: bytes, start: float) -> None:
+        """Put device bytes on the line: every connection hears them."""
+        for port in list(self._ports):
+            port.send(data, start)
 
     @staticmethod
     def _take(faults: _Faults, fault: Fault) -> bool:
@@ -986,11 +1011,16 @@ class BusEmulator:
             if kind is EventKind.TRANSFER:
                 position = TransferPosition[str(request.get("position", "last")).upper()]
                 window = request.get("window")
+                choice = request.get("choice")
                 transfer = TransferTarget(
                     service_prefix=request.get("service"),
                     window=None if window is None else int(window),
                     position=position,
+                    choice=None if choice is None else int(choice),
                 )
+            outcome = None
+            if kind is EventKind.FINISH:
+                outcome = FinishOutcome[str(request.get("outcome", "done")).upper()]
             return self.press(
                 address,
                 kind,
@@ -998,6 +1028,7 @@ class BusEmulator:
                 staff=str(request.get("staff", "")),
                 pin=str(request.get("pin", "")),
                 transfer=transfer,
+                outcome=outcome,
             )
         if name == "rating":
             score = request.get("score")
@@ -1018,8 +1049,10 @@ CONTROL_HELP: Final = """\
 control port / 控制端口: one JSON object per line, one JSON answer per line
   {"cmd": "press", "addr": 5, "event": "next"}            key press / 按键
       events: next recall no_show(skip) hold pause resume logout
+              finish (+ "outcome": "done"|"back_office")
               callback|call_specific (+ "ticket": "A012")
-              transfer (+ "service": "B" or "window": 4, "position": "first"|"last")
+              transfer (+ "service": "B" [+ "choice": 2] or "window": 4,
+                        "position": "first"|"last")
               login (+ "staff": "s01", "pin": "1234")
   {"cmd": "rating", "addr": 9, "score": 5}                 rating 1-5, null = timeout / 评价
   {"cmd": "fault", "addr": 3, "kind": "no_reply", "count": 2}
@@ -1149,6 +1182,12 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     async def serve() -> None:
+        # Our own handlers: a job started in the background by a shell inherits SIGINT ignored,
+        # and a KeyboardInterrupt could land anywhere, even inside stop().
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
         await emulator.start()
         print(f"bus / 总线: {emulator.url}", flush=True)  # noqa: T201 - CLI output
         if emulator.pty_path:
@@ -1159,14 +1198,12 @@ def main(argv: list[str] | None = None) -> int:
         summary = ", ".join(f"{a}={k.role}" for a, k in kinds.items())
         print(f"devices / 设备: {summary}", flush=True)  # noqa: T201 - CLI output
         try:
-            await asyncio.Event().wait()
+            await stop.wait()
         finally:
             await emulator.stop()
 
     try:
         asyncio.run(serve())
-    except KeyboardInterrupt:
-        return 0
     except OSError as err:
         print(f"cannot start / 无法启动: {err}", file=sys.stderr)  # noqa: T201 - CLI output
         return 1

@@ -7,6 +7,7 @@ import asyncio
 import bisect
 import contextlib
 import functools
+import json
 import logging
 import os
 import re
@@ -136,6 +137,7 @@ class PrinterEmulator:
         port: int = 0,
         paper: int = 80,
         fault: PrinterFault | str | None = None,
+        control: tuple[str, int] | None = None,
     ) -> None:
         if paper not in (58, 80):
             raise ValueError(f"paper must be 58 or 80, not {paper!r}")
@@ -147,6 +149,8 @@ class PrinterEmulator:
         self.job_bytes_received = 0
         self._requested_port = port
         self._fault = PrinterFault(fault) if fault else None
+        self._control = control
+        self._control_server: asyncio.Server | None = None
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._handlers: set[asyncio.Task[None]] = set()
@@ -167,6 +171,49 @@ class PrinterEmulator:
         """Return the ``tcp://`` URL a driver should use."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"tcp://{host}:{self.port}"
+
+    @property
+    def control_address(self) -> tuple[str, int] | None:
+        """Return the (host, port) of the control port, None when there is none."""
+        if self._control_server is None or not self._control_server.sockets:
+            return None
+        host, port = self._control_server.sockets[0].getsockname()[:2]
+        return str(host), int(port)
+
+    def describe_fault(self) -> str:
+        """Return the current fault in Chinese and English (``无故障 none`` when healthy)."""
+        return _FAULT_LABELS[self._fault]
+
+    def control(self, line: bytes | str) -> dict[str, object]:
+        """Run one control command (a JSON object); return ``{"ok": …, "result"|"error": …}``."""
+        try:
+            request = json.loads(line)
+            if not isinstance(request, dict):
+                raise TypeError("a command is a JSON object / 命令须为 JSON 对象")
+            name = request.get("cmd")
+            if name == "help":
+                return {"ok": True, "result": PRINTER_CONTROL_HELP}
+            if name == "fault":
+                fault = request.get("fault")
+                if fault is not None and fault not in _CONTROL_FAULTS:
+                    raise ValueError(
+                        f"unknown fault {fault!r} / 未知故障 (one of {', '.join(_CONTROL_FAULTS)})"
+                    )
+                self.set_fault(fault)
+            elif name != "state":
+                raise ValueError(f'unknown command {name!r} / 未知命令 (try {{"cmd": "help"}})')
+            return {"ok": True, "result": self.state()}
+        except (ValueError, TypeError) as err:
+            return {"ok": False, "error": str(err)}
+
+    def state(self) -> dict[str, object]:
+        """Return the fault, paper width and jobs so far (JSON-ready)."""
+        return {
+            "fault": None if self._fault is None else self._fault.value,
+            "fault_text": self.describe_fault(),
+            "paper": self.paper,
+            "jobs": len(self.jobs),
+        }
 
     @property
     def fault(self) -> PrinterFault | None:
@@ -190,7 +237,16 @@ class PrinterEmulator:
         existing = [int(m[1]) for p in self.out_dir.iterdir() if (m := _JOB_FILE.match(p.name))]
         self._next_number = max(existing, default=0) + 1
         self._server = await asyncio.start_server(self._handle, self.host, self._requested_port)
-        _LOGGER.info("printer emulator on %s, jobs in %s", self.url, self.out_dir)
+        if self._control is not None:
+            self._control_server = await asyncio.start_server(
+                self._serve_control, self._control[0], self._control[1]
+            )
+        _LOGGER.info(
+            "printer emulator on %s, jobs in %s, fault: %s",
+            self.url,
+            self.out_dir,
+            self.describe_fault(),
+        )
 
     def open_pty(self) -> str:
         """Also serve on a new pseudo-terminal; return the path a serial driver opens."""
@@ -213,6 +269,9 @@ class PrinterEmulator:
         self._ptys.clear()
         if self._server is not None:
             self._server.close()
+        if self._control_server is not None:
+            self._control_server.close()
+            self._control_server = None
         for writer in list(self._writers):
             writer.close()
         pending = self._handlers | self._stores
@@ -299,6 +358,29 @@ class PrinterEmulator:
             if task is not None:
                 self._handlers.discard(task)
 
+    async def _serve_control(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers.add(task)
+        self._writers.add(writer)
+        try:
+            while line := await reader.readline():
+                answer = json.dumps(self.control(line), ensure_ascii=False)
+                writer.write(answer.encode() + b"\n")
+                async with asyncio.timeout(REPLY_DRAIN_TIMEOUT_S):
+                    await writer.drain()
+        except (ConnectionError, OSError) as err:
+            _LOGGER.debug("printer emulator control connection ended: %s", err)
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+            with contextlib.suppress(ConnectionError, OSError):
+                await writer.wait_closed()
+            if task is not None:
+                self._handlers.discard(task)
+
     def _read_pty(self, master: int, session: _Session) -> None:
         try:
             data = os.read(master, _READ_CHUNK)
@@ -357,6 +439,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="纸宽（毫米），默认 80 / paper width in mm (default 80)",
     )
     parser.add_argument(
+        "--control",
+        type=_parse_listen,
+        metavar="HOST:PORT",
+        help=(
+            "控制端口：运行中更换故障（加纸、开盖……），每行一个 JSON 命令 / control port: change "
+            'the fault at run time (refill paper, open the cover), JSON lines; {"cmd": "help"}'
+        ),
+    )
+    parser.add_argument(
         "--fault",
         choices=_CLI_FAULTS,
         default=None,
@@ -364,6 +455,25 @@ def build_parser() -> argparse.ArgumentParser:
         "paper near end, cover open, offline",
     )
     return parser
+
+
+_CONTROL_FAULTS: Final = tuple(fault.value for fault in PrinterFault)
+_FAULT_LABELS: Final[dict[PrinterFault | None, str]] = {
+    None: "无故障 none",
+    PrinterFault.PAPER_END: "缺纸 paper-end",
+    PrinterFault.NEAR_END: "纸将尽 near-end",
+    PrinterFault.COVER_OPEN: "开盖 cover-open",
+    PrinterFault.OFFLINE: "离线 offline",
+    PrinterFault.CUTTER_ERROR: "切刀故障 cutter-error",
+}
+PRINTER_CONTROL_HELP: Final = """\
+control port / 控制端口: one JSON object per line, one JSON answer per line
+  {"cmd": "fault", "fault": "paper-end"}   fault now / 设置故障:
+      paper-end near-end cover-open offline cutter-error
+  {"cmd": "fault", "fault": null}          healthy again (paper refilled, cover closed) / 恢复正常
+  {"cmd": "state"}                         fault, paper, jobs / 当前状态
+answers: {"ok": true, "result": ...} or {"ok": false, "error": "..."}
+"""
 
 
 async def _serve(emulator: PrinterEmulator) -> None:
@@ -375,7 +485,11 @@ async def _serve(emulator: PrinterEmulator) -> None:
     sys.stdout.write(
         f"打印机模拟器已启动 {emulator.url}，小票目录 {emulator.out_dir}\n"
         f"printer emulator listening on {emulator.url}, tickets in {emulator.out_dir}\n"
+        f"故障 / fault: {emulator.describe_fault()}\n"
     )
+    if emulator.control_address is not None:
+        host, port = emulator.control_address
+        sys.stdout.write(f"control / 控制端口: {host}:{port}\n")
     sys.stdout.flush()
     try:
         await stop.wait()
@@ -387,7 +501,14 @@ def main(argv: list[str] | None = None) -> int:
     """Run the emulator until SIGINT/SIGTERM; return the exit status."""
     args = build_parser().parse_args(argv)
     host, port = args.listen
-    emulator = PrinterEmulator(args.out, host=host, port=port, paper=args.paper, fault=args.fault)
+    emulator = PrinterEmulator(
+        args.out,
+        host=host,
+        port=port,
+        paper=args.paper,
+        fault=args.fault,
+        control=args.control,
+    )
     try:
         asyncio.run(_serve(emulator))
     except OSError as err:

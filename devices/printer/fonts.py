@@ -114,3 +114,14 @@ def cjk_font(size: int) -> ImageFont.FreeTypeFont:
     """Return the CJK font at ``size`` pixels (cached; Pillow fonts are immutable)."""
     spec = find_cjk_font()
     return ImageFont.truetype(str(spec.path), size, index=spec.index)
+
+
+# A code point no font draws: what the font shows for a character it lacks (its .notdef box).
+_NO_GLYPH: Final = "\U0010fffd"
+
+
+def missing_glyphs(text: str, size: int = 24) -> list[str]:
+    """Return the characters of ``text`` the CJK font would draw as its empty box."""
+    font = cjk_font(size)
+    box = bytes(font.getmask(_NO_GLYPH))
+    return [ch for ch in dict.fromkeys(text) if not ch.isspace() and bytes(font.getmask(ch)) == box]

@@ -310,13 +310,27 @@ def render_ticket(
     return job.finish()
 
 
+# The test page's line that no printer encoding covers (printed as an image by the CJK font): a
+# rare character outside GBK that the fallback fonts actually draw (WenQuanYi Micro Hei and Noto
+# CJK both have 䶵 U+4DB5; most of CJK Extension A and every plane-2 character print as boxes
+# in WenQuanYi).
+IMAGE_SAMPLE: Final = "€ ✓ 䶵 ← 图像 image"
+
+
 def _sample_lines(repertoire: str) -> Iterable[tuple[str, str]]:
     """Yield (label, sample) lines that exercise each encoding path of the printer."""
     yield "GB2312", "社区事务受理中心，【】□★"
     yield "GBK", "喆镕堃 (GBK)"
     if repertoire == "gb18030":
         yield "GB18030", "㐀䶮 (GB18030)"
-    yield "Image 图像", "€ ✓ 𠀀 ← 图像 image"
+    yield "Image 图像", IMAGE_SAMPLE
+
+
+def _local_time(moment: datetime) -> str:
+    """Return ``2026-03-02 09:15:00 UTC+08:00``: the wall clock with its zone, never ambiguous."""
+    offset = moment.strftime("%z")
+    zone = f" UTC{offset[:3]}:{offset[3:]}" if offset else ""
+    return f"{moment:%Y-%m-%d %H:%M:%S}{zone}"
 
 
 def render_test_page(
@@ -338,7 +352,7 @@ def render_test_page(
     mode = "on 开" if chinese_mode else "off 关"
     job.line(f"中文模式 Chinese mode: {mode}", align=Align.LEFT)
     job.line(f"字符集 Repertoire: {repertoire.upper()}", align=Align.LEFT)
-    job.line(f"时间 Time: {printed_at.strftime('%Y-%m-%d %H:%M:%S')}", align=Align.LEFT)
+    job.line(f"时间 Time: {_local_time(printed_at)}", align=Align.LEFT)
     job.rule()
     job.line(("1234567890" * 8)[:columns], align=Align.LEFT)
     job.line("一二三四五六七八九十" * 3, align=Align.LEFT)

@@ -30,6 +30,8 @@ ALL_LINES: Final = 0xFF
 MAX_BRIGHTNESS: Final = 15
 MAX_TICKET_LEN: Final = 8
 MAX_EVENT_ARGS: Final = 32
+# A TRANSFER can pick one of at most nine services sharing a prefix (one digit key).
+MAX_TRANSFER_CHOICE: Final = 9
 POLL_MAX_EVENTS: Final = 4
 POLL_MAX_PAYLOAD: Final = 64
 DEFAULT_RATING_TIMEOUT_S: Final = 30
@@ -141,15 +143,24 @@ class EventKind(WireEnum):
     CALL_SPECIFIC = 0x09
     LOGIN = 0x0A
     LOGOUT = 0x0B
+    FINISH = 0x0C
     RATING = 0x10
     RATING_TIMEOUT = 0x11
 
 
 class TransferTargetType(WireEnum):
-    """Whether a TRANSFER names a service prefix or a window."""
+    """Whether a TRANSFER names a service prefix, a window, or one service of a prefix."""
 
     SERVICE = 0x01
     WINDOW = 0x02
+    SERVICE_CHOICE = 0x03
+
+
+class FinishOutcome(WireEnum):
+    """How a FINISH key ends the current ticket."""
+
+    DONE = 0x01
+    BACK_OFFICE = 0x02
 
 
 class TransferPosition(WireEnum):
@@ -778,11 +789,15 @@ class ShownText:
 
 @dataclass(frozen=True, slots=True)
 class TransferTarget:
-    """The target of a TRANSFER: a service prefix or a window, first or last in line."""
+    """The target of a TRANSFER: a service prefix or a window, first or last in line.
+
+    ``choice`` (1-9) picks one of several services sharing ``service_prefix``.
+    """
 
     service_prefix: str | None = None
     window: int | None = None
     position: TransferPosition = TransferPosition.LAST
+    choice: int | None = None
 
     def to_args(self) -> bytes:
         """Return the TRANSFER event args."""
@@ -794,13 +809,17 @@ class TransferTarget:
                     f"service prefix {self.service_prefix!r} must be 1-2 letters A-Z",
                     f"业务前缀 {self.service_prefix!r} 须为 1–2 个大写字母",
                 )
-            target = TransferTargetType.SERVICE
             value = self.service_prefix.encode("ascii")
-        else:
-            assert self.window is not None
-            target = TransferTargetType.WINDOW
-            value = self.window.to_bytes(2, "little")
-        return bytes((target, self.position)) + value
+            if self.choice is None:
+                return bytes((TransferTargetType.SERVICE, self.position)) + value
+            if not 1 <= self.choice <= MAX_TRANSFER_CHOICE:
+                raise ValueError(f"transfer choice must be 1-{MAX_TRANSFER_CHOICE}")
+            head = (TransferTargetType.SERVICE_CHOICE, self.position, self.choice)
+            return bytes(head) + value
+        assert self.window is not None
+        if self.choice is not None:
+            raise ValueError("a choice goes with a service prefix, not a window")
+        return bytes((TransferTargetType.WINDOW, self.position)) + self.window.to_bytes(2, "little")
 
     @classmethod
     def from_args(cls, args: bytes) -> TransferTarget:
@@ -810,13 +829,21 @@ class TransferTarget:
         if position is None:
             raise PayloadError("unknown transfer position", "未知的转移位置")
         if args[0] == TransferTargetType.SERVICE:
-            prefix = args[2:].decode("ascii", errors="replace")
-            if not _PREFIX_RE.fullmatch(prefix):
-                raise PayloadError("bad service prefix", "业务前缀无效")
-            return cls(service_prefix=prefix, position=position)
+            return cls(service_prefix=_prefix(args[2:]), position=position)
+        if args[0] == TransferTargetType.SERVICE_CHOICE and len(args) >= 4:
+            if not 1 <= args[2] <= MAX_TRANSFER_CHOICE:
+                raise PayloadError("bad transfer choice", "转移序号无效")
+            return cls(service_prefix=_prefix(args[3:]), position=position, choice=args[2])
         if args[0] == TransferTargetType.WINDOW and len(args) == 4:
             return cls(window=int.from_bytes(args[2:4], "little"), position=position)
         raise PayloadError("bad transfer target", "转移目标无效")
+
+
+def _prefix(raw: bytes) -> str:
+    prefix = raw.decode("ascii", errors="replace")
+    if not _PREFIX_RE.fullmatch(prefix):
+        raise PayloadError("bad service prefix", "业务前缀无效")
+    return prefix
 
 
 @dataclass(frozen=True, slots=True)
@@ -830,6 +857,7 @@ class BusEvent:
     staff: str = ""
     pin: str = ""
     transfer: TransferTarget | None = None
+    outcome: FinishOutcome | None = None
     raw_args: bytes = b""
     error: str = ""
 
@@ -853,6 +881,10 @@ class BusEvent:
             if self.transfer is None:
                 raise ValueError("a TRANSFER event needs a target")
             return self.transfer.to_args()
+        if kind is EventKind.FINISH:
+            if self.outcome is None:
+                raise ValueError("a FINISH event needs an outcome")
+            return bytes((self.outcome,))
         if kind is EventKind.LOGIN:
             if not _STAFF_RE.fullmatch(self.staff) or not _PIN_RE.fullmatch(self.pin):
                 raise ValueError("LOGIN needs a staff id (1-16 of 0-9A-Za-z_-) and a 4-8 digit PIN")
@@ -891,6 +923,11 @@ class BusEvent:
             return cls(seq, code, ticket=decode_ticket(args, allow_empty=True))
         if kind is EventKind.TRANSFER:
             return cls(seq, code, transfer=TransferTarget.from_args(args))
+        if kind is EventKind.FINISH:
+            outcome = FinishOutcome.convert(args[0]) if len(args) == 1 else None
+            if outcome is None:
+                raise PayloadError("FINISH needs outcome 01 or 02", "办结结果须为 01 或 02")
+            return cls(seq, code, outcome=outcome)
         if kind is EventKind.LOGIN:
             _need(args, 1, "LOGIN")
             size = args[0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 import random
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -63,6 +64,14 @@ IDLE_PING_INTERVAL_S: Final = 15.0
 BUSY_RETRY_DELAY_S: Final = 0.05
 # Events waiting in one events() stream; a consumer this far behind is broken (logged, dropped).
 EVENT_QUEUE_SIZE: Final = 1024
+# Displays are listed in a POLL_ANY this often (the restart sweep, PROTOCOL.md §6): a display
+# that was power-cycled at an idle window gets its content back as fast as one that went
+# offline, for ~70 ms of line time per 2 s with 10 displays at 9600.
+RESTART_SWEEP_INTERVAL_S: Final = REPROBE_INTERVAL_S
+# Another master on the line (a self-test, a second hub) is over when none of its frames was
+# heard for this long: longer than any pause between its requests (a self-test waits up to a
+# few seconds between devices), short enough to repaint soon after it ends.
+FOREIGN_MASTER_QUIET_S: Final = 10.0
 # Default flash count of a call on a counter display (3 s of flashing).
 DEFAULT_FLASH: Final = 3
 # After the POLL_ANY slots the master listens this much longer: attention bytes come through
@@ -94,6 +103,12 @@ class BusTiming:
     busy_retry_delay_s: float = BUSY_RETRY_DELAY_S
     slot_chars: int = DEFAULT_SLOT_CHARS
     attention_margin_s: float = ATTENTION_MARGIN_S
+    restart_sweep_interval_s: float = RESTART_SWEEP_INTERVAL_S
+    foreign_master_quiet_s: float = FOREIGN_MASTER_QUIET_S
+    # Listen this long after the port opens before the first frame (0: talk at once), and with
+    # ``stand_down`` never transmit when another master was heard meanwhile (the self-test).
+    listen_before_s: float = 0.0
+    stand_down: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +155,9 @@ class _Node:
     content: dict[str, tuple[Command, bytes]] = field(default_factory=dict)
     timeouts: int = 0
     events: int = 0
+    # The display answered a restart sweep: its next PING reply restores it, even when its boot
+    # counter was not known before (it came online through a write, which carries no boot).
+    restart_heard: bool = False
 
     def next_seq(self) -> int:
         self.seq = (self.seq + 1) & 0xFF
@@ -155,6 +173,16 @@ class _Job:
     parse: Callable[[Frame], Any]
     fail_if_offline: bool = False
     attempts: int | None = None
+    # What the write sets on the device ("screen", "line0", "lcd", ...); None for the rest.
+    slot: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _GroupPoll:
+    """One POLL_ANY: the event sources' cycle, or the displays' restart sweep."""
+
+    nodes: list[_Node]
+    sweep: bool = False
 
 
 @dataclass(slots=True)
@@ -168,6 +196,9 @@ class _Counters:
     bad_replies: int = 0
     poll_any_cycles: int = 0
     attention_polls: int = 0
+    restart_sweeps: int = 0
+    sweeps_cut_short: int = 0
+    restarts_signalled: int = 0
 
 
 class EventStream:
@@ -232,6 +263,15 @@ class BusMaster(Device):
         # Group polling: event sources that signalled in the last POLL_ANY, in slot order.
         self._signalled: collections.deque[_Node] = collections.deque()
         self._broadcast_seq = random.randrange(256)  # noqa: S311
+        self._sweep_due = 0.0
+        # Another master heard on the line: when (loop time) its last frame came, and the timer
+        # that ends the episode after FOREIGN_MASTER_QUIET_S of silence.
+        self._foreign_at: float | None = None
+        self._foreign_quiet: asyncio.TimerHandle | None = None
+        self._foreign_episodes = 0
+        self._listened = asyncio.Event()
+        # Set when a call is queued during a restart sweep: the sweep stops listening at once.
+        self._sweep_interrupt: asyncio.Event | None = None
         self._wakeup = asyncio.Event()
         self._protocol: QBusProtocol | None = None
         self._owner: asyncio.Task[None] | None = None
@@ -254,6 +294,25 @@ class BusMaster(Device):
     def state(self) -> DeviceState:
         """Return the state of the port."""
         return self._supervisor.state
+
+    @property
+    def line_name(self) -> str:
+        """Return the ``on_state`` name of the line itself (``bus:line``), for line alarms."""
+        return f"{self.name}:line"
+
+    @property
+    def foreign_master(self) -> bool:
+        """Return whether another master is being heard on the line now."""
+        return self._foreign_quiet is not None
+
+    async def wait_listened(self) -> bool:
+        """Wait until the listen-before-talk period ended; return whether the line was free."""
+        await self._listened.wait()
+        return self._foreign_episodes == 0
+
+    def device_kind(self, address: int) -> DeviceKind:
+        """Return the configured kind of the device at ``address``."""
+        return self._node(address).kind
 
     def device_state(self, address: int) -> DeviceState:
         """Return the state of the device at ``address``."""
@@ -372,6 +431,7 @@ class BusMaster(Device):
             "discarded_bytes": self._decoder_stats.discarded_bytes,
             "stray_frames": self._link_stats.stray_frames,
             "echo_frames": self._link_stats.echo_frames,
+            "foreign_frames": self._link_stats.foreign_frames,
             "timeouts": self._counters.timeouts,
             "retries": self._counters.retries,
             "busy": self._counters.busy,
@@ -382,6 +442,9 @@ class BusMaster(Device):
             "poll_any_cycles": self._counters.poll_any_cycles,
             "attention_bytes": self._link_stats.attention_bytes,
             "attention_polls": self._counters.attention_polls,
+            "restart_sweeps": self._counters.restart_sweeps,
+            "sweeps_cut_short": self._counters.sweeps_cut_short,
+            "restarts_signalled": self._counters.restarts_signalled,
             "reconnects": self._supervisor.reconnects,
         }
         devices = {}
@@ -407,6 +470,13 @@ class BusMaster(Device):
             "url": self.config.url,
             "baud": self.config.baud,
             **self._supervisor.diagnostics(),
+            "foreign_master": {
+                "now": self.foreign_master,
+                "episodes": self._foreign_episodes,
+                "seconds_since_frame": (
+                    None if self._foreign_at is None else round(now - self._foreign_at, 3)
+                ),
+            },
             "counters": counters,
             "devices": devices,
         }
@@ -482,7 +552,7 @@ class BusMaster(Device):
         if node.state is DeviceState.OFFLINE or not self._port_open():
             future.set_exception(_port_down(self.name) if not self._port_open() else _offline(node))
             return future
-        self._enqueue(_Job(node, command, payload, future, _no_result, True))
+        self._enqueue(_Job(node, command, payload, future, _no_result, True, slot=slot))
         return future
 
     def _submit(
@@ -496,9 +566,29 @@ class BusMaster(Device):
         return future
 
     def _enqueue(self, job: _Job) -> None:
-        # A call is what residents wait for: it overtakes every other queued write.
+        # A call is what residents wait for: it overtakes every other queued write. It never
+        # overtakes older content for the same place on the same device, though: a newer write
+        # supersedes the queued older one (which then settles with the newer one's result), so
+        # what a device shows last is always what was asked for last.
+        if job.slot is not None:
+            self._supersede(job)
         (self._calls if job.command is Command.SHOW_CALL else self._urgent).append(job)
+        if job.command is Command.SHOW_CALL and self._sweep_interrupt is not None:
+            self._sweep_interrupt.set()
         self._wakeup.set()
+
+    def _supersede(self, newer: _Job) -> None:
+        """Drop queued writes to the place ``newer`` overwrites; chain their futures to it."""
+        for queue in (self._calls, self._urgent):
+            stale = [job for job in queue if _covers(newer, job)]
+            for job in stale:
+                queue.remove(job)
+                if job.future is None:
+                    continue
+                if newer.future is None:
+                    newer.future = asyncio.get_running_loop().create_future()
+                    newer.future.add_done_callback(_mark_retrieved)
+                newer.future.add_done_callback(functools.partial(_follow, job.future))
 
     def _port_open(self) -> bool:
         return self._protocol is not None and self._protocol.is_open
@@ -511,11 +601,15 @@ class BusMaster(Device):
         for node in self._nodes.values():
             node.due = now
             node.poll_due = now
+        self._sweep_due = now + self._timing.restart_sweep_interval_s
         self._signalled.clear()
         self._owner = asyncio.create_task(self._run(protocol), name=f"qbus-owner:{self.name}")
 
     def _port_closed(self, reason: str) -> None:
         self._protocol = None
+        if self._foreign_quiet is not None:
+            self._foreign_quiet.cancel()
+            self._foreign_quiet = None
         self._signalled.clear()
         for queue in (self._calls, self._urgent):
             while queue:
@@ -538,6 +632,13 @@ class BusMaster(Device):
 
     async def _serve(self, protocol: QBusProtocol) -> None:
         loop = asyncio.get_running_loop()
+        if self._timing.listen_before_s > 0:
+            await asyncio.sleep(self._timing.listen_before_s)
+        self._listened.set()
+        if self._timing.stand_down and self._foreign_episodes:
+            _LOGGER.error("%s: another master holds the line; sending nothing", self.name)
+            await protocol.wait_closed()
+            return
         while True:
             job = self._next_job(loop.time())
             if isinstance(job, _Job):
@@ -549,13 +650,15 @@ class BusMaster(Device):
             self._wakeup.clear()
             dues = [node.due for node in self._nodes.values()]
             dues += [node.poll_due for node in self._group()]
+            if self._sweep():
+                dues.append(self._sweep_due)
             due = min(dues, default=None)
             delay = None if due is None else max(due - loop.time(), 0.0)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await self._wakeup.wait()
 
-    def _next_job(self, now: float) -> _Job | list[_Node] | None:
+    def _next_job(self, now: float) -> _Job | _GroupPoll | None:
         # Calls, other writes, polls of devices that signalled, then whatever is due first:
         # a device's probe or ping (or, one by one, its poll), or the group's POLL_ANY.
         if self._calls:
@@ -570,8 +673,14 @@ class BusMaster(Device):
             return None
         node = min(self._nodes.values(), key=lambda n: n.due)
         group = self._group()
-        if group and min(n.poll_due for n in group) <= min(now, node.due):
-            return group
+        group_due = min((n.poll_due for n in group), default=None)
+        sweep = self._sweep()
+        # The sweep is due far less often than the group; it goes first when both are due, or
+        # a busy group (polled again as soon as a cycle ends) would starve it.
+        if sweep and self._sweep_due <= min(now, node.due):
+            return _GroupPoll(sweep, sweep=True)
+        if group_due is not None and group_due <= min(now, node.due):
+            return _GroupPoll(group)
         if node.due > now:
             return None
         if node.state is DeviceState.DISCONNECTED:
@@ -583,6 +692,8 @@ class BusMaster(Device):
         return self._poll_job(node)
 
     def _poll_job(self, node: _Node) -> _Job:
+        if node.kind not in _EVENT_SOURCES:  # a display that signalled a restart
+            return _Job(node, Command.PING, b"", None, _parse_ping)
         ack = PollEvents(node.boot or 0, node.acked).to_payload()
         return _Job(node, Command.POLL_EVENTS, ack, None, _parse_poll)
 
@@ -600,8 +711,17 @@ class BusMaster(Device):
             if node.kind in _EVENT_SOURCES and node.state is DeviceState.READY
         ]
 
-    async def _poll_group(self, protocol: QBusProtocol, group: list[_Node]) -> None:
-        """Broadcast POLL_ANY for ``group``; queue a POLL_EVENTS for every device that signalled."""
+    def _sweep(self) -> list[_Node]:
+        """Return the READY displays the restart sweep lists."""
+        return [
+            node
+            for node in self._nodes.values()
+            if node.kind not in _EVENT_SOURCES and node.state is DeviceState.READY
+        ]
+
+    async def _poll_group(self, protocol: QBusProtocol, poll: _GroupPoll) -> None:
+        """Broadcast POLL_ANY for a group; queue a POLL_EVENTS or PING for each that signalled."""
+        group = poll.nodes
         request = PollAny(self._timing.slot_chars, tuple(node.address for node in group))
         self._broadcast_seq = (self._broadcast_seq + 1) & 0xFF
         payload = request.to_payload()
@@ -609,14 +729,34 @@ class BusMaster(Device):
         window = protocol.wire_time(request.window_chars) + self._timing.attention_margin_s
         # Every device is asked at most every poll_interval_ms, counted from the cycle's start.
         due = asyncio.get_running_loop().time() + self.config.poll_interval_ms / 1000
-        heard = await protocol.poll_any(frame, window)
-        self._counters.poll_any_cycles += 1
-        for node in group:
-            node.poll_due = due
+        # A call does not wait for a sweep's listening window: a restarted display (rare) whose
+        # attention byte then meets the call frame signals again in the next sweep, and the
+        # call is retried like any request that got no reply.
+        interrupt = asyncio.Event() if poll.sweep else None
+        self._sweep_interrupt = interrupt
+        try:
+            heard = await protocol.poll_any(frame, window, interrupt)
+        finally:
+            self._sweep_interrupt = None
+        if interrupt is not None and interrupt.is_set():
+            self._counters.sweeps_cut_short += 1
+        if poll.sweep:
+            self._counters.restart_sweeps += 1
+            self._sweep_due = (
+                asyncio.get_running_loop().time() + self._timing.restart_sweep_interval_s
+            )
+        else:
+            self._counters.poll_any_cycles += 1
+            for node in group:
+                node.poll_due = due
         signalled = set(heard)
         for node in group:  # slot order
             if node.address in signalled:
-                self._counters.attention_polls += 1
+                if node.kind in _EVENT_SOURCES:
+                    self._counters.attention_polls += 1
+                else:
+                    self._counters.restarts_signalled += 1
+                    node.restart_heard = True
                 self._signalled.append(node)
         unknown = signalled.difference(request.addresses)
         if unknown:
@@ -736,9 +876,18 @@ class BusMaster(Device):
                 restore = True
             node.boot = boot
             node.acked = 0
+        if boot is not None and node.restart_heard:
+            node.restart_heard = False
+            if not restore:
+                _LOGGER.info("%s signalled a restart (boot %d)", node.name, boot)
+            restore = True
         if restore:
             self._restore(node)
-        if node.kind is DeviceKind.COUNTER_DISPLAY or self._grouped(node):
+        # A device that came online through a write has told us no boot counter yet: PING it
+        # now (due stays "now"), or a restart before the next idle ping would go unnoticed.
+        if node.boot is not None and (
+            node.kind is DeviceKind.COUNTER_DISPLAY or self._grouped(node)
+        ):
             node.due = now + self._timing.idle_ping_interval_s
 
     def _went_silent(self, node: _Node, err: DeviceError) -> None:
@@ -780,9 +929,54 @@ class BusMaster(Device):
             except Exception:
                 _LOGGER.exception("bus event subscriber failed on %s", item)
 
+    def _heard_foreign(self, frame: Frame) -> None:
+        """A frame from the master address that we did not send: another master is on the line."""
+        loop = asyncio.get_running_loop()
+        self._foreign_at = loop.time()
+        first = self._foreign_quiet is None
+        if self._foreign_quiet is not None:
+            self._foreign_quiet.cancel()
+        self._foreign_quiet = loop.call_later(
+            self._timing.foreign_master_quiet_s, self._foreign_gone
+        )
+        if not first:
+            return
+        self._foreign_episodes += 1
+        detail = (
+            f"another master on the line (frame to {frame.dst} cmd 0x{frame.cmd:02X}): a "
+            "self-test or a second hub rewrites the devices / 总线上还有另一个主站（自检程序或"
+            "另一个 hub），正在改写设备内容"
+        )
+        _LOGGER.error("%s: %s", self.name, detail)
+        self._line_state(DeviceState.FAILED, detail)
+        self._repaint()
+
+    def _foreign_gone(self) -> None:
+        self._foreign_quiet = None
+        _LOGGER.warning("%s: the other master is silent; repainting every device", self.name)
+        self._line_state(DeviceState.READY, "")
+        self._repaint()
+
+    def _repaint(self) -> None:
+        """Send every device what it should show (another master may have overwritten it)."""
+        if not self._port_open():
+            return
+        for node in self._nodes.values():
+            if node.state is DeviceState.READY:
+                self._restore(node)
+        self._wakeup.set()
+
+    def _line_state(self, state: DeviceState, detail: str) -> None:
+        if self._on_state is None:
+            return
+        try:
+            self._on_state(self.line_name, state, detail)
+        except Exception:
+            _LOGGER.exception("%s: state callback failed", self.line_name)
+
     def _restore(self, node: _Node) -> None:
-        for command, payload in node.content.values():
-            self._urgent.append(_Job(node, command, payload, None, _no_result, True))
+        for slot, (command, payload) in list(node.content.items()):
+            self._enqueue(_Job(node, command, payload, None, _no_result, True, slot=slot))
 
     def _set_node_state(self, node: _Node, state: DeviceState, detail: str) -> None:
         if node.state is state:
@@ -812,6 +1006,7 @@ class _Port:
                 char_time_s=master._char_time,
                 stats=master._link_stats,
                 decoder_stats=master._decoder_stats,
+                on_foreign=master._heard_foreign,
             ),
             baud=config.baud,
             parity=config.parity,
@@ -867,6 +1062,25 @@ class _Port:
 def _seq_after(new: int, last: int) -> bool:
     """Return whether event_seq ``new`` comes after ``last`` in the ring 1-255."""
     return 1 <= (new - last) % 255 <= 127
+
+
+def _covers(newer: _Job, older: _Job) -> bool:
+    """Return whether ``newer`` overwrites everything queued ``older`` would show."""
+    if older.node is not newer.node or older.slot is None:
+        return False
+    return older.slot == newer.slot or (newer.slot == "screen" and older.slot.startswith("line"))
+
+
+def _follow(follower: asyncio.Future[Any], leader: asyncio.Future[Any]) -> None:
+    """Settle a superseded write's future like the write that replaced it."""
+    if follower.done():
+        return
+    if leader.cancelled():
+        follower.cancel()
+    elif leader.exception() is not None:
+        follower.set_exception(leader.exception())  # type: ignore[arg-type]
+    else:
+        follower.set_result(leader.result())
 
 
 def _no_result(_: Frame) -> None:

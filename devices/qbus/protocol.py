@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +30,9 @@ _LOGGER = logging.getLogger(__name__)
 MIN_GAP_S: Final = 0.020
 # Modbus RTU's idle time between frames, in character times.
 INTER_FRAME_CHARS: Final = 3.5
+# How many of our own frames an echoing adapter may still give back: the master waits for each
+# reply (or its timeout) before the next frame, so an echo is never more than a few frames late.
+ECHO_MEMORY: Final = 8
 
 
 def char_time(baud: int, parity: str = "N") -> float:
@@ -86,6 +91,7 @@ class LinkStats:
     frames_rx: int = 0
     stray_frames: int = 0
     echo_frames: int = 0
+    foreign_frames: int = 0
     attention_bytes: int = 0
 
 
@@ -101,8 +107,13 @@ class QBusProtocol(asyncio.Protocol):
         char_time_s: float,
         stats: LinkStats | None = None,
         decoder_stats: DecoderStats | None = None,
+        on_foreign: Callable[[Frame], None] | None = None,
     ) -> None:
         self.stats = stats if stats is not None else LinkStats()
+        self._on_foreign = on_foreign
+        # Our own recent frames: an adapter that echoes what we send gives them back; any other
+        # frame from the master address was sent by another master on the same line.
+        self._sent: collections.deque[bytes] = collections.deque(maxlen=ECHO_MEMORY)
         self._char_time = char_time_s
         self._inter_frame_s = INTER_FRAME_CHARS * char_time_s
         self._framer = StreamFramer(
@@ -200,12 +211,15 @@ class QBusProtocol(asyncio.Protocol):
         await self._wait_line_idle()
         self._write(frame)
 
-    async def poll_any(self, frame: Frame, window_s: float) -> list[int]:
+    async def poll_any(
+        self, frame: Frame, window_s: float, interrupt: asyncio.Event | None = None
+    ) -> list[int]:
         """Broadcast POLL_ANY ``frame``; return the attention bytes heard ``window_s`` after it.
 
         While the window is open, single bytes 01-7F received outside a frame are attention
-        bytes (in arrival order, duplicates kept); frames are still decoded as usual. Raise
-        DeviceUnavailable when the port is or goes down.
+        bytes (in arrival order, duplicates kept); frames are still decoded as usual. The window
+        closes early when ``interrupt`` is set. Raise DeviceUnavailable when the port is or goes
+        down.
         """
         if self._pending is not None or self._attention is not None:
             raise RuntimeError("QBusProtocol allows one outstanding request")
@@ -215,7 +229,12 @@ class QBusProtocol(asyncio.Protocol):
         try:
             self._write(frame)
             delay = self._line_free_at + window_s - asyncio.get_running_loop().time()
-            await asyncio.sleep(max(delay, 0.0))
+            if interrupt is None:
+                await asyncio.sleep(max(delay, 0.0))
+            else:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(max(delay, 0.0)):
+                        await interrupt.wait()
         finally:
             if self._held_sof:
                 self._held_sof = False
@@ -263,12 +282,20 @@ class QBusProtocol(asyncio.Protocol):
         now = asyncio.get_running_loop().time()
         self._line_free_at = max(self._line_free_at, now) + self.wire_time(len(data))
         self._transport.write(data)
+        self._sent.append(data)
         self.stats.frames_tx += 1
 
     def _on_frame(self, frame: Frame) -> None:
         self.stats.frames_rx += 1
         if frame.src == MASTER:
-            self.stats.echo_frames += 1
+            data = frame.to_bytes()
+            if data in self._sent:
+                self._sent.remove(data)
+                self.stats.echo_frames += 1
+                return
+            self.stats.foreign_frames += 1
+            if self._on_foreign is not None:
+                self._on_foreign(frame)
             return
         pending = self._pending
         if (

@@ -92,7 +92,7 @@ def _date(raw: str, name: str) -> dt.date:
 
 
 def _today(ctx: Context) -> dt.date:
-    return ctx.hub.engine.local(ctx.hub.clock()).date()
+    return ctx.hub.engine.local(ctx.hub.now()).date()
 
 
 def _month(ctx: Context) -> _Period:

@@ -282,21 +282,27 @@ async def logout(ctx: Context) -> web.StreamResponse:
 async def track(ctx: Context) -> web.StreamResponse:
     """What a resident's phone shows: number, state, place in line, window when called."""
     engine = ctx.hub.engine
-    ticket = engine.ticket_by_token(ctx.request.match_info["token"])
-    service = engine.config.service(ticket.service)
-    assert service is not None
-    view = ticket_view(ctx.hub, ticket)
-    return json_response(
-        {
+
+    def build() -> dict[str, Any]:
+        ticket = engine.ticket_by_token(ctx.request.match_info["token"])
+        service = engine.config.service(ticket.service)
+        view = ticket_view(ctx.hub, ticket)
+        return {
             "number": ticket.number,
             "state": view["state"],
-            "service": {"id": service.id, "name_zh": service.name_zh, "name_en": service.name_en},
+            # A service removed from the configuration since keeps its id as its name.
+            "service": {
+                "id": ticket.service,
+                "name_zh": service.name_zh if service else ticket.service,
+                "name_en": service.name_en if service else ticket.service,
+            },
             "ahead": view["ahead"],
             "estimated_wait_s": view["estimated_wait_s"],
             "window": ticket.window if ticket.state in ("called", "serving") else None,
             "issued_at": view["issued_at"],
         }
-    )
+
+    return json_response(await ctx.hub.committed(build))
 
 
 @route(
@@ -320,10 +326,13 @@ async def track_cancel(ctx: Context) -> web.StreamResponse:
 @route("GET", f"{API}/catalog", EVERYONE, "Departments, services, notices and availability")
 async def catalog(ctx: Context) -> web.StreamResponse:
     """Everything a kiosk shows, with today's availability and waiting counts."""
-    hub = ctx.hub
+    return json_response(await ctx.hub.committed(lambda: _catalog(ctx.hub)))
+
+
+def _catalog(hub: Hub) -> dict[str, Any]:
     engine = hub.engine
     config = hub.config
-    now = hub.clock()
+    now = hub.now()
     services = []
     for service in config.services:
         availability = engine.availability(service, now)
@@ -348,19 +357,17 @@ async def catalog(ctx: Context) -> web.StreamResponse:
         services.append(entry)
     local_day = engine.local(now).date()
     hours = config.calendar.hours(local_day)
-    return json_response(
-        {
-            "center": {"name_zh": config.center.name_zh, "name_en": config.center.name_en},
-            "day": {
-                "date": local_day.isoformat(),
-                "day_type": str(config.calendar.day_type(local_day)),
-                "opens": hours.start.isoformat("minutes") if hours else None,
-                "closes": hours.end.isoformat("minutes") if hours else None,
-            },
-            "departments": [d.model_dump() for d in config.departments],
-            "services": services,
-        }
-    )
+    return {
+        "center": {"name_zh": config.center.name_zh, "name_en": config.center.name_en},
+        "day": {
+            "date": local_day.isoformat(),
+            "day_type": str(config.calendar.day_type(local_day)),
+            "opens": hours.start.isoformat("minutes") if hours else None,
+            "closes": hours.end.isoformat("minutes") if hours else None,
+        },
+        "departments": [d.model_dump() for d in config.departments],
+        "services": services,
+    }
 
 
 @route(
@@ -403,9 +410,12 @@ async def issue_ticket(ctx: Context) -> web.StreamResponse:
 
 @route("GET", f"{API}/tickets/{{id}}", EVERYONE, "One ticket", errors=(404,))
 async def get_ticket(ctx: Context) -> web.StreamResponse:
-    """A ticket of today."""
-    ticket = ctx.hub.engine.ticket(ctx.request.match_info["id"])
-    return json_response(ticket_view(ctx.hub, ticket))
+    """A ticket of today (as committed)."""
+    hub = ctx.hub
+    ticket_id = ctx.request.match_info["id"]
+    return json_response(
+        await hub.committed(lambda: ticket_view(hub, hub.engine.ticket(ticket_id)))
+    )
 
 
 @route(
@@ -647,6 +657,20 @@ async def diagnostics(ctx: Context) -> web.StreamResponse:
     return json_response(hub.diagnostics() | {"db_bytes": db_bytes})
 
 
+@route(
+    "POST",
+    f"{API}/devices/selftest",
+    ADMINS,
+    "Check every bus device through the running hub (qcall selftest --hub)",
+    tag="system",
+)
+async def devices_selftest(ctx: Context) -> web.StreamResponse:
+    """IDENT, PING and read back every bus device without changing what it shows."""
+    hall = ctx.hub.hall
+    devices = [] if hall is None else await hall.selftest()
+    return json_response({"ok": all(d["ok"] for d in devices), "devices": devices})
+
+
 def _file_size(path: os.PathLike[str]) -> int | None:
     try:
         return os.stat(path).st_size  # noqa: PTH116
@@ -673,4 +697,5 @@ async def metrics(ctx: Context) -> web.StreamResponse:
         allowed = False
     if not allowed:
         return error_response(403, "metrics_forbidden", text("metrics_forbidden", ctx.lang))
-    return web.Response(body=hub.metrics.render(), content_type="text/plain", charset="utf-8")
+    body = await hub.committed(hub.metrics.render)
+    return web.Response(body=body, content_type="text/plain", charset="utf-8")

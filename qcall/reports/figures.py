@@ -530,6 +530,10 @@ class _Builder:
             kind = event.type
             if kind is opened:
                 current = dt.date.fromisoformat(event.data["day"])
+                if self.entries:
+                    # The day before is closed: its entries are final. Counting them now
+                    # keeps a year's report to one day of entries in memory.
+                    self.settle_entries()
             owner = current if current is not None else event.at.astimezone(tz).date()
             if kind is case_opened:
                 self.remember_case(event.data)
@@ -680,6 +684,11 @@ class _Builder:
     # ------------------------------------------------------------------ per-entry figures
 
     def settle(self, today: dt.date | None) -> None:
+        self.settle_entries()
+        self.settle_cases(today)
+
+    def settle_entries(self) -> None:
+        """Count the entries seen so far and forget them (a day's entries end with it)."""
         for entry in self.entries.values():
             if entry.root:
                 hour = self.local_hour(entry.joined_at) if entry.joined_at else None
@@ -697,7 +706,7 @@ class _Builder:
                 for scope in self.scopes(entry.service, entry.window, entry.staff):
                     for acc in scope.accs(entry.day):
                         acc.handles.append(entry.handle_s)
-        self.settle_cases(today)
+        self.entries.clear()
 
     def count_calls(self, entry: _Entry) -> None:
         if entry.first_call_at is None:

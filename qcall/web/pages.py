@@ -30,27 +30,32 @@ async def track_page(request: web.Request) -> web.StreamResponse:
         "found": False,
         "number": "",
     }
-    try:
+
+    def found() -> dict[str, object]:
         ticket = hub.engine.ticket_by_token(token)
-    except QcallError:
+        service = hub.config.service(ticket.service)  # None once removed from the config
+        view = ticket_view(hub, ticket)
+        return {
+            "found": True,
+            "number": ticket.number,
+            "state": str(ticket.state),
+            "service_zh": service.name_zh if service else ticket.service,
+            "service_en": service.name_en if service else ticket.service,
+            "ahead": view["ahead"],
+            "wait_min": max(1, round(view["estimated_wait_s"] / 60)),
+            "window": ticket.window,
+            "issued": hub.engine.local(ticket.issued_at).strftime("%H:%M"),
+            "refresh": REFRESH_S if ticket.state in ACTIVE_STATES else 0,
+            "cancel_path": f"/t/{token}/cancel",
+        }
+
+    try:
+        context |= await hub.committed(found)  # only committed state is shown
+    except QcallError as err:
+        if err.status != 404:
+            raise
         html = render("track.html", **context)
         return web.Response(text=html, status=404, content_type="text/html")
-    service = hub.config.service(ticket.service)
-    assert service is not None
-    view = ticket_view(hub, ticket)
-    context |= {
-        "found": True,
-        "number": ticket.number,
-        "state": str(ticket.state),
-        "service_zh": service.name_zh,
-        "service_en": service.name_en,
-        "ahead": view["ahead"],
-        "wait_min": max(1, round(view["estimated_wait_s"] / 60)),
-        "window": ticket.window,
-        "issued": hub.engine.local(ticket.issued_at).strftime("%H:%M"),
-        "refresh": REFRESH_S if ticket.state in ACTIVE_STATES else 0,
-        "cancel_path": f"/t/{token}/cancel",
-    }
     return web.Response(
         text=render("track.html", **context),
         content_type="text/html",

@@ -16,9 +16,11 @@ from typing import Any, Final
 import pytest
 
 from devices import selftest
+from devices.base import DeviceState
 from devices.emulators.bus import BusEmulator
 from devices.emulators.printer import PrinterEmulator
 from devices.qbus.frames import Command, DeviceKind, EventKind, Frame
+from devices.qbus.master import BusMaster, BusTiming
 from devices.selftest import (
     EXIT_CONFIG,
     EXIT_FAILURE,
@@ -40,6 +42,8 @@ CLI_TIMEOUT_S: Final = 60.0
 FAST_BAUD: Final = 115200
 # A key press the test never makes: long enough for the prompt, short enough to keep tests fast.
 NO_PRESS_TIMEOUT_S: Final = 0.5
+# Listen-before-talk in tests: the "hub" below sweeps every 0.1 s, so 0.5 s always hears it.
+TEST_LISTEN_S: Final = 0.5
 
 D, K, R = DeviceKind.COUNTER_DISPLAY, DeviceKind.KEYPAD, DeviceKind.RATING_PAD
 HALL: Final = {11: D, 12: K, 13: R, 21: D, 22: K}
@@ -116,6 +120,7 @@ async def printer(tmp_path: Path) -> AsyncIterator[PrinterEmulator]:
 
 
 async def selftest_of(raw: dict[str, Any], **options: Any) -> SelftestReport:
+    options.setdefault("listen_s", TEST_LISTEN_S)
     async with asyncio.timeout(WAIT_S):
         return await run_selftest(config_of(raw), **options)
 
@@ -291,6 +296,8 @@ async def test_printer_near_end_is_a_warning_and_the_test_page_prints(
         (job,) = await printer.wait_for_jobs(1)
     assert "Printer self-test" in job.text
     assert report.exit_code == EXIT_OK
+    # The page shows the center's wall clock (Asia/Shanghai here), whatever the machine's zone.
+    assert re.search(r"时间 Time: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\+08:00", job.text)
 
 
 async def test_printer_nobody_listens_on(unused_tcp_port: int) -> None:
@@ -485,3 +492,51 @@ def test_cli_without_devices_writes_the_default_report(
     assert "配置中没有设备 / no devices are configured" in capsys.readouterr().out
     (written,) = tmp_path.glob("selftest-*Z.json")
     assert re.fullmatch(r"selftest-\d{8}T\d{6}Z\.json", written.name)
+
+
+# --- a hub holds the line -------------------------------------------------------------------
+
+
+async def test_selftest_refuses_while_a_hub_holds_the_line_and_sends_nothing(
+    bus: BusEmulator,
+) -> None:
+    raw = center(bus.url)
+    config = config_of(raw)
+    assert config.devices.bus is not None
+    hub_timing = BusTiming(restart_sweep_interval_s=0.1)
+    ready = asyncio.Event()
+    answered: set[str] = set()
+
+    def on_state(name: str, state: DeviceState, _: str) -> None:
+        if state is DeviceState.READY and "@" in name:
+            answered.add(name)
+        if len(answered) == len(HALL):
+            ready.set()
+
+    hub_master = BusMaster(config.devices.bus, HALL, timing=hub_timing, on_state=on_state)
+    await hub_master.start()
+    try:
+        async with asyncio.timeout(WAIT_S):
+            await ready.wait()
+            await hub_master.show_call(11, "A001", 1, flash=0)
+            await hub_master.keypad_lcd(12, "当前A001 等候0")
+        frames: list[Frame] = []
+        bus.subscribe(lambda frame, _: frames.append(frame))
+        report = await selftest_of(raw)
+    finally:
+        await hub_master.stop()
+    assert report.line_busy
+    assert report.exit_code == selftest.EXIT_LINE_BUSY
+    result = failed(report, "bus", "listen")
+    assert "另一个主站" in result.detail
+    assert "another master" in result.detail
+    assert "systemctl stop qcall-hub" in result.hint
+    assert "--hub" in result.hint
+    assert "--hub http://127.0.0.1:" in selftest.line_busy_message("http://127.0.0.1:8080")
+    assert {outcomes(report)[f"bus:{k.role}@{a}"] for a, k in HALL.items()} == {Outcome.SKIP}
+    # Nothing of the self-test reached the line: no IDENT, no test pattern, no LCD text.
+    assert not [f for f in frames if f.cmd in (Command.IDENT, Command.SHOW_TEXT)]
+    assert bus.shown(11)["ticket"] == "A001"
+    assert bus.shown(12)["lcd"] == "当前A001 等候0"
+    table = report.format_table()
+    assert "先听 listen" in table

@@ -73,6 +73,7 @@ EXPECTED: Final[dict[tuple[str, str], frozenset[str] | None]] = {
     ("GET", "/api/v1/reports/assessment"): MANAGEMENT,
     ("GET", "/api/v1/reports/charts/{chart}"): MANAGEMENT,
     ("GET", "/api/v1/diagnostics"): ADMIN_ONLY,
+    ("POST", "/api/v1/devices/selftest"): ADMIN_ONLY,
     ("GET", "/api/v1/openapi.json"): PUBLIC,
     ("GET", "/metrics"): PUBLIC,
 }
@@ -120,6 +121,7 @@ PROBES: Final[dict[tuple[str, str], tuple[str, Any]]] = {
     ("GET", "/api/v1/reports/assessment"): ("/api/v1/reports/assessment?month=x", None),
     ("GET", "/api/v1/reports/charts/{chart}"): ("/api/v1/reports/charts/no-such-chart", None),
     ("GET", "/api/v1/diagnostics"): ("/api/v1/diagnostics", None),
+    ("POST", "/api/v1/devices/selftest"): ("/api/v1/devices/selftest", None),
     ("GET", "/api/v1/openapi.json"): ("/api/v1/openapi.json", None),
     ("GET", "/metrics"): ("/metrics", None),
 }

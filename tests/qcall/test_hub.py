@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import pytest
 
 from qcall import hub as hub_module
-from qcall.errors import Conflict, QcallError, ServiceUnavailable, StorageError
+from qcall.errors import Conflict, DatabaseCorrupt, QcallError, ServiceUnavailable, StorageError
 from qcall.events import Event, EventType
 from qcall.hub import Hub
 from qcall.model import Outcome, Position, Role
@@ -42,6 +42,11 @@ def db_rows(path: Path, sql: str, *args: object) -> list[tuple[Any, ...]]:
 
 def write_garbage(path: Path) -> None:
     path.write_bytes(b"this is not a database" * 500)
+
+
+def head(path: Path) -> bytes:
+    with path.open("rb") as f:
+        return f.read(64)
 
 
 def db_seqs(path: Path) -> list[int]:
@@ -232,11 +237,13 @@ async def test_restart_rebuilds_the_same_state(db_path: Path, clock: Clock, snap
     assert db_seqs(db_path) == list(range(1, last + 3))
 
 
-async def test_a_corrupt_event_row_is_moved_aside_instead_of_crash_looping(
+async def test_a_corrupt_event_row_refuses_to_start_until_the_loss_is_accepted(
     db_path: Path, clock: Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
     first = Hub(make_config(), db_path, clock=clock)
     await first.start()
+    await first.write(first.store.add_staff, "c1", "张三", PIN, Role.CLERK)
+    token = await first.write(first.store.create_token, Role.KIOSK, "kiosk 1")
     await busy_morning(first, clock)
     last = first.engine.seq
     await first.stop()
@@ -246,8 +253,19 @@ async def test_a_corrupt_event_row_is_moved_aside_instead_of_crash_looping(
         db.execute("DELETE FROM snapshots")  # force a replay through the bad row
     db.close()
 
+    # The hub never starts silently empty: it refuses, names the file and the way out.
+    refused = Hub(make_config(), db_path, clock=clock)
+    with pytest.raises(DatabaseCorrupt) as caught:
+        await refused.start()
+    assert str(db_path) in caught.value.message_en
+    assert "after seq 4" in caught.value.message_en
+    assert "--accept-data-loss" in caught.value.message_zh
+    assert not list(db_path.parent.glob("*.corrupt.*"))
+    assert db_seqs(db_path) == list(range(1, last + 1))  # nothing changed
+    assert not refused.lock.held  # a later start (or another hub) may take the database
+
     caplog.set_level(logging.INFO)
-    second = Hub(make_config(), db_path, clock=clock)
+    second = Hub(make_config(), db_path, clock=clock, accept_data_loss=True)
     await second.start()
     try:
         moved = second.store.moved_aside
@@ -255,31 +273,37 @@ async def test_a_corrupt_event_row_is_moved_aside_instead_of_crash_looping(
         assert moved.exists()
         assert moved.name.startswith("h.db.corrupt.")
         assert second.diagnostics()["db_moved_aside"] == str(moved)
+        recovery = second.recovered
+        assert recovery is not None
+        assert recovery.saved == {"staff": 1, "tokens": 1, "webhook_cursors": 0, "seq": last}
+        # The numbers the lost log issued today are not issued again (A001 is unreadable).
+        assert recovery.day == dt.date(2026, 11, 26)
+        assert recovery.numbers == {"A": 4, "B": 2, "C": 2}
+        assert second.diagnostics()["data_loss_recovery"]["numbers"] == recovery.numbers
         errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
         assert any(str(moved) in r.getMessage() for r in errors)
-        # A fresh log that opens today again and works.
-        assert second.engine.seq == 1
+        # Staff and tokens survive; the new log continues the seq, never reusing one.
+        assert await second.principal(token) is not None
+        assert await second.write(second.store.check_pin, "c1", PIN) is not None
+        assert second.engine.seq == last + 1  # the day opened again
         await run(second, second.engine.open_window, 1, "c1")
         ticket = await run(second, second.engine.issue, "social")
-        assert ticket.number == "A001"
+        assert (ticket.number, ticket.id) == ("A005", "20261126-A005")
+        assert (await run(second, second.engine.issue, "medical")).number == "B003"
     finally:
         await second.stop()
-    assert db_seqs(db_path) == [1, 2, 3]
+    assert db_seqs(db_path) == list(range(last + 1, last + 5))
     # The old log is kept whole for the technician.
     assert db_seqs(moved) == list(range(1, last + 1))
 
 
-async def test_a_garbage_database_file_does_not_stop_the_hub(db_path: Path, clock: Clock) -> None:
+async def test_a_garbage_database_file_refuses_to_start(db_path: Path, clock: Clock) -> None:
     write_garbage(db_path)
     h = Hub(make_config(), db_path, clock=clock)
-    await h.start()
-    try:
-        assert h.store.moved_aside is not None
-        assert h.store.moved_aside.read_bytes().startswith(b"this is not a database")
-        assert h.engine.seq == 1
-    finally:
-        await h.stop()
-    assert db_seqs(db_path) == [1]
+    with pytest.raises(DatabaseCorrupt):
+        await h.start()
+    assert head(db_path).startswith(b"this is not a database")
+    assert not list(db_path.parent.glob("*.corrupt.*"))
 
 
 # ----------------------------------------------------------------------------- event bus

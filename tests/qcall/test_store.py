@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from qcall import store as store_module
-from qcall.errors import StorageError
+from qcall.errors import DatabaseCorrupt, StorageError
 from qcall.events import Event, EventType
 from qcall.model import Role
 from qcall.store import (
@@ -66,7 +66,12 @@ def store(db_path: Path):
 
 
 def corrupt_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if ".corrupt." in p.name)
+    """Database files moved aside (SQLite may add its -wal/-shm beside them when read)."""
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if ".corrupt." in p.name and not p.name.endswith(("-wal", "-shm"))
+    )
 
 
 # ----------------------------------------------------------------------------- schema versions
@@ -340,7 +345,33 @@ def test_webhook_cursor(store: Store) -> None:
 # ----------------------------------------------------------------------------- bad files
 
 
-def _assert_quarantined(db_path: Path, original: bytes, caplog: pytest.LogCaptureFixture) -> None:
+def _assert_refused(db_path: Path, original: bytes) -> None:
+    with pytest.raises(DatabaseCorrupt) as caught:
+        Store(db_path).open()
+    err = caught.value
+    # The operator is told which file, and both ways out.
+    for message in (err.message_en, err.message_zh):
+        assert str(db_path) in message
+        assert "--accept-data-loss" in message
+    assert "backup" in err.message_en
+    assert "备份" in err.message_zh
+    # Nothing was touched: no new file, nothing moved aside.
+    assert db_path.read_bytes() == original
+    assert corrupt_files(db_path.parent) == []
+
+
+def _assert_recovered(
+    db_path: Path, original: bytes, caplog: pytest.LogCaptureFixture
+) -> dict[str, int]:
+    s = Store(db_path)
+    recovery = s.recover("test")
+    saved = dict(recovery.saved)
+    try:
+        assert s.last_seq() == s.log_origin() == saved["seq"]
+        s.append([ev(saved["seq"] + 1)])  # the new log continues the old one's seq
+        assert s.last_seq() == saved["seq"] + 1
+    finally:
+        s.close()
     moved = corrupt_files(db_path.parent)
     assert len(moved) == 1, moved
     assert CORRUPT_NAME.match(moved[0].name), moved[0].name
@@ -348,36 +379,31 @@ def _assert_quarantined(db_path: Path, original: bytes, caplog: pytest.LogCaptur
     errors = [r for r in caplog.records if r.levelno == logging.ERROR and r.name == "qcall.store"]
     assert len(errors) == 1
     assert str(moved[0]) in errors[0].getMessage()
-    assert "moved it aside" in errors[0].getMessage()
     assert user_version(db_path) == DB_VERSION
+    return saved
 
 
-def test_a_garbage_file_is_moved_aside_and_a_fresh_database_opens(
+def test_a_garbage_file_is_refused_then_recovered_only_on_request(
     db_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     garbage = os.urandom(16384)
     db_path.write_bytes(garbage)
-    s = Store(db_path)
-    s.open()
-    try:
-        assert s.moved_aside is not None
-        assert s.last_seq() == 0
-        s.append([ev(1)])
-    finally:
-        s.close()
-    _assert_quarantined(db_path, garbage, caplog)
+    _assert_refused(db_path, garbage)
+    saved = _assert_recovered(db_path, garbage, caplog)
+    assert saved == {"staff": -1, "tokens": -1, "webhook_cursors": -1, "seq": 0}
 
 
 def _filled(db_path: Path) -> None:
     s = Store(db_path)
     s.open()
+    s.add_staff("c1", "张三", PIN, Role.CLERK)
     s.append([ev(n, pad="x" * 200) for n in range(1, 2001)])
     s.close()
     assert not Path(f"{db_path}-wal").exists()
 
 
 @pytest.mark.parametrize("damage", ["truncated", "overwritten"])
-def test_a_damaged_database_is_moved_aside(
+def test_a_damaged_database_is_refused_then_recovered_only_on_request(
     db_path: Path, caplog: pytest.LogCaptureFixture, damage: str
 ) -> None:
     _filled(db_path)
@@ -389,13 +415,58 @@ def test_a_damaged_database_is_moved_aside(
             f.seek(4096 * 3)
             f.write(os.urandom(4096 * 4))
     damaged = db_path.read_bytes()
+    _assert_refused(db_path, damaged)
+    saved = _assert_recovered(db_path, damaged, caplog)
+    # What the damaged file still shows is kept; the new log never starts below it.
+    assert set(saved) == {"staff", "tokens", "webhook_cursors", "seq"}
+    assert saved["seq"] in (0, 2000)
+
+
+def test_recovery_keeps_staff_tokens_cursors_and_the_seq(db_path: Path) -> None:
     s = Store(db_path)
     s.open()
+    s.add_staff("c1", "张三", PIN, Role.CLERK)
+    token = s.create_token(Role.KIOSK, "kiosk 1")
+    s.set_webhook_cursor("crm", 40)
+    s.append([ev(n) for n in range(1, 51)])
+    s.close()
+    s = Store(db_path)
+    recovery = s.recover("broken log")
     try:
-        assert s.last_seq() == 0
+        assert recovery.saved == {"staff": 1, "tokens": 1, "webhook_cursors": 1, "seq": 50}
+        assert (recovery.day, recovery.numbers) == (None, {})  # no day.opened in this log
+        assert s.check_pin("c1", PIN) is not None
+        found = s.principal(token)
+        assert found is not None
+        assert found.role is Role.KIOSK
+        assert s.webhook_cursor("crm") == 40
+        assert s.events_after(0) == []
+        with pytest.raises(StorageError):
+            s.append([ev(1)])  # seq 1 was used by the old log: never again
+        s.append([ev(51)])
+        assert [e.seq for e in s.events_after(0)] == [51]
     finally:
         s.close()
-    _assert_quarantined(db_path, damaged, caplog)
+
+
+def test_read_only_open_creates_and_changes_nothing(db_path: Path, tmp_path: Path) -> None:
+    with pytest.raises(StorageError):
+        Store(tmp_path / "missing.db").open_reader(check=True)
+    assert not (tmp_path / "missing.db").exists()
+    s = Store(db_path)
+    s.open()
+    s.append([ev(1)])
+    s.close()
+    before = db_path.read_bytes()
+    r = Store(db_path)
+    r.open_reader(check=True)
+    try:
+        assert r.last_seq() == 1
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            r.append([ev(2)])
+    finally:
+        r.close()
+    assert db_path.read_bytes() == before
 
 
 def test_a_locked_database_is_not_quarantined(
@@ -451,3 +522,34 @@ def test_a_closed_store_says_so(db_path: Path) -> None:
     s.close()  # idempotent
     with pytest.raises(StorageError):
         s.append([ev(1)])
+
+
+# ----------------------------------------------------------------------------- WAL
+
+
+def test_the_wal_is_primed_once_and_not_again_after_a_crash(
+    db_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "WAL_PRIME_BYTES", 256 * 1024)
+    monkeypatch.setattr(store_module, "WAL_LIMIT_BYTES", 512 * 1024)
+    s = Store(db_path)
+    s.open_writer()
+    try:
+        assert s.wal_bytes() >= 256 * 1024
+        s.append([ev(1)])
+        # What a crash leaves behind: the database and its WAL as they are now.
+        crashed = tmp_path / "crashed"
+        crashed.mkdir()
+        for suffix in ("", "-wal"):
+            (crashed / f"q.db{suffix}").write_bytes(Path(f"{db_path}{suffix}").read_bytes())
+    finally:
+        s.close()
+    wal = crashed / "q.db-wal"
+    before = wal.read_bytes()
+    again = Store(crashed / "q.db")
+    again.open_writer()
+    try:
+        assert again.last_seq() == 1  # the WAL's commit is recovered ...
+        assert wal.read_bytes() == before  # ... and the WAL is not primed a second time
+    finally:
+        again.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -185,26 +186,55 @@ async def test_cli_serves_until_sigterm(tmp_path: Path) -> None:
         "58",
         "--fault",
         "near-end",
+        "--control",
+        "127.0.0.1:0",
         stdout=subprocess.PIPE,
         env=env,
     )
     try:
         assert process.stdout is not None
+        lines: list[str] = []
         async with asyncio.timeout(WAIT_S):
-            while b"tcp://" not in (line := await process.stdout.readline()):
+            while not lines or not lines[-1].startswith("control"):
+                line = await process.stdout.readline()
                 assert line, "emulator exited before listening"
-        found = re.search(r"tcp://([\d.]+):(\d+)", line.decode())
+                lines.append(line.decode())
+        # It says at start which fault is active.
+        assert "故障 / fault: 纸将尽 near-end\n" in lines
+        found = re.search(r"tcp://([\d.]+):(\d+)", "".join(lines))
         assert found is not None
         reader, writer = await asyncio.open_connection(found[1], int(found[2]))
         assert await _ask(reader, writer, STATUS_ALL) == FAULT_STATUS[PrinterFault.NEAR_END]
+        # The fault changes at run time through the control port: open the cover, then close
+        # it and refill the paper.
+        host, port = lines[-1].split(": ", 1)[1].strip().rsplit(":", 1)
+        control_reader, control_writer = await asyncio.open_connection(host, int(port))
+        for fault, status in (("cover-open", PrinterFault.COVER_OPEN), (None, None)):
+            command = json.dumps({"cmd": "fault", "fault": fault}).encode() + b"\n"
+            control_writer.write(command)
+            answer = json.loads(await control_reader.readline())
+            assert answer["ok"] is True
+            assert answer["result"]["fault"] == fault
+            assert await _ask(reader, writer, STATUS_ALL) == FAULT_STATUS[status]
+        control_writer.write(b'{"cmd": "fault", "fault": "jammed"}\n')
+        refused = json.loads(await control_reader.readline())
+        assert refused["ok"] is False
+        assert "jammed" in refused["error"]
+        await _close(control_writer)
         # The status query after the cut is answered only once the job was handed to storage,
         # and stopping waits for storage to finish.
         assert await _ask(reader, writer, render_ticket(SAMPLE, paper=58) + b"\x10\x04\x01")
         await _close(writer)
     finally:
-        process.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(WAIT_S):
-            returncode = await process.wait()
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+        try:
+            async with asyncio.timeout(WAIT_S):
+                returncode = await process.wait()
+        except TimeoutError:
+            process.kill()  # never leave an emulator behind
+            await process.wait()
+            pytest.fail("the printer emulator ignored SIGTERM and was killed")
     assert returncode == 0
     assert "[C 4x4 B] A012" in (tmp_path / "0001.txt").read_text(encoding="utf-8")
     with Image.open(tmp_path / "0001.png") as png:

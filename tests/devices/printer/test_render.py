@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from datetime import UTC, datetime
 from types import ModuleType
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
@@ -13,8 +15,10 @@ from PIL import Image
 
 from devices.printer import commands as cmd
 from devices.printer import decode as d
+from devices.printer.fonts import missing_glyphs
 from devices.printer.paper import build_job
 from devices.printer.render import (
+    IMAGE_SAMPLE,
     TicketPrint,
     clean_text,
     display_width,
@@ -238,6 +242,28 @@ def test_test_page_shows_settings_and_an_image_line() -> None:
     assert len(job.images()) == 2  # the GBK-only sample and the out-of-repertoire sample
     assert job.qr_data() == [b"qcall selftest kiosk"]
     assert job.cut
+
+
+def test_test_page_rare_character_is_one_the_fallback_font_draws() -> None:
+    # It must take the image path (outside GBK) and not come out as an empty box.
+    rare = [ch for ch in IMAGE_SAMPLE if ord(ch) > 0x3000 and not _in_gbk(ch)]
+    assert rare == ["䶵"]
+    assert missing_glyphs(IMAGE_SAMPLE) == []
+    assert missing_glyphs("𠀀") == ["𠀀"]  # what the page printed before: a box
+
+
+def _in_gbk(ch: str) -> bool:
+    try:
+        ch.encode("gbk")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def test_test_page_time_is_the_given_wall_clock_with_its_zone() -> None:
+    shanghai = dt.datetime(2026, 3, 2, 1, 15, tzinfo=dt.UTC).astimezone(ZoneInfo("Asia/Shanghai"))
+    job = build_job(d.decode(render_test_page("kiosk", shanghai, paper=80)), paper=80)
+    assert "时间 Time: 2026-03-02 09:15:00 UTC+08:00" in job.text_lines()
 
 
 def test_qr_and_cut_bytes_equal_python_escpos(escpos_printer: ModuleType) -> None:

@@ -21,6 +21,7 @@ from devices.qbus.frames import (
     Effect,
     Encoding,
     EventKind,
+    FinishOutcome,
     Frame,
     IdentReply,
     KeypadLcd,
@@ -343,7 +344,38 @@ EVENT_RECORDS = [
     (BusEvent(13, EventKind.RATING, score=5, ticket="A012"), "0D 10 05 05 41303132"),
     (BusEvent(14, EventKind.RATING_TIMEOUT, ticket="A012"), "0E 11 04 41303132"),
     (BusEvent(15, EventKind.RATING_TIMEOUT), "0F 11 00"),
+    # The examples of PROTOCOL.md §7.
+    (BusEvent(3, EventKind.FINISH, outcome=FinishOutcome.BACK_OFFICE), "03 0C 01 02"),
+    (BusEvent(16, EventKind.FINISH, outcome=FinishOutcome.DONE), "10 0C 01 01"),
+    (
+        BusEvent(4, EventKind.TRANSFER, transfer=TransferTarget(service_prefix="B", choice=2)),
+        "04 08 04 03 00 02 42",
+    ),
 ]
+
+
+@pytest.mark.parametrize(
+    "args",
+    ["", "00", "03", "01 01", "01 02"],
+)
+def test_bad_finish_args_are_flagged(args: str) -> None:
+    event = BusEvent.from_wire(1, EventKind.FINISH, bytes.fromhex(args.replace(" ", "")))
+    assert event.error
+    assert event.outcome is None
+
+
+@pytest.mark.parametrize("args", ["03 00 00 42", "03 00 0A 42", "03 00 02", "03 00 02 61"])
+def test_bad_transfer_choice_is_flagged(args: str) -> None:
+    event = BusEvent.from_wire(1, EventKind.TRANSFER, bytes.fromhex(args.replace(" ", "")))
+    assert event.error
+    assert event.transfer is None
+
+
+def test_a_transfer_choice_needs_a_prefix() -> None:
+    with pytest.raises(ValueError, match="choice"):
+        TransferTarget(window=3, choice=1).to_args()
+    with pytest.raises(ValueError, match="choice"):
+        TransferTarget(service_prefix="B", choice=10).to_args()
 
 
 @pytest.mark.parametrize(("event", "record"), EVENT_RECORDS)

@@ -97,6 +97,7 @@ async def make_bench() -> AsyncIterator[Callable[..., Any]]:
         baud: int = FAST_BAUD,
         pty: bool = False,
         master_kinds: Mapping[int, DeviceKind] | None = None,
+        timing: BusTiming = FAST_TIMING,
         **bus: Any,
     ) -> Bench:
         emulator = BusEmulator(kinds, baud=baud, pty=pty)
@@ -114,7 +115,7 @@ async def make_bench() -> AsyncIterator[Callable[..., Any]]:
             master_kinds or kinds,
             on_event=recorder.on_event,
             on_state=recorder.on_state,
-            timing=FAST_TIMING,
+            timing=timing,
             policy=FAST_POLICY,
         )
         started.append((emulator, master))
@@ -138,6 +139,46 @@ async def test_show_call_reaches_the_display_at_9600(make_bench: Callable[..., A
     assert shown["flashing"] is True
     assert shown["text"] == "请A012号\n到3号窗口"
     assert bench.emulator.shown(4)["mode"] == "idle"
+
+
+async def test_a_newer_write_supersedes_a_queued_older_one(
+    make_bench: Callable[..., Any],
+) -> None:
+    # A window opens (welcome text) and calls at once: the call must not overtake the text
+    # and then be overwritten by it.
+    bench: Bench = await make_bench()
+    master, emulator = bench.master, bench.emulator
+    sent: list[Frame] = []
+    emulator.subscribe(lambda frame, _: sent.append(frame))
+    welcome = master.show_text(3, "3号窗口 欢迎办理")
+    line = master.show_text(3, "午休", line=1)
+    call = master.show_call(3, "A012", 3)
+    lcd_old = master.keypad_lcd(5, "old")
+    lcd_new = master.keypad_lcd(5, "new")
+    other = master.show_text(4, "4号窗口 欢迎办理")
+    await asyncio.gather(welcome, line, call, lcd_old, lcd_new, other)
+    shown = emulator.shown(3)
+    assert (shown["mode"], shown["ticket"]) == ("call", "A012")
+    assert emulator.shown(5)["lcd"] == "new"
+    assert emulator.shown(4)["text"] == "4号窗口 欢迎办理"
+    writes = [(f.dst, Command(f.cmd)) for f in sent if f.cmd in (0x10, 0x11, 0x21)]
+    assert writes.count((3, Command.SHOW_TEXT)) == 0
+    assert writes.count((5, Command.KEYPAD_LCD)) == 1
+    # Settled with the result of the write that replaced them.
+    assert welcome.result() is None
+    assert lcd_old.result() is None
+
+
+async def test_a_queued_write_to_an_offline_path_still_settles(
+    make_bench: Callable[..., Any],
+) -> None:
+    bench: Bench = await make_bench()
+    master, emulator = bench.master, bench.emulator
+    emulator.fault(3, "unplug")
+    older = master.show_text(3, "3号窗口 欢迎办理")
+    newer = master.show_call(3, "A012", 3)
+    results = await asyncio.gather(older, newer, return_exceptions=True)
+    assert all(isinstance(result, DeviceUnavailable | TimeoutError) for result in results)
 
 
 async def test_display_text_lcd_brightness_and_idle_text(make_bench: Callable[..., Any]) -> None:
@@ -330,6 +371,122 @@ async def test_display_power_cycle_is_noticed_and_content_restored(
         lambda: emulator.shown(4)["text"] == "暂停服务" and emulator.shown(4)["brightness"] == 3,
         WAIT_S,
     )
+
+
+@pytest.mark.parametrize("group_poll", [True, False])
+async def test_a_restart_is_found_by_the_sweep_long_before_the_idle_ping(
+    make_bench: Callable[..., Any], group_poll: bool
+) -> None:
+    # Idle pings an hour apart: only the restart sweep (POLL_ANY) can find these restarts.
+    timing = BusTiming(
+        reprobe_interval_s=0.05, idle_ping_interval_s=3600, restart_sweep_interval_s=0.1
+    )
+    bench: Bench = await make_bench(timing=timing, group_poll=group_poll)
+    master, emulator = bench.master, bench.emulator
+    await master.show_text(4, "4号窗口 欢迎办理")
+    await master.keypad_lcd(5, "当前---- 等候0")
+    for address in (4, 5):
+        emulator.fault(address, "power_cycle")
+    assert emulator.shown(4)["mode"] == "idle"
+    await emulator.wait_until(lambda: emulator.shown(4)["text"] == "4号窗口 欢迎办理", WAIT_S)
+    await emulator.wait_until(lambda: emulator.shown(5)["lcd"] == "当前---- 等候0", WAIT_S)
+    counters = master.diagnostics()["counters"]
+    assert counters["restarts_signalled"] == 1
+    assert counters["restart_sweeps"] >= 1
+    # Nobody else answers a sweep: a device that answered since its restart stays silent.
+    swept = asyncio.Event()
+    sweeps: list[Frame] = []
+
+    def on_frame(frame: Frame, _: float) -> None:
+        if frame.cmd == Command.POLL_ANY and 4 in PollAny.from_payload(frame.payload).addresses:
+            sweeps.append(frame)
+            if len(sweeps) >= 3:
+                swept.set()
+
+    emulator.subscribe(on_frame)
+    async with asyncio.timeout(WAIT_S):
+        await swept.wait()
+    assert master.diagnostics()["counters"]["restarts_signalled"] == 1
+
+
+async def test_a_call_does_not_wait_for_a_restart_sweep_to_finish_listening(
+    make_bench: Callable[..., Any],
+) -> None:
+    # Sweeps whose listening window would last half a minute: only cutting it short for the
+    # call lets the call through within the bounded wait.
+    timing = BusTiming(
+        reprobe_interval_s=0.05,
+        idle_ping_interval_s=3600,
+        restart_sweep_interval_s=0.01,
+        attention_margin_s=30.0,
+    )
+    bench: Bench = await make_bench({3: D, 4: D}, timing=timing)
+    master, emulator = bench.master, bench.emulator
+    swept = asyncio.Event()
+    emulator.subscribe(lambda frame, _: swept.set() if frame.cmd == Command.POLL_ANY else None)
+    async with asyncio.timeout(WAIT_S):
+        await swept.wait()
+    async with asyncio.timeout(WAIT_S):
+        await master.show_call(3, "A012", 3)
+    assert emulator.shown(3)["ticket"] == "A012"
+    assert master.diagnostics()["counters"]["sweeps_cut_short"] >= 1
+
+
+async def test_a_second_master_on_the_line_raises_an_alarm_and_the_devices_are_repainted(
+    make_bench: Callable[..., Any],
+) -> None:
+    timing = BusTiming(
+        reprobe_interval_s=0.05, idle_ping_interval_s=0.2, foreign_master_quiet_s=0.5
+    )
+    bench: Bench = await make_bench(timing=timing)
+    master, emulator, rec = bench.master, bench.emulator, bench.rec
+    await master.show_call(3, "A001", 3, flash=0)
+    await master.keypad_lcd(5, "当前A001 等候0")
+    # A second master (a self-test, another hub) opens the same line and writes.
+    other_rec = Recorder()
+    other = BusMaster(
+        Bus(url=emulator.url, baud=FAST_BAUD, reply_timeout_ms=150, poll_interval_ms=10),
+        {3: D, 5: K},
+        name="other",
+        on_state=other_rec.on_state,
+        timing=FAST_TIMING,
+        policy=FAST_POLICY,
+    )
+    await other.start()
+    try:
+        await other_rec.until(lambda: other_rec.state_of("other") is DeviceState.READY)
+        await other.ident(3)
+        await other.show_text(3, "测试 TEST 8888")
+        await other.keypad_lcd(5, "请按任意键")
+        await rec.until(lambda: rec.state_of("bus:line") is DeviceState.FAILED)
+        detail = next(d for n, s, d in rec.states if n == "bus:line" and s is DeviceState.FAILED)
+        assert "another master" in detail
+        assert "另一个主站" in detail
+        diagnostics = master.diagnostics()
+        assert diagnostics["counters"]["foreign_frames"] >= 1
+        assert diagnostics["foreign_master"]["now"] is True
+    finally:
+        await other.stop()
+    # Once the other master is silent, the alarm clears and every device is repainted.
+    await rec.until(lambda: rec.state_of("bus:line") is DeviceState.READY)
+    await emulator.wait_until(lambda: emulator.shown(3)["ticket"] == "A001", WAIT_S)
+    await emulator.wait_until(lambda: emulator.shown(5)["lcd"] == "当前A001 等候0", WAIT_S)
+    assert master.diagnostics()["foreign_master"]["episodes"] == 1
+
+
+async def test_an_echoing_adapter_is_not_a_second_master(make_bench: Callable[..., Any]) -> None:
+    bench: Bench = await make_bench()
+    protocol = bench.master._protocol
+    assert protocol is not None
+    sent: list[Frame] = []
+    bench.emulator.subscribe(lambda frame, _: sent.append(frame))
+    await bench.master.show_call(3, "A001", 3)
+    # The adapter gives our own frame back, as echoing RS-485 adapters do.
+    protocol.data_received(sent[-1].to_bytes())
+    counters = bench.master.diagnostics()["counters"]
+    assert counters["echo_frames"] == 1
+    assert counters["foreign_frames"] == 0
+    assert bench.rec.state_of("bus:line") is None
 
 
 async def test_busy_device_is_retried_with_a_new_seq(make_bench: Callable[..., Any]) -> None:
