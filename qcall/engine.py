@@ -1119,9 +1119,7 @@ class Engine:
             local_day = self.local(now).date()
             if promised_date is not None and promised_date < local_day:
                 raise BadRequest("promised_date is in the past", "承诺日期不能早于今天")
-            promised = promised_date or self._add_working_days(
-                local_day, self._service(ticket.service).approval_days
-            )
+            promised = promised_date or self.default_promised_date(ticket.service, local_day)
             case_id = f"C{self.day:%Y%m%d}-{self.case_counter + 1:04d}"
             data["case"] = case_id
             self._emit(now, EventType.TICKET_FINISHED, data)
@@ -1279,6 +1277,10 @@ class Engine:
                 continue
             return start
         return None
+
+    def default_promised_date(self, service_id: str, day: dt.date) -> dt.date:
+        """The promised date of a case opened on ``day``: the service's approval working days."""
+        return self._add_working_days(day, self._service(service_id).approval_days)
 
     def _add_working_days(self, day: dt.date, count: int) -> dt.date:
         calendar = self.config.calendar

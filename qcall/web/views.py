@@ -408,9 +408,7 @@ def panel_view(engine: Engine, config: CenterConfig, window: int, staff: str) ->
     today = engine.day or dt.date.today()  # noqa: DTZ011 - only before the first command
     default_promised = today
     if current_ticket is not None and intake:
-        service = config.service(current_ticket.service)
-        assert service is not None
-        default_promised = _working_days_after(config, today, service.approval_days)
+        default_promised = engine.default_promised_date(current_ticket.service, today)
     cfg = config.window(window)
     return PanelView(
         window=window,
@@ -433,17 +431,6 @@ def panel_view(engine: Engine, config: CenterConfig, window: int, staff: str) ->
         today=today.isoformat(),
         rating_pending=rating_pending,
     )
-
-
-def _working_days_after(config: CenterConfig, day: dt.date, count: int) -> dt.date:
-    # The same rule the engine applies when no date is given (weekdays of the calendar).
-    from qcall.model import DayType
-
-    while count > 0:
-        day += dt.timedelta(days=1)
-        if config.calendar.day_type(day) is DayType.WEEKDAY:
-            count -= 1
-    return day
 
 
 def _current(engine: Engine, config: CenterConfig, ticket: Ticket) -> CurrentTicket:
