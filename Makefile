@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-APT_PACKAGES := espeak-ng fonts-wqy-microhei socat sox chromium
+APT_PACKAGES := espeak-ng fonts-wqy-microhei socat sox chromium curl
 DEMO_DIR := var/demo
+# e.g. make demo DEMO_ARGS="--port 18080 --bus-port 17101 --printer-port 19101" (controls: +1)
+DEMO_ARGS ?=
 
 .PHONY: demo test bench lint sysdeps venv clean catalogs messages
 
@@ -37,7 +39,7 @@ sysdeps:
 	fi
 
 demo: sysdeps $(STAMP) catalogs
-	$(PY) -m qcall demo --config config/demo.toml --dir $(DEMO_DIR)
+	$(PY) -m qcall demo --config config/demo.toml --dir $(DEMO_DIR) $(DEMO_ARGS)
 
 test: sysdeps $(STAMP) catalogs
 	$(PY) -m pytest -q

@@ -4,23 +4,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
+import datetime as dt
 import gc
-import json
+import getpass
 import logging
-import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Final
+from zoneinfo import ZoneInfo
 
 from qcall import __version__
 from qcall.cli_reports import add_report_parsers as _report_parsers
 from qcall.config import CenterConfig, load_config
 from qcall.errors import ConfigError, DatabaseCorrupt, DatabaseInUse, StorageError
 from qcall.model import Role
-from qcall.pin_policy import generate_pin, pin_problem
+from qcall.pin_policy import pin_problem
 from qcall.store import Store
 
 _LOGGER = logging.getLogger("qcall")
@@ -28,6 +28,7 @@ _LOGGER = logging.getLogger("qcall")
 EXIT_OK: Final = 0
 EXIT_FAILURE: Final = 1
 EXIT_CONFIG: Final = 2
+EXIT_USAGE: Final = 2  # bad input on the command line or stdin: nothing was changed
 # The database is damaged: restarting cannot help (systemd: RestartPreventExitStatus).
 EXIT_CORRUPT: Final = 3
 # Long enough for open event streams to be told goodbye; short enough for systemd.
@@ -60,8 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except ConfigError as err:
-        print(err.message_zh, file=sys.stderr)  # noqa: T201
-        print(err.message_en.split("\n", 1)[0], file=sys.stderr)  # noqa: T201
+        print(err.report(), file=sys.stderr)  # noqa: T201
         return EXIT_CONFIG
     except DatabaseCorrupt as err:
         print(err.message_zh, file=sys.stderr)  # noqa: T201
@@ -122,13 +122,33 @@ def _parser() -> argparse.ArgumentParser:
     staff = sub.add_parser("staff", help="工作人员账户 / staff accounts").add_subparsers(
         metavar="ACTION"
     )
-    add = staff.add_parser("add", help="添加或更新工作人员 / add or update a staff member")
+    add = staff.add_parser(
+        "add",
+        help="添加或更新工作人员（密码从终端或标准输入读取）/ add or update a staff member "
+        "(the PIN is asked for, or read from stdin)",
+    )
     _config_db(add)
     add.add_argument("--id", required=True, help="工号 / staff id")
     add.add_argument("--name", required=True, help="姓名 / name")
-    add.add_argument("--pin", required=True, help="密码 (6–8 位数字) / PIN (6 to 8 digits)")
     add.add_argument("--role", required=True, choices=["clerk", "supervisor", "admin"])
     add.set_defaults(handler=_staff_add)
+    listing = staff.add_parser("list", help="列出工作人员 / list staff accounts")
+    _config_db(listing)
+    listing.set_defaults(handler=_staff_list)
+    for action, handler, what in (
+        (
+            "disable",
+            _staff_disable,
+            "停用账户并注销登录 / disable an account, end its sessions",
+        ),
+        ("enable", _staff_enable, "重新启用账户 / enable an account again"),
+        ("reset-pin", _staff_reset_pin, "重设密码（并解锁）/ set a new PIN (and unlock)"),
+        ("unlock", _staff_unlock, "解除密码错误锁定 / lift the lock after wrong PINs"),
+    ):
+        one = staff.add_parser(action, help=what)
+        _config_db(one)
+        one.add_argument("--id", required=True, help="工号 / staff id")
+        one.set_defaults(handler=handler)
 
     token = sub.add_parser("token", help="设备与系统访问令牌 / API tokens").add_subparsers(
         metavar="ACTION"
@@ -140,6 +160,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     create.add_argument("--name", required=True, help="用途说明 / what it is for")
     create.set_defaults(handler=_token_create)
+    tokens = token.add_parser("list", help="列出有效令牌 / list the valid tokens (by id)")
+    _config_db(tokens)
+    tokens.add_argument(
+        "--all", action="store_true", help="也列出已吊销、已过期的 / include revoked and expired"
+    )
+    tokens.set_defaults(handler=_token_list)
+    revoke = token.add_parser("revoke", help="吊销令牌 / revoke a token")
+    _config_db(revoke)
+    revoke.add_argument("--id", required=True, help="令牌编号 / token id (token list)")
+    revoke.set_defaults(handler=_token_revoke)
 
     _report_parsers(sub)
 
@@ -158,6 +188,16 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--config", type=Path, default=Path("config/demo.toml"))
     demo.add_argument("--dir", type=Path, default=Path("var/demo"), help="demo data folder")
     demo.add_argument("--port", type=int, help="hub port (default: from config)")
+    demo.add_argument("--bus-port", type=int, help="emulated bus port (default: from config)")
+    demo.add_argument(
+        "--control-port", type=int, help="bus emulator's key control port (default: bus port + 1)"
+    )
+    demo.add_argument("--printer-port", type=int, help="emulated printer port (default: config)")
+    demo.add_argument(
+        "--printer-control-port",
+        type=int,
+        help="printer emulator's fault control port (default: printer port + 1)",
+    )
     demo.set_defaults(handler=_demo)
     return parser
 
@@ -196,18 +236,128 @@ def _open_store(args: argparse.Namespace) -> tuple[CenterConfig, Store]:
     return config, store
 
 
+def _fail(zh: str, en: str) -> int:
+    print(f"{zh} / {en}", file=sys.stderr)  # noqa: T201
+    return EXIT_USAGE
+
+
+def _open_existing(args: argparse.Namespace) -> tuple[CenterConfig, Store] | None:
+    """Open a database that must exist already (a typo must not create an empty one)."""
+    if not args.db.exists():
+        return None
+    return _open_store(args)
+
+
+def _no_database(args: argparse.Namespace) -> int:
+    return _fail(f"找不到数据库 {args.db}", f"no database at {args.db}")
+
+
+def _read_pin(staff_id: str) -> str | tuple[str, str]:
+    """A new PIN from the terminal (asked twice, not echoed) or the first line of stdin."""
+    if sys.stdin.isatty():
+        try:
+            pin = getpass.getpass(f"{staff_id} 的新密码 / new PIN for {staff_id}: ")
+            again = getpass.getpass("再输入一次 / again: ")
+        except EOFError:
+            return ("没有输入密码", "no PIN was entered")
+        if pin != again:
+            return ("两次输入的密码不一致", "the two PINs differ")
+    else:
+        pin = sys.stdin.readline().rstrip("\r\n")
+    pin = pin.strip()
+    problem = pin_problem(staff_id, pin)  # (English, Chinese)
+    return (problem[1], problem[0]) if problem else pin
+
+
 def _staff_add(args: argparse.Namespace) -> int:
-    problem = pin_problem(args.id, args.pin)
-    if problem is not None:
-        print(f"{problem[1]} / {problem[0]}", file=sys.stderr)  # noqa: T201
-        return EXIT_CONFIG
+    pin = _read_pin(args.id)
+    if isinstance(pin, tuple):
+        return _fail(*pin)
     _config, store = _open_store(args)
     try:
-        member = store.add_staff(args.id, args.name, args.pin, Role(args.role))
+        member = store.add_staff(args.id, args.name, pin, Role(args.role))
     finally:
         store.close()
     print(f"已保存工作人员 / saved staff member: {member.id} ({member.name}, {member.role})")  # noqa: T201
     return EXIT_OK
+
+
+def _staff_list(args: argparse.Namespace) -> int:
+    opened = _open_existing(args)
+    if opened is None:
+        return _no_database(args)
+    _config, store = opened
+    try:
+        members = store.list_staff()
+        locked = store.locked_staff(dt.datetime.now(dt.UTC))
+    finally:
+        store.close()
+    print(f"{'工号 id':<12} {'角色 role':<12} {'状态 state':<16} 姓名 name")  # noqa: T201
+    for member in members:
+        if not member.active:
+            state = "已停用 disabled"
+        elif member.id in locked:
+            state = "已锁定 locked"
+        else:
+            state = "正常 active"
+        print(f"{member.id:<12} {member.role!s:<12} {state:<16} {member.name}")  # noqa: T201
+    return EXIT_OK
+
+
+def _staff_change(
+    args: argparse.Namespace, change: Callable[[Store], bool], done_zh: str, done_en: str
+) -> int:
+    opened = _open_existing(args)
+    if opened is None:
+        return _no_database(args)
+    _config, store = opened
+    try:
+        found = change(store)
+    finally:
+        store.close()
+    if not found:
+        return _fail(f"没有工号为 {args.id} 的工作人员", f"no staff member with id {args.id}")
+    print(f"{args.id}: {done_zh} / {done_en}")  # noqa: T201
+    return EXIT_OK
+
+
+def _staff_disable(args: argparse.Namespace) -> int:
+    return _staff_change(
+        args,
+        lambda store: store.set_staff_active(args.id, active=False),
+        "已停用，登录已注销",
+        "disabled, sessions ended",
+    )
+
+
+def _staff_enable(args: argparse.Namespace) -> int:
+    return _staff_change(
+        args, lambda store: store.set_staff_active(args.id, active=True), "已启用", "enabled"
+    )
+
+
+def _staff_reset_pin(args: argparse.Namespace) -> int:
+    if not args.db.exists():
+        return _no_database(args)
+    pin = _read_pin(args.id)
+    if isinstance(pin, tuple):
+        return _fail(*pin)
+    return _staff_change(
+        args,
+        lambda store: store.set_pin(args.id, pin),
+        "已设置新密码并解锁",
+        "new PIN set, account unlocked",
+    )
+
+
+def _staff_unlock(args: argparse.Namespace) -> int:
+    def unlock(store: Store) -> bool:
+        if store.staff(args.id) is None:
+            return False
+        store.clear_login_failures(args.id)
+        return True
+
+    return _staff_change(args, unlock, "已解锁", "unlocked")
 
 
 def _token_create(args: argparse.Namespace) -> int:
@@ -218,6 +368,60 @@ def _token_create(args: argparse.Namespace) -> int:
         store.close()
     print(f"新令牌（只显示一次）/ new {args.role} token for {args.name!r} (shown once):")  # noqa: T201
     print(token)  # noqa: T201
+    return EXIT_OK
+
+
+def _token_list(args: argparse.Namespace) -> int:
+    opened = _open_existing(args)
+    if opened is None:
+        return _no_database(args)
+    config, store = opened
+    try:
+        found = store.list_tokens(include_revoked=args.all)
+    finally:
+        store.close()
+    now = dt.datetime.now(dt.UTC)
+    if not args.all:
+        found = [t for t in found if t.expires_at is None or t.expires_at > now]
+    tz = ZoneInfo(config.center.timezone)
+
+    def local(moment: dt.datetime | None) -> str:
+        return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M") if moment else "-"
+
+    print(  # noqa: T201
+        f"{'编号 id':<14} {'角色 role':<12} {'创建 created':<17} {'到期 expires':<17} "
+        "状态 state  名称 name"
+    )
+    for item in found:
+        if item.revoked:
+            state = "已吊销 revoked"
+        elif item.expires_at is not None and item.expires_at <= now:
+            state = "已过期 expired"
+        else:
+            state = "有效 valid"
+        owner = f" (staff {item.staff_id})" if item.staff_id else ""
+        print(  # noqa: T201
+            f"{item.id:<14} {item.role!s:<12} {local(item.created_at):<17} "
+            f"{local(item.expires_at):<17} {state}  {item.name}{owner}"
+        )
+    return EXIT_OK
+
+
+def _token_revoke(args: argparse.Namespace) -> int:
+    opened = _open_existing(args)
+    if opened is None:
+        return _no_database(args)
+    _config, store = opened
+    try:
+        matched = store.revoke_token_id(args.id)
+    finally:
+        store.close()
+    if len(matched) != 1:
+        return _fail(
+            f"没有编号为 {args.id} 的令牌（编号见 qcall token list）",
+            f"no token with id {args.id} (see qcall token list)",
+        )
+    print(f"已吊销 / revoked: {matched[0].id} ({matched[0].role}, {matched[0].name})")  # noqa: T201
     return EXIT_OK
 
 
@@ -282,123 +486,13 @@ async def _run_hub(
 
 
 def _demo(args: argparse.Namespace) -> int:
-    """Set up a demo center with random PINs and tokens, then serve it."""
-    config = load_config(args.config)
-    folder: Path = args.dir
-    folder.mkdir(parents=True, exist_ok=True)
-    db = folder / "qcall.db"
-    secrets_file = folder / "credentials.json"
-    store = Store(db)
-    store.open()
-    try:
-        if secrets_file.exists():
-            credentials = json.loads(secrets_file.read_text(encoding="utf-8"))
-        else:
-            credentials = _demo_credentials(store, config)
-            secrets_file.write_text(
-                json.dumps(credentials, ensure_ascii=False, indent=2), encoding="utf-8"
-            )
-            with contextlib.suppress(OSError):
-                os.chmod(secrets_file, 0o600)  # noqa: PTH101
-    finally:
-        store.close()
-    port = args.port or config.hub.port
-    print(  # noqa: T201
-        f"\nqcall 演示 / demo — http://{config.hub.host}:{port}/api/v1/health\n"
-        f"演示账户与令牌（随机生成，仅限演示）/ demo accounts and tokens (random, demo only): "
-        f"{secrets_file}\n"
+    """Set up a demo center with random PINs and tokens, then serve it on emulated devices."""
+    from qcall import demo
+
+    ports = demo.Ports(
+        args.port, args.bus_port, args.control_port, args.printer_port, args.printer_control_port
     )
-    for member in credentials["staff"]:
-        print(f"  {member['role']:<10} {member['id']:<8} PIN {member['pin']}")  # noqa: T201
-    print(f"  kiosk token:   {credentials['tokens']['kiosk']}")  # noqa: T201
-    print(f"  display token: {credentials['tokens']['display']}\n")  # noqa: T201
-    base = f"http://{config.hub.host}:{port}"
-    print(  # noqa: T201
-        f"工作人员页面 / staff pages: {base}/staff/ (窗口 / clerk panel), {base}/desk/ "
-        f"(咨询服务台 / consultation desk), {base}/backoffice/ (后台 / back office)\n"
-    )
-    return asyncio.run(_demo_hall(config, db, folder, port))
-
-
-async def _demo_hall(config: CenterConfig, db: Path, folder: Path, port: int) -> int:
-    """Start the emulators the demo configuration points at, then the hub."""
-    from urllib.parse import urlsplit
-
-    from devices.emulators.bus import BusEmulator
-    from devices.emulators.printer import PrinterEmulator
-    from devices.qbus.master import kinds_from_windows
-
-    started: list[Callable[[], object]] = []
-    try:
-        bus = config.devices.bus
-        if bus is not None and bus.url.startswith("socket://"):
-            where = urlsplit(bus.url)
-            emulator = BusEmulator(
-                kinds_from_windows(w.devices for w in config.windows),
-                baud=bus.baud,
-                host=where.hostname or "127.0.0.1",
-                port=where.port or 0,
-                state_file=folder / "bus-state.json",
-                control=(where.hostname or "127.0.0.1", (where.port or 0) + 1),
-            )
-            await emulator.start()
-            started.append(emulator.stop)
-            print(  # noqa: T201
-                f"模拟总线 / emulated bus: {emulator.url} (显示内容 / shown: "
-                f"{folder / 'bus-state.json'}; 按键控制 / key control: "
-                f"{emulator.control_address})"
-            )
-        for printer in config.devices.printers:
-            where = urlsplit(printer.url)
-            if where.scheme not in ("tcp", "socket"):
-                continue
-            out = folder / f"printer-{printer.id}"
-            emulated = PrinterEmulator(
-                out,
-                host=where.hostname or "127.0.0.1",
-                port=where.port or 9100,
-                paper=printer.paper,
-                control=(where.hostname or "127.0.0.1", (where.port or 9100) + 1),
-            )
-            await emulated.start()
-            started.append(emulated.stop)
-            control = emulated.control_address
-            print(  # noqa: T201
-                f"模拟打印机 / emulated printer {printer.id}: {printer.url} → {out} (故障 / fault: "
-                f"{emulated.describe_fault()}; 控制 / control: "
-                f"{control[0] if control else ''}:{control[1] if control else ''})"
-            )
-        return await _run_hub(config, db, config.hub.host, port)
-    except OSError as err:
-        print(  # noqa: T201
-            f"无法启动模拟设备（端口被占用？是否已有演示在运行？）/ cannot start the emulators "
-            f"(port in use? is a demo already running?): {err}",
-            file=sys.stderr,
-        )
-        return EXIT_FAILURE
-    finally:
-        for stop in reversed(started):
-            result = stop()
-            if asyncio.iscoroutine(result):
-                await result
-
-
-def _demo_credentials(store: Store, config: CenterConfig) -> dict[str, object]:
-    staff = []
-    for window in config.windows:
-        staff_id = f"w{window.number:02d}"
-        pin = generate_pin(staff_id)
-        store.add_staff(staff_id, f"{window.number}号窗口演示员", pin, Role.CLERK)
-        staff.append({"id": staff_id, "pin": pin, "role": "clerk", "window": window.number})
-    for staff_id, role in (("sup1", Role.SUPERVISOR), ("adm1", Role.ADMIN)):
-        pin = generate_pin(staff_id)
-        store.add_staff(staff_id, f"演示{role}", pin, role)
-        staff.append({"id": staff_id, "pin": pin, "role": str(role)})
-    tokens = {
-        role: store.create_token(Role(role), f"demo {role}")
-        for role in ("kiosk", "display", "integration")
-    }
-    return {"staff": staff, "tokens": tokens}
+    return demo.run(load_config(args.config), args.dir, ports, _run_hub)
 
 
 if __name__ == "__main__":

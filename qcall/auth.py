@@ -16,7 +16,6 @@ import datetime as dt
 import ipaddress
 import logging
 import os
-import sqlite3
 import threading
 import time
 from collections import deque
@@ -124,6 +123,20 @@ class AttemptLimiter:
             tally.failures.append(self.clock() - age_s)
             tally.failures = deque(sorted(tally.failures))
 
+    def failing(self) -> list[str]:
+        """Keys with failures counted in the window and no attempt in flight."""
+        return [
+            key
+            for key in list(self._tallies)
+            if self._tally(key).failures and self._tallies[key].in_flight == 0
+        ]
+
+    def forget(self, key: str) -> None:
+        """Drop a key's failures (its lock was lifted elsewhere)."""
+        tally = self._tallies.get(key)
+        if tally is not None:
+            tally.failures.clear()
+
     def prune(self) -> int:
         """Forget keys with no recent failure and nothing in flight; return how many."""
         stale = [
@@ -188,7 +201,7 @@ class Logins:
                     await self.prune()
                 else:
                     await self.flush()
-            except sqlite3.Error as err:
+            except Exception as err:  # noqa: BLE001 - task boundary: the limits stay in memory
                 _LOGGER.warning("saving failed logins failed (will retry): %s", err)
 
     async def flush(self) -> None:
@@ -197,7 +210,7 @@ class Logins:
             changes, self._unsaved = self._unsaved, []
             try:
                 await self._write(self._store.save_login_changes, changes)
-            except sqlite3.Error:
+            except Exception:
                 self._unsaved[:0] = changes  # retried at the next flush
                 raise
 
@@ -205,7 +218,7 @@ class Logins:
         """Save what is unsaved, close the worker's connection and stop the worker."""
         try:
             await self.flush()
-        except sqlite3.Error as err:
+        except Exception as err:  # noqa: BLE001 - a stop goes on: the rows only restore limits
             _LOGGER.warning("could not save the last failed logins: %s", err)
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._worker, self._pin_store.close)
@@ -252,6 +265,28 @@ class Logins:
             )
         self._unsaved.append((staff_id, None))
         return member
+
+    def locked_ids(self) -> list[str]:
+        """Staff ids whose failures are counted here (to compare with the database)."""
+        return self.by_staff.failing()
+
+    def reconcile(self, on_disk: set[str]) -> list[str]:
+        """Lift, here too, the locks lifted in the database by another process.
+
+        ``qcall staff unlock`` and ``reset-pin`` delete an id's failed logins; an id counted
+        here with every failure already saved but none left on disk was unlocked. Ids with
+        failures not yet saved are left alone. Returns the ids unlocked.
+        """
+        unsaved = {staff_id for staff_id, _ in self._unsaved}
+        lifted = [
+            staff_id
+            for staff_id in self.by_staff.failing()
+            if staff_id not in on_disk and staff_id not in unsaved
+        ]
+        for staff_id in lifted:
+            self.by_staff.forget(staff_id)
+            _LOGGER.info("login lock of staff id %r lifted from outside the hub", staff_id)
+        return lifted
 
     def _check(self, staff_id: str, pin: str) -> StaffMember | None:
         self.evaluated += 1

@@ -1,6 +1,6 @@
 """The public asyncio client of hub API v1: the lobby display, the kiosk and integrators use it.
 
-``QcallClient`` wraps every route of DESIGN.md §6 in a typed method and raises
+``QcallClient`` wraps every route of docs/api.md in a typed method and raises
 ``QcallApiError`` for the contract's error bodies. ``events()`` follows the event stream and
 reconnects on its own, resuming with ``after=<last seq>`` so the consumer sees every event
 exactly once and in order.

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import ipaddress
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
     BaseModel,
@@ -20,6 +22,7 @@ from pydantic import (
 
 from qcall.errors import ConfigError
 from qcall.model import DayType, Policy, ServiceKind, WindowType
+from qcall.validation import Problem, bilingual, problems_of
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 BusAddress = Annotated[int, Field(ge=1, le=0x7F)]
@@ -42,7 +45,7 @@ class Hours(_Frozen):
     def _end_after_start(cls, end: dt.time, info: Any) -> dt.time:
         start = info.data.get("start")
         if start is not None and end <= start:
-            raise ValueError("end must be later than start")
+            raise bilingual("end must be later than start", "结束时间必须晚于开始时间")
         return end
 
     def contains(self, at: dt.time) -> bool:
@@ -68,7 +71,7 @@ class Center(_Frozen):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as err:
-            raise ValueError(f"unknown time zone {value!r}") from err
+            raise bilingual(f"unknown time zone {value!r}", f"未知的时区 {value!r}") from err
         return value
 
 
@@ -98,14 +101,20 @@ class Calendar(_Frozen):
     @classmethod
     def _no_hours_for_closed(cls, value: dict[DayType, Hours]) -> dict[DayType, Hours]:
         if DayType.CLOSED in value:
-            raise ValueError("'closed' days have no hours; remove day_types.closed")
+            raise bilingual(
+                "'closed' days have no hours; remove day_types.closed",
+                "休息日（closed）没有办公时间，请删除 day_types.closed",
+            )
         return value
 
     @field_validator("weekly")
     @classmethod
     def _all_weekdays(cls, value: dict[str, DayType]) -> dict[str, DayType]:
         if set(value) != set(WEEKDAYS):
-            raise ValueError(f"weekly must name exactly {', '.join(WEEKDAYS)}")
+            raise bilingual(
+                f"weekly must name exactly {', '.join(WEEKDAYS)}",
+                f"weekly 必须恰好列出 {', '.join(WEEKDAYS)} 这七天",
+            )
         return value
 
     def day_type(self, day: dt.date) -> DayType:
@@ -268,19 +277,30 @@ class HubSettings(_Frozen):
         import base64
         import binascii
 
+        # The refusal never repeats the value: it is (meant to be) a secret.
+        refusal = bilingual(
+            "must be 32 random bytes in URL-safe base64 (44 characters)",
+            "应为 32 字节随机数的 URL 安全 Base64 编码（44 个字符）",
+        )
         try:
             raw = base64.urlsafe_b64decode(value.encode("ascii"))
         except (binascii.Error, UnicodeEncodeError, ValueError) as err:
-            raise ValueError("must be URL-safe base64 of 32 bytes") from err
+            raise refusal from err
         if len(raw) != 32:
-            raise ValueError("must be URL-safe base64 of 32 bytes")
+            raise refusal
         return value
 
     @field_validator("metrics_allow", "trusted_proxies")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
         for item in value:
-            ipaddress.ip_network(item, strict=False)
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError as err:
+                raise bilingual(
+                    f"{item!r} is not an IP address or network like 10.0.0.0/8",
+                    f"{item!r} 不是 IP 地址或网段（如 10.0.0.0/8）",
+                ) from err
         return value
 
 
@@ -297,9 +317,9 @@ class AssessmentWeights(_Frozen):
     def _add_up_to_100(self) -> AssessmentWeights:
         total = sum(self.model_dump().values())
         if total != 100:
-            raise ValueError(
-                f"考核权重之和应为 100，现为 {total} / "
-                f"the assessment weights must add up to 100, not {total}"
+            raise bilingual(
+                f"the assessment weights must add up to 100, not {total}",
+                f"考核权重之和应为 100，现为 {total}",
             )
         return self
 
@@ -340,19 +360,43 @@ class CenterConfig(_Frozen):
         return None
 
 
+# What the operating system's reasons mean, for the Chinese message.
+_OS_REASONS_ZH: Final = {
+    errno.ENOENT: "文件不存在",
+    errno.EACCES: "没有读取权限",
+    errno.EPERM: "没有读取权限",
+    errno.EISDIR: "这是一个目录，不是文件",
+}
+
+
 def load_config(path: str | Path) -> CenterConfig:
     """Read, parse and validate a configuration file; raise ConfigError listing every problem."""
     path = Path(path)
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as err:
-        raise ConfigError(str(path), [("(file)", f"cannot read: {err.strerror}")]) from err
+        reason_zh = _OS_REASONS_ZH.get(err.errno or 0, "无法读取文件")
+        raise ConfigError(
+            str(path), [Problem("(file)", f"cannot read: {err.strerror}", f"无法读取：{reason_zh}")]
+        ) from err
     except UnicodeDecodeError as err:
         raise ConfigError(
-            str(path), [("(file)", f"not UTF-8 text (save the file as UTF-8): {err.reason}")]
+            str(path),
+            [
+                Problem(
+                    "(file)",
+                    f"not UTF-8 text (save the file as UTF-8): {err.reason} at byte {err.start}",
+                    f"不是 UTF-8 文本（第 {err.start} 字节），请以 UTF-8 编码保存",
+                )
+            ],
         ) from err
     except tomllib.TOMLDecodeError as err:
-        raise ConfigError(str(path), [("(syntax)", f"not valid TOML: {err}")]) from err
+        where = re.search(r"line (\d+), column (\d+)", str(err))
+        at_zh = f"（第 {where[1]} 行第 {where[2]} 列）" if where else ""
+        raise ConfigError(
+            str(path),
+            [Problem("(syntax)", f"not valid TOML: {err}", f"不是有效的 TOML 格式{at_zh}")],
+        ) from err
     return parse_config(raw, str(path))
 
 
@@ -361,7 +405,7 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> CenterConfig:
     try:
         config = CenterConfig.model_validate(raw)
     except ValidationError as err:
-        problems = [(format_loc(e["loc"]), _describe(e)) for e in err.errors()]
+        problems = problems_of(err.errors())
         # Cross-references are checked too, among the parts that did validate, so one run
         # of check-config shows every error.
         problems += [p for p in _cross_check(_Parts.from_raw(raw)) if p not in problems]
@@ -370,29 +414,6 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> CenterConfig:
     if problems:
         raise ConfigError(source, problems)
     return config
-
-
-def format_loc(loc: tuple[int | str, ...]) -> str:
-    """Render a pydantic location as ``windows[2].services[0].id``."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out or "(top level)"
-
-
-def _describe(error: Any) -> str:
-    msg = str(error["msg"])
-    if error["type"] == "extra_forbidden":
-        return "unknown key (typo?)"
-    if error["type"] == "missing":
-        return "required key is missing"
-    value = error.get("input")
-    if isinstance(value, (str, int, float, bool)) and error["type"] != "missing":
-        return f"{msg} (got {value!r})"
-    return msg
 
 
 Indexed = list[tuple[int, Any]]
@@ -453,7 +474,7 @@ class _Parts:
             valid["windows"],
             _valid_items(Webhook, raw.get("webhooks")),
             [] if devices is None else list(enumerate(devices.printers)),
-            [] if calendar is None else list(enumerate(calendar.overrides)),
+            _valid_items(Override, _get(raw, "calendar", "overrides")),
             None if calendar is None else set(calendar.day_types),
             None if devices is None else devices.bus is not None,
             broken,
@@ -464,9 +485,36 @@ class _Parts:
         )
 
 
+# The keys the cross-checks read, per model. An item whose errors lie elsewhere is checked
+# without those keys (their defaults only make the checks see less, never report more).
+_CHECKED: Final[dict[type[BaseModel], frozenset[str]]] = {
+    Department: frozenset({"id"}),
+    Service: frozenset({"id", "department", "prefix", "kind", "hours"}),
+    Window: frozenset({"number", "type", "services"}),
+    Webhook: frozenset({"id"}),
+    Calendar: frozenset({"day_types"}),
+}
+
+
+def _get(raw: Any, *keys: str) -> Any:
+    for key in keys:
+        raw = raw.get(key) if isinstance(raw, dict) else None
+    return raw
+
+
 def _valid(model: type[BaseModel], value: Any) -> Any:
+    """The item validated, or validated without its failing keys when the checks allow."""
     try:
         return model.model_validate(value)
+    except ValidationError as err:
+        failing = {str(e["loc"][0]) for e in err.errors() if e["loc"]}
+        checked = _CHECKED.get(model)
+        if checked is None or not isinstance(value, dict) or failing & checked:
+            return None
+        if not failing <= set(value):  # a missing key, or an error about the item as a whole
+            return None
+    try:
+        return model.model_validate({k: v for k, v in value.items() if k not in failing})
     except ValidationError:
         return None
 
@@ -478,21 +526,26 @@ def _valid_items(model: type[BaseModel], value: Any) -> Indexed:
     return [(index, item) for index, item in valid if item is not None]
 
 
-def _duplicates(items: Indexed, key: str, where: str) -> list[tuple[str, str]]:
+def _duplicates(items: Indexed, key: str, where: str) -> list[Problem]:
     seen: dict[Any, int] = {}
     problems = []
     for index, item in items:
         value = getattr(item, key)
+        shown = value.isoformat() if isinstance(value, dt.date) else value
         if value in seen:
             problems.append(
-                (f"{where}[{index}].{key}", f"duplicate {key} {value!r} (first at [{seen[value]}])")
+                Problem(
+                    f"{where}[{index}].{key}",
+                    f"duplicate {key} {shown!r} (first at [{seen[value]}])",
+                    f"{key} {shown!r} 重复（首次出现在 [{seen[value]}]）",
+                )
             )
         else:
             seen[value] = index
     return problems
 
 
-def _cross_check(parts: _Parts) -> list[tuple[str, str]]:
+def _cross_check(parts: _Parts) -> list[Problem]:
     problems = _duplicates(parts.departments, "id", "departments")
     problems += _duplicates(parts.services, "id", "services")
     problems += _duplicates(parts.windows, "number", "windows")
@@ -504,24 +557,37 @@ def _cross_check(parts: _Parts) -> list[tuple[str, str]]:
     for index, service in parts.services:
         if service.department not in departments | parts.broken_ids:
             problems.append(
-                (f"services[{index}].department", f"unknown department {service.department!r}")
+                Problem(
+                    f"services[{index}].department",
+                    f"unknown department {service.department!r}",
+                    f"未知的部门 {service.department!r}",
+                )
             )
         for day_type in service.hours:
             if day_type is DayType.CLOSED:
-                problems.append((f"services[{index}].hours.closed", "closed days have no hours"))
+                problems.append(
+                    Problem(
+                        f"services[{index}].hours.closed",
+                        "closed days have no hours",
+                        "休息日（closed）没有办公时间",
+                    )
+                )
             elif parts.day_types is not None and day_type not in parts.day_types:
                 problems.append(
-                    (f"services[{index}].hours.{day_type}", "day type has no calendar hours")
+                    Problem(
+                        f"services[{index}].hours.{day_type}",
+                        "day type has no calendar hours",
+                        f"日历中没有“{day_type}”这类日子的办公时间（calendar.day_types）",
+                    )
                 )
         first = prefix_kind.get(service.prefix)
         if first is not None and services[first[0]].kind is not service.kind:
             problems.append(
-                (
+                Problem(
                     f"services[{index}].prefix",
-                    (
-                        f"prefix {service.prefix!r} is shared with services[{first[1]}] "
-                        "of another kind"
-                    ),
+                    f"prefix {service.prefix!r} is shared with services[{first[1]}] "
+                    "of another kind",
+                    f"前缀 {service.prefix!r} 已被另一类事项 services[{first[1]}] 使用",
                 )
             )
         prefix_kind.setdefault(service.prefix, (service.id, index))
@@ -531,13 +597,27 @@ def _cross_check(parts: _Parts) -> list[tuple[str, str]]:
             where = f"windows[{index}].services[{sindex}].id"
             served = services.get(ref.id)
             if served is None and ref.id not in parts.broken_ids:
-                problems.append((where, f"unknown service {ref.id!r}"))
+                problems.append(
+                    Problem(where, f"unknown service {ref.id!r}", f"未知的事项 {ref.id!r}")
+                )
             elif served is None:
                 continue
             elif window.type is WindowType.REPLY and served.kind is not ServiceKind.PICKUP:
-                problems.append((where, "a reply window serves pickup services only"))
+                problems.append(
+                    Problem(
+                        where,
+                        "a reply window serves pickup services only",
+                        "回复窗口只办理取件（pickup）事项",
+                    )
+                )
         if window.type is WindowType.DEDICATED and not window.services:
-            problems.append((f"windows[{index}].services", "a dedicated window lists its services"))
+            problems.append(
+                Problem(
+                    f"windows[{index}].services",
+                    "a dedicated window lists its services",
+                    "专用窗口须列出它办理的事项",
+                )
+            )
         for role in ("counter_display", "keypad", "rating_pad"):
             address = getattr(window.devices, role)
             if address is None:
@@ -545,18 +625,32 @@ def _cross_check(parts: _Parts) -> list[tuple[str, str]]:
             where = f"windows[{index}].devices.{role}"
             if address in addresses:
                 problems.append(
-                    (where, f"bus address {address} already used by {addresses[address]}")
+                    Problem(
+                        where,
+                        f"bus address {address} already used by {addresses[address]}",
+                        f"总线地址 {address} 已被 {addresses[address]} 使用",
+                    )
                 )
             else:
                 addresses[address] = where
             if parts.has_bus is False:
-                problems.append((where, "a bus device needs [devices.bus]"))
+                problems.append(
+                    Problem(
+                        where, "a bus device needs [devices.bus]", "总线设备需要配置 [devices.bus]"
+                    )
+                )
     windows = [w for _, w in parts.windows]
     # "No window serves …" is only meaningful when every service and window is known.
     for kind in ServiceKind:
         offered = [s for s in services.values() if s.kind is kind]
         if parts.complete and offered and not any(_serves_kind(services, w, kind) for w in windows):
-            problems.append(("windows", f"no window serves {kind} services"))
+            problems.append(
+                Problem(
+                    "windows",
+                    f"no window serves {kind} services",
+                    f"没有窗口办理 {kind} 类事项",
+                )
+            )
     problems += _duplicates(parts.printers, "id", "devices.printers")
     return problems
 

@@ -1073,7 +1073,8 @@ class Engine:
             if case.pickup_code == code.strip():
                 if case.state is CaseState.OPEN:
                     raise Conflict(
-                        "this case is still being processed",
+                        "this case is still being processed; promised by "
+                        f"{case.promised_date:%Y-%m-%d}",
                         f"该件尚在办理中，承诺办结日期 {case.promised_date:%Y-%m-%d}",
                         code="case_not_ready",
                     )

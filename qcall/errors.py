@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from qcall.validation import Problem
 
 
 class QcallError(Exception):
@@ -41,14 +45,22 @@ class ConfigError(QcallError):
     code = "invalid_config"
     status = 400
 
-    def __init__(self, path: str, problems: list[tuple[str, str]]) -> None:
+    def __init__(self, path: str, problems: Sequence[Problem]) -> None:
         self.path = path
-        self.problems = problems
-        lines = [f"{path}: {loc}: {msg}" for loc, msg in problems]
+        self.items = list(problems)
+        # (where, English message) pairs, for code that only needs one language.
+        self.problems = [(p.where, p.en) for p in self.items]
+        count = len(self.items)
         super().__init__(
-            f"{path}: {len(problems)} error(s) in configuration\n" + "\n".join(lines),
-            f"{path}: 配置文件有 {len(problems)} 处错误\n" + "\n".join(lines),
+            f"{path}: {count} error(s) in configuration\n"
+            + "\n".join(f"{path}: {p.where}: {p.en}" for p in self.items),
+            f"{path}: 配置文件有 {count} 处错误\n"
+            + "\n".join(f"{path}: {p.where}: {p.zh}" for p in self.items),
         )
+
+    def report(self) -> str:
+        """What ``check-config`` prints: the whole list in Chinese, then in English."""
+        return f"{self.message_zh}\n\n{self.message_en}"
 
 
 class BadRequest(QcallError):

@@ -24,7 +24,7 @@ from qcall.errors import DatabaseCorrupt, QcallError, StorageError
 from qcall.events import Event, EventBus, EventType
 from qcall.metrics import Metrics
 from qcall.reports.worker import ReportWorker
-from qcall.store import Principal, Recovery, StaffMember, Store, corrupt_error
+from qcall.store import LOGIN_WINDOW, Principal, Recovery, StaffMember, Store, corrupt_error
 
 if TYPE_CHECKING:
     from devices.printer import TicketPrinter
@@ -37,6 +37,9 @@ T = TypeVar("T")
 DAY_TICK_INTERVAL_S: Final = 30.0
 # Positive token look-ups are cached this long; revocation (logout) clears the entry at once.
 TOKEN_CACHE_S: Final = 60.0
+# Revocations and disabled accounts made by another process (the CLI) reach the token cache
+# within this interval; one tiny indexed read each time.
+AUTH_WATCH_INTERVAL_S: Final = 1.0
 # More cached sessions than this and the oldest go first (a day's logins are a few hundred).
 TOKEN_CACHE_MAX: Final = 10_000
 # Expired and stale sessions leave the token cache this often.
@@ -134,6 +137,7 @@ class Hub:
         self._journal_task = self.create_task(self._journal(), "journal", critical=True)
         self.create_task(self._checkpoint_loop(), "checkpoint", critical=True)
         self.create_task(self._day_ticker(), "day-ticker")
+        self.create_task(self._auth_watch(), "auth-watch")
         self.create_task(self._sweep_sessions(), "session-sweep")
         self.create_task(self.logins.run(), "logins")
         recovered = self.recovered
@@ -492,6 +496,34 @@ class Hub:
         ``address`` is the client's network address (None for a keypad on the bus).
         """
         return await self.logins.authenticate(staff_id, pin, address)
+
+    async def _auth_watch(self) -> None:
+        """Apply what another process (the CLI) changed: revoked tokens, disabled accounts,
+        lifted login locks."""
+        seen = await self.read(self.reader.auth_version)
+        while True:
+            await asyncio.sleep(AUTH_WATCH_INTERVAL_S)
+            try:
+                current = await self.read(self.reader.auth_version)
+                if current != seen:
+                    seen = current
+                    self._revocations += 1
+                    self._token_cache.clear()
+                    await self._close_revoked_streams()
+                if self.logins.locked_ids():
+                    since = dt.datetime.now(dt.UTC) - LOGIN_WINDOW
+                    rows = await self.read(self.reader.login_failures_after, since)
+                    self.logins.reconcile({staff_id for staff_id, _ in rows})
+            except StorageError:
+                return  # the hub is stopping on its one fatal path
+            except sqlite3.Error as err:
+                _LOGGER.warning("cannot check for revoked tokens (will retry): %s", err)
+
+    async def _close_revoked_streams(self) -> None:
+        for token in list(self._revoke_watchers):
+            if await self.read(self.reader.principal, token) is None:
+                for callback in list(self._revoke_watchers.get(token, ())):
+                    callback()
 
     async def revoke(self, token: str) -> None:
         """Revoke a token everywhere at once (open event streams on it are closed)."""

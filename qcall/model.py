@@ -1,4 +1,4 @@
-"""Shared value types of the queue domain (names from DESIGN.md §3)."""
+"""Shared value types of the queue domain (names from the glossary in docs/domain.md)."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ class Policy(StrEnum):
 
 
 class TicketState(StrEnum):
-    """Lifecycle of a ticket (DESIGN.md §5)."""
+    """Lifecycle of a ticket (docs/domain.md, Numbers and tickets)."""
 
     WAITING = "waiting"
     CALLED = "called"

@@ -87,6 +87,23 @@ class Principal:
     expires_at: dt.datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    """An API token as an operator sees it: never the token itself, only its public id."""
+
+    id: str
+    role: Role
+    name: str
+    staff_id: str | None
+    created_at: dt.datetime
+    expires_at: dt.datetime | None
+    revoked: bool
+
+
+# A token's public id is the start of its SHA-256: enough to name it, useless to use it.
+TOKEN_ID_CHARS: Final = 12
+
+
 _V1: Final = (
     """CREATE TABLE events (
         seq  INTEGER PRIMARY KEY,
@@ -563,6 +580,54 @@ class Store:
         ).fetchone()
         return None if row is None else StaffMember(row[0], row[1], Role(row[2]), bool(row[3]))
 
+    def list_staff(self) -> list[StaffMember]:
+        """Every staff account, by id."""
+        rows = self.db.execute("SELECT id, name, role, active FROM staff ORDER BY id").fetchall()
+        return [StaffMember(row[0], row[1], Role(row[2]), bool(row[3])) for row in rows]
+
+    def set_staff_active(self, staff_id: str, active: bool) -> bool:
+        """Enable or disable an account; disabling also ends its sessions. False if unknown."""
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            found = db.execute(
+                "UPDATE staff SET active = ? WHERE id = ?", (int(active), staff_id)
+            ).rowcount
+            if found and not active:
+                db.execute("UPDATE tokens SET revoked = 1 WHERE staff_id = ?", (staff_id,))
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return bool(found)
+
+    def set_pin(self, staff_id: str, pin: str) -> bool:
+        """Give an account a new PIN (which must meet the policy) and clear its lockout."""
+        check_pin_policy(staff_id, pin)
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            found = db.execute(
+                "UPDATE staff SET pin_hash = ? WHERE id = ?", (hash_pin(pin), staff_id)
+            ).rowcount
+            db.execute("DELETE FROM login_failures WHERE staff_id = ?", (staff_id,))
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return bool(found)
+
+    def locked_staff(self, now: dt.datetime) -> set[str]:
+        """Ids of the accounts locked by too many wrong PINs at ``now``."""
+        rows = self.db.execute(
+            "SELECT staff_id FROM login_failures WHERE at >= ? GROUP BY staff_id "
+            "HAVING COUNT(*) >= ?",
+            ((now - LOGIN_WINDOW).isoformat(), LOGIN_MAX_FAILURES),
+        ).fetchall()
+        return {str(row[0]) for row in rows}
+
     def check_pin(self, staff_id: str, pin: str) -> StaffMember | None:
         """Return the staff member when the PIN matches (and the account is active).
 
@@ -654,13 +719,23 @@ class Store:
         )
         return token
 
+    def ensure_token(self, token: str, role: Role, name: str) -> None:
+        """Make a token that was handed out before valid again (the demo's printed ones)."""
+        self.db.execute(
+            "INSERT INTO tokens (hash, role, name, created_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(hash) DO UPDATE SET role = excluded.role, name = excluded.name, "
+            "revoked = 0, expires_at = NULL",
+            (token_hash(token), str(role), name, _utcnow().isoformat()),
+        )
+
     def principal(self, token: str) -> Principal | None:
-        """Return who a token speaks for, or None when unknown, revoked or expired."""
+        """Return who a token speaks for, or None when unknown, revoked, expired or disabled."""
         row = self.db.execute(
-            "SELECT role, name, staff_id, expires_at, revoked FROM tokens WHERE hash = ?",
+            "SELECT t.role, t.name, t.staff_id, t.expires_at, t.revoked, s.active "
+            "FROM tokens t LEFT JOIN staff s ON s.id = t.staff_id WHERE t.hash = ?",
             (token_hash(token),),
         ).fetchone()
-        if row is None or row[4]:
+        if row is None or row[4] or (row[2] is not None and not row[5]):
             return None
         expires = dt.datetime.fromisoformat(row[3]) if row[3] else None
         if expires is not None and expires <= _utcnow():
@@ -670,6 +745,51 @@ class Store:
     def revoke_token(self, token: str) -> None:
         """Revoke a token (logout)."""
         self.db.execute("UPDATE tokens SET revoked = 1 WHERE hash = ?", (token_hash(token),))
+
+    def list_tokens(self, *, include_revoked: bool = False) -> list[TokenInfo]:
+        """The tokens, oldest first, each by its public id (the token itself is never stored)."""
+        rows = self.db.execute(
+            "SELECT hash, role, name, staff_id, created_at, expires_at, revoked FROM tokens "
+            "WHERE revoked = 0 OR ? ORDER BY created_at, hash",
+            (int(include_revoked),),
+        ).fetchall()
+        return [
+            TokenInfo(
+                id=row[0][:TOKEN_ID_CHARS],
+                role=Role(row[1]),
+                name=row[2],
+                staff_id=row[3],
+                created_at=dt.datetime.fromisoformat(row[4]),
+                expires_at=dt.datetime.fromisoformat(row[5]) if row[5] else None,
+                revoked=bool(row[6]),
+            )
+            for row in rows
+        ]
+
+    def revoke_token_id(self, token_id: str) -> list[TokenInfo]:
+        """Revoke the token whose public id is ``token_id``; returns what matched.
+
+        Nothing is revoked unless exactly one token matches: the caller reports the rest.
+        """
+        token_id = token_id.strip().lower()
+        if len(token_id) != TOKEN_ID_CHARS or any(c not in "0123456789abcdef" for c in token_id):
+            return []
+        matches = [t for t in self.list_tokens(include_revoked=True) if t.id == token_id]
+        if len(matches) == 1:
+            self.db.execute(
+                "UPDATE tokens SET revoked = 1 WHERE substr(hash, 1, ?) = ?",
+                (TOKEN_ID_CHARS, token_id),
+            )
+        return matches
+
+    def auth_version(self) -> tuple[int, str]:
+        """Changes whenever a token is revoked or an account disabled, by any process."""
+        row = self.db.execute(
+            "SELECT (SELECT COUNT(*) FROM tokens WHERE revoked = 1), "
+            "(SELECT COALESCE(group_concat(id, ','), '') FROM "
+            "(SELECT id FROM staff WHERE active = 0 ORDER BY id))"
+        ).fetchone()
+        return int(row[0]), str(row[1])
 
     # ----------------------------------------------------------------- secrets
 

@@ -883,12 +883,13 @@ class BusMaster(Device):
             restore = True
         if restore:
             self._restore(node)
-        # A device that came online through a write has told us no boot counter yet: PING it
-        # now (due stays "now"), or a restart before the next idle ping would go unnoticed.
-        if node.boot is not None and (
-            node.kind is DeviceKind.COUNTER_DISPLAY or self._grouped(node)
-        ):
-            node.due = now + self._timing.idle_ping_interval_s
+        if node.kind is DeviceKind.COUNTER_DISPLAY or self._grouped(node):
+            # A device that came online through a write has told us no boot counter yet: PING
+            # it soon (at the re-probe pace, so a device whose PING replies are garbled is not
+            # hammered), or its first restart would look like first contact.
+            timing = self._timing
+            unknown = node.boot is None
+            node.due = now + (timing.reprobe_interval_s if unknown else timing.idle_ping_interval_s)
 
     def _went_silent(self, node: _Node, err: DeviceError) -> None:
         node.last_error = describe(err)

@@ -15,7 +15,7 @@ from qcall.api.ws import ENCODED_KEY, STREAMS_KEY, EncodedEvents, close_streams,
 from qcall.hub import Hub
 from qcall.i18n import pick_language, text
 from qcall.web.app import setup_web
-from qcall.web.pages import track_cancel, track_page
+from qcall.web.pages import track_cancel, track_cancel_confirm, track_page
 
 __all__ = ["HUB_KEY", "build_app"]
 
@@ -50,6 +50,7 @@ def build_app(hub: Hub, *, manage_hub: bool = True) -> web.Application:
         app.router.add_route(entry.method, entry.path, make_handler(hub, entry))
     app.router.add_get("/api/v1/events", events_ws)
     app.router.add_get("/t/{token}", track_page)
+    app.router.add_get("/t/{token}/cancel", track_cancel_confirm)
     app.router.add_post("/t/{token}/cancel", track_cancel)
     setup_web(app, hub)
     app[STREAMS_KEY] = set()

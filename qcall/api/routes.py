@@ -17,13 +17,13 @@ from pydantic import BaseModel, ValidationError
 from qcall import __version__
 from qcall.api import schemas
 from qcall.auth import client_address
-from qcall.config import format_loc
 from qcall.engine import Ticket
 from qcall.errors import AuthError, BadRequest, Forbidden, QcallError
 from qcall.hub import Hub
 from qcall.i18n import pick_language, text
 from qcall.model import WINDOW_ROLES, Outcome, Role
 from qcall.store import Principal
+from qcall.validation import problems_of
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -176,15 +176,18 @@ async def parse_body(request: web.Request, model: type[BaseModel], lang: str) ->
     try:
         return model.model_validate_json(raw)
     except ValidationError as err:
-        problems = [
-            {"field": format_loc(tuple(e["loc"])), "problem": e["msg"]} for e in err.errors()
-        ]
-        first = problems[0]
+        found = problems_of(err.errors())
+        first = found[0]
+        whole = not err.errors()[0]["loc"]  # about the body as a whole, not one field
         raise BadRequest(
-            f"invalid {first['field']}: {first['problem']}",
-            f"请求内容有误：{first['field']}（{first['problem']}）",
+            f"invalid body: {first.en}" if whole else f"invalid {first.where}: {first.en}",
+            f"请求内容有误：{first.zh}" if whole else f"请求内容有误：{first.where} {first.zh}",
             code="invalid_body",
-            details={"problems": problems},
+            details={
+                "problems": [
+                    {"field": p.where, "problem": p.zh if lang == "zh" else p.en} for p in found
+                ]
+            },
         ) from None
 
 
@@ -264,7 +267,7 @@ async def login(ctx: Context) -> web.StreamResponse:
             "staff": member.id,
             "name": member.name,
             "role": str(member.role),
-            "expires_at": expires.isoformat(),
+            "expires_at": expires.astimezone(hub.tz).isoformat(),
         }
     )
 

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from qcall.model import Outcome, Position
+from qcall.validation import bilingual
 
 
 class Body(BaseModel):
@@ -60,7 +61,9 @@ class Transfer(Body):
     @model_validator(mode="after")
     def _one_target(self) -> Transfer:
         if (self.service is None) == (self.window is None):
-            raise ValueError("give exactly one of service or window")
+            raise bilingual(
+                "give exactly one of service or window", "service 和 window 必须且只能给出一个"
+            )
         return self
 
 

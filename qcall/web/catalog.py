@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Final
 
 from qcall.errors import ConfigError
+from qcall.validation import Problem
 
 LOCALE_DIR: Final = Path(__file__).parent / "locale"
 DOMAIN: Final = "qcall"
@@ -35,10 +36,12 @@ def translations(lang: str) -> gettext.NullTranslations:
     try:
         return gettext.translation(DOMAIN, localedir=LOCALE_DIR, languages=[lang])
     except FileNotFoundError as err:
-        raise ConfigError(
-            str(LOCALE_DIR),
-            [(f"{lang}/LC_MESSAGES/{DOMAIN}.mo", "not compiled: run `make catalogs`")],
-        ) from err
+        missing = Problem(
+            f"{lang}/LC_MESSAGES/{DOMAIN}.mo",
+            "not compiled: run `make catalogs`",
+            "尚未编译：请运行 `make catalogs`",
+        )
+        raise ConfigError(str(LOCALE_DIR), [missing]) from err
 
 
 def pick(lang: str | None) -> str:

@@ -56,11 +56,12 @@ DEVICE_ROLES: Final = ("kiosk", "display", "integration", "admin")
 ROLES: Final = ("kiosk", "display", "clerk", "supervisor", "admin", "integration")
 
 
-def _run_cli(*args: str) -> str:
+def _run_cli(*args: str, stdin: str | None = None) -> str:
     if not QCALL.exists():
         pytest.fail(f"the qcall console script is missing at {QCALL} (pip install -e .)")
     result = subprocess.run(
         [str(QCALL), "--log-level", "warning", *args],
+        input=stdin,
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -90,18 +91,19 @@ def credentials(tmp_path_factory: pytest.TempPathFactory) -> Credentials:
     config = standalone_demo_config(folder)
     base = ("--config", str(config), "--db", str(db))
     staff = dict.fromkeys(CLERKS, "clerk") | {SUPERVISOR: "supervisor"}
-    commands = [
-        ("staff", "add", *base, "--id", sid, "--name", f"测试{sid}", "--pin", PIN, "--role", role)
+    # The PIN goes in on stdin, never on the command line.
+    commands: list[tuple[tuple[str, ...], str | None]] = [
+        (("staff", "add", *base, "--id", sid, "--name", f"测试{sid}", "--role", role), PIN + "\n")
         for sid, role in staff.items()
     ]
     commands += [
-        ("token", "create", *base, "--role", role, "--name", f"test {role}")
+        (("token", "create", *base, "--role", role, "--name", f"test {role}"), None)
         for role in DEVICE_ROLES
     ]
     # The first call creates and migrates the database; the rest may then run side by side.
-    outputs = [_run_cli(*commands[0])]
+    outputs = [_run_cli(*commands[0][0], stdin=commands[0][1])]
     with ThreadPoolExecutor(8) as pool:
-        outputs += list(pool.map(lambda cmd: _run_cli(*cmd), commands[1:]))
+        outputs += list(pool.map(lambda cmd: _run_cli(*cmd[0], stdin=cmd[1]), commands[1:]))
     made = outputs[len(staff) :]
     tokens = {role: _token_from(out) for role, out in zip(DEVICE_ROLES, made, strict=True)}
     return Credentials(db, config, staff, tokens)

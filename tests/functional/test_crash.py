@@ -30,9 +30,10 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _cli(*args: str) -> str:
+def _cli(*args: str, stdin: str | None = None) -> str:
     result = subprocess.run(
         [sys.executable, "-m", "qcall", "--log-level", "warning", *args],
+        input=stdin,
         check=True,
         capture_output=True,
         text=True,
@@ -147,10 +148,9 @@ async def test_sigkill_under_load_loses_no_acknowledged_ticket(tmp_path: Path) -
         "c1",
         "--name",
         "测试",
-        "--pin",
-        "246810",
         "--role",
         "clerk",
+        stdin="246810\n",
     )
     kiosk = (
         _cli("token", "create", *config, "--role", "kiosk", "--name", "k").strip().splitlines()[-1]

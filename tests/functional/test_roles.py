@@ -1,8 +1,8 @@
-"""Who may call what (DESIGN.md §6): every route × every role against a real hub.
+"""Who may call what (docs/roles.md, docs/api.md): every route × every role against a real hub.
 
-The expected table below is written from DESIGN.md, not read from ``ROUTES``, so a change
-of a route's roles, or a new route without a role decision, fails here. Readings of the
-design where it is terse:
+The expected table below is written from the documented contract, not read from
+``ROUTES``, so a change of a route's roles, or a new route without a role decision, fails
+here. Readings of the design where it is terse:
 
 - "kiosk+" is every role; "display+" is every role but the kiosk (integrations follow the
   hall too).

@@ -80,15 +80,50 @@ async def test_a_resident_can_cancel_from_the_page(
     clerk = await connect(staff="c6")
     await clerk.open_window(6)
     issued = await kiosk.issue_ticket("social_card")
+    token = issued["track_token"]
     async with aiohttp.ClientSession() as session:
+        # The button on the page only asks; nothing changes yet.
+        status, question, _ = await _page(session, f"{hub.url}/t/{token}/cancel")
+        assert status == 200
+        assert "确定不再排队了吗？" in question.text
+        assert "Cancel your ticket?" in question.text
+        assert question.forms == [f"/t/{token}/cancel"]
+        assert (await kiosk.ticket(issued["id"]))["state"] == "waiting"
+        # A POST without the confirmation is sent back to the question.
+        async with session.post(f"{hub.url}/t/{token}/cancel", allow_redirects=False) as r:
+            assert r.status == 303
+            assert r.headers["Location"] == f"/t/{token}/cancel"
+        assert (await kiosk.ticket(issued["id"]))["state"] == "waiting"
         async with session.post(
-            f"{hub.url}/t/{issued['track_token']}/cancel", allow_redirects=False
+            f"{hub.url}/t/{token}/cancel", data={"confirm": "yes"}, allow_redirects=False
         ) as response:
             assert response.status == 303
-            assert response.headers["Location"] == f"/t/{issued['track_token']}"
-        _, page, _ = await _page(session, f"{hub.url}/t/{issued['track_token']}")
+            assert response.headers["Location"] == f"/t/{token}"
+        _, page, _ = await _page(session, f"{hub.url}/t/{token}")
     assert "已取消" in page.text
     assert (await kiosk.ticket(issued["id"]))["state"] == "cancelled"
+
+
+async def test_a_ticket_sent_to_the_back_office_shows_its_case(
+    connect: Connect, hub: HubProcess, kiosk: QcallClient
+) -> None:
+    clerk = await connect(staff="c4")
+    await clerk.open_window(4)
+    issued = await kiosk.issue_ticket("social_card")
+    await clerk.call_next(4)
+    finished = await clerk.finish(4, "back_office")
+    case = finished["case"]
+    assert case is not None
+    async with aiohttp.ClientSession() as session:
+        _, page, _ = await _page(session, f"{hub.url}/t/{issued['track_token']}")
+    assert "已办结" not in page.text
+    assert "Finished" not in page.text
+    assert "已受理，正在办理中" in page.text
+    assert f"承诺办结日期：{case['promised_date']}" in page.text
+    assert f"Promised by {case['promised_date']}" in page.text
+    assert f"取件码：{case['pickup_code']}" in page.text
+    assert "在取号机选择“取件”" in page.text
+    assert page.forms == []
 
 
 async def test_an_unknown_link_is_a_bilingual_404_page(hub: HubProcess) -> None:

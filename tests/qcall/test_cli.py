@@ -28,9 +28,10 @@ DAY: Final = "2026-11-26"  # the Clock's default day
 CLI_TIMEOUT_S: Final = 60.0
 
 
-def qcall(*args: str) -> subprocess.CompletedProcess[str]:
+def qcall(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "qcall", "--log-level", "warning", *args],
+        input=stdin,
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -135,8 +136,8 @@ def test_serve_refuses_an_invalid_config_with_the_same_report(tmp_path: Path) ->
 def test_staff_add_then_token_create(tmp_path: Path) -> None:
     db = tmp_path / "q.db"
     base = ("--config", str(DEMO), "--db", str(db))
-    added = qcall("staff", "add", *base, "--id", "c1", "--name", "张三", "--pin", "246810",
-                  "--role", "clerk")  # fmt: skip
+    added = qcall("staff", "add", *base, "--id", "c1", "--name", "张三", "--role", "clerk",
+                  stdin="246810\n")  # fmt: skip
     assert added.returncode == 0, added.stderr
     assert "c1" in added.stdout
     assert "246810" not in added.stdout
@@ -172,7 +173,7 @@ def test_staff_add_then_token_create(tmp_path: Path) -> None:
 def test_staff_add_refuses_a_short_or_obvious_pin(tmp_path: Path, pin: str, why: str) -> None:
     db = tmp_path / "q.db"
     result = qcall("staff", "add", "--config", str(DEMO), "--db", str(db), "--id", "100234",
-                   "--name", "张三", "--pin", pin, "--role", "clerk")  # fmt: skip
+                   "--name", "张三", "--role", "clerk", stdin=pin + "\n")  # fmt: skip
     assert result.returncode == 2
     assert "PIN" in result.stderr
     assert why in result.stderr

@@ -133,3 +133,23 @@ async def test_a_restart_on_a_stale_clock_keeps_the_day(tmp_path: Path) -> None:
         assert jump["seconds"] < -2 * 86400
     finally:
         await again.stop()
+
+
+def _unit(name: str) -> dict[str, list[str]]:
+    """The settings of a systemd unit file (key → values, in order)."""
+    settings: dict[str, list[str]] = {}
+    root = Path(__file__).resolve().parents[2]
+    for line in (root / "systemd" / name).read_text(encoding="utf-8").splitlines():
+        if "=" in line and not line.lstrip().startswith(("#", "[")):
+            key, value = line.split("=", 1)
+            settings.setdefault(key.strip(), []).extend(value.split())
+    return settings
+
+
+def test_the_hub_unit_waits_for_the_clock_and_does_not_loop_on_a_damaged_database() -> None:
+    from qcall.__main__ import EXIT_CONFIG, EXIT_CORRUPT
+
+    unit = _unit("qcall-hub.service")
+    assert "time-sync.target" in unit["After"]
+    assert "time-sync.target" in unit["Wants"]
+    assert unit["RestartPreventExitStatus"] == [str(EXIT_CONFIG), str(EXIT_CORRUPT)]

@@ -38,8 +38,8 @@ def test_weights_come_from_the_config() -> None:
     [
         ({"assessment": {"served": 50}}, "reports.assessment", "add up to 100, not 110"),
         ({"assessment": {"speed": 10}}, "reports.assessment.speed", "unknown key"),
-        ({"assessment": {"served": -5}}, "reports.assessment.served", "greater than or equal"),
-        ({"satisfied_min_score": 6}, "reports.satisfied_min_score", "less than or equal"),
+        ({"assessment": {"served": -5}}, "reports.assessment.served", "should be at least 0"),
+        ({"satisfied_min_score": 6}, "reports.satisfied_min_score", "should be at most 5"),
     ],
 )
 def test_bad_weights_are_refused(reports: dict[str, object], where: str, says: str) -> None:
@@ -53,8 +53,9 @@ def test_bad_weights_are_refused(reports: dict[str, object], where: str, says: s
 def test_sum_error_is_bilingual() -> None:
     with pytest.raises(ConfigError) as caught:
         config_with({"assessment": {"served": 50}})
-    [(_, message)] = caught.value.problems
-    assert "考核权重之和应为 100，现为 110" in message
+    [problem] = caught.value.items
+    assert problem.zh == "考核权重之和应为 100，现为 110"
+    assert problem.en == "the assessment weights must add up to 100, not 110"
 
 
 def test_scores_follow_the_weights(report: Report) -> None:

@@ -108,6 +108,9 @@ def test_a_bad_configured_key_is_refused_with_its_path(key: str) -> None:
     with pytest.raises(ConfigError) as refused:
         parse_config(raw, "<test>")
     assert [loc for loc, _ in refused.value.problems] == ["hub.web_session_key"]
+    assert key not in str(refused.value)  # a secret is never repeated
+    assert key not in refused.value.report()
+    assert "URL 安全 Base64" in refused.value.report()
 
 
 @contextlib.asynccontextmanager

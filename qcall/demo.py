@@ -1,0 +1,273 @@
+"""``qcall demo``: a demo center with random credentials, served on emulated devices.
+
+What the demo prints is what works: the credentials file is checked against the database at
+every start, and whatever the database lacks (it was deleted, a token was revoked, a PIN
+reset) is recreated from the file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+import shutil
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from qcall.config import CenterConfig, Printer
+from qcall.model import Role
+from qcall.pin_policy import generate_pin, pin_problem
+from qcall.store import Store
+
+DEMO_TOKEN_ROLES: Final = ("kiosk", "display", "integration")
+EXIT_FAILURE: Final = 1
+
+Serve = Callable[[CenterConfig, Path, str, int], Awaitable[int]]
+
+
+@dataclass(frozen=True, slots=True)
+class Ports:
+    """Where the demo listens; None keeps the configuration's value."""
+
+    hub: int | None = None
+    bus: int | None = None
+    control: int | None = None  # the bus emulator's key control (default: bus port + 1)
+    printer: int | None = None
+    printer_control: int | None = None  # the printer's fault control (default: its port + 1)
+
+
+def host_port(host: str, port: int) -> str:
+    """An address as ``host:port`` (IPv6 in brackets)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def with_ports(config: CenterConfig, ports: Ports) -> CenterConfig:
+    """The demo configuration moved to other ports (tests run a demo beside another)."""
+    hub = config.hub
+    center = config.center
+    if ports.hub is not None:
+        hub = hub.model_copy(update={"port": ports.hub})
+        center = center.model_copy(
+            update={"public_url": f"http://{host_port(hub.host, ports.hub)}"}
+        )
+    devices = config.devices
+    if ports.bus is not None and devices.bus is not None:
+        where = urlsplit(devices.bus.url)
+        bus = devices.bus.model_copy(
+            update={"url": f"socket://{host_port(where.hostname or '127.0.0.1', ports.bus)}"}
+        )
+        devices = devices.model_copy(update={"bus": bus})
+    if ports.printer is not None and devices.printers:
+        first = devices.printers[0]
+        where = urlsplit(first.url)
+        moved: Printer = first.model_copy(
+            update={
+                "url": f"{where.scheme}://{host_port(where.hostname or '127.0.0.1', ports.printer)}"
+            }
+        )
+        devices = devices.model_copy(update={"printers": [moved, *devices.printers[1:]]})
+    return config.model_copy(update={"hub": hub, "center": center, "devices": devices})
+
+
+def new_credentials(config: CenterConfig) -> dict[str, Any]:
+    """Fresh random PINs and tokens: one clerk per window, a supervisor, an admin."""
+    staff: list[dict[str, Any]] = [
+        {
+            "id": f"w{window.number:02d}",
+            "name": f"{window.number}号窗口演示员",
+            "pin": generate_pin(f"w{window.number:02d}"),
+            "role": "clerk",
+            "window": window.number,
+        }
+        for window in config.windows
+    ]
+    staff += [
+        {"id": "sup1", "name": "演示值班长", "pin": generate_pin("sup1"), "role": "supervisor"},
+        {"id": "adm1", "name": "演示管理员", "pin": generate_pin("adm1"), "role": "admin"},
+    ]
+    tokens = {role: f"qc_{secrets.token_urlsafe(32)}" for role in DEMO_TOKEN_ROLES}
+    return {"staff": staff, "tokens": tokens}
+
+
+def _load(path: Path, config: CenterConfig) -> dict[str, Any] | None:
+    """The kept credentials, or None when missing, unreadable or not for this demo."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        staff = {str(m["id"]): (str(m["pin"]), Role(m["role"])) for m in data["staff"]}
+        tokens = data["tokens"]
+        wanted = {f"w{w.number:02d}" for w in config.windows} | {"sup1", "adm1"}
+        if set(staff) != wanted or any(not str(tokens.get(r, "")) for r in DEMO_TOKEN_ROLES):
+            return None
+        # PINs kept from before the PIN policy would be refused now: start clean instead.
+        if any(pin_problem(sid, pin) is not None for sid, (pin, _role) in staff.items()):
+            return None
+        for member in data["staff"]:
+            member.setdefault("name", str(member["id"]))
+        return dict(data)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def ensure(store: Store, credentials: dict[str, Any]) -> list[str]:
+    """Make every printed credential work in this database; return what had to be redone."""
+    redone = []
+    for member in credentials["staff"]:
+        staff_id, pin = str(member["id"]), str(member["pin"])
+        current = store.staff(staff_id)
+        if current is None or not current.active or store.check_pin(staff_id, pin) is None:
+            store.add_staff(staff_id, str(member["name"]), pin, Role(member["role"]))
+            redone.append(staff_id)
+        store.clear_login_failures(staff_id)
+    for role, token in credentials["tokens"].items():
+        if store.principal(str(token)) is None:
+            store.ensure_token(str(token), Role(role), f"demo {role}")
+            redone.append(f"{role} token")
+    return redone
+
+
+def prepare(folder: Path, config: CenterConfig) -> tuple[dict[str, Any], list[str], bool]:
+    """Credentials that work in ``folder``'s database: (credentials, redone, newly made)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    secrets_file = folder / "credentials.json"
+    credentials = _load(secrets_file, config)
+    made = credentials is None
+    if credentials is None:
+        credentials = new_credentials(config)
+        secrets_file.write_text(
+            json.dumps(credentials, ensure_ascii=False, indent=2), encoding="utf-8"
+        )
+        with contextlib.suppress(OSError):
+            secrets_file.chmod(0o600)
+    store = Store(folder / "qcall.db")
+    store.open()
+    try:
+        redone = ensure(store, credentials)
+    finally:
+        store.close()
+    return credentials, redone, made
+
+
+def _path_hint() -> str | None:
+    """How to get ``qcall`` on the PATH, when it is not there yet."""
+    scripts = Path(sys.executable).parent
+    if not (scripts / "qcall").exists():
+        return None
+    found = shutil.which("qcall")
+    if found is not None and Path(found).parent.resolve() == scripts.resolve():
+        return None
+    return f'export PATH="{scripts}:$PATH"'
+
+
+def banner(
+    config: CenterConfig, folder: Path, credentials: dict[str, Any], notes: list[str]
+) -> str:
+    """What the demo prints before it serves."""
+    hub = host_port(config.hub.host, config.hub.port)
+    lines = [
+        "",
+        f"qcall 演示 / demo — 中心服务 / hub: {hub}  (API http://{hub}/api/v1/)",
+        (
+            f"工作人员页面 / staff pages: http://{hub}/staff/ (窗口 / clerk panel), "
+            f"http://{hub}/desk/ (咨询服务台 / desk), http://{hub}/backoffice/ (后台 / back office)"
+        ),
+    ]
+    lines += notes
+    lines.append(
+        "演示账户与令牌（随机生成，仅限演示）/ demo accounts and tokens (random, demo only): "
+        f"{folder / 'credentials.json'}"
+    )
+    for member in credentials["staff"]:
+        window = f"  window {member['window']}" if "window" in member else ""
+        lines.append(f"  {member['role']:<10} {member['id']:<6} PIN {member['pin']}{window}")
+    for role in DEMO_TOKEN_ROLES:
+        lines.append(f"  {role + ' token:':<20} {credentials['tokens'][role]}")
+    hint = _path_hint()
+    if hint is not None:
+        lines.append(f"命令行 / the qcall command: {hint}")
+    return "\n".join([*lines, ""])
+
+
+def run(config: CenterConfig, folder: Path, ports: Ports, serve: Serve) -> int:
+    """Prepare the demo folder, print the banner, then run the emulators and the hub."""
+    config = with_ports(config, ports)
+    credentials, redone, made = prepare(folder, config)
+    notes = []
+    if made:
+        notes.append("已生成新的演示账户与令牌 / made new demo accounts and tokens")
+    elif redone:
+        notes.append(
+            "已按 credentials.json 重建数据库中缺少的账户与令牌 / recreated from credentials.json "
+            f"what the database lacked: {', '.join(redone)}"
+        )
+    print(banner(config, folder, credentials, notes), flush=True)  # noqa: T201
+    return asyncio.run(_hall(config, folder, ports, serve))
+
+
+async def _hall(config: CenterConfig, folder: Path, ports: Ports, serve: Serve) -> int:
+    """Start the emulators the demo configuration points at, then the hub."""
+    from devices.emulators.bus import BusEmulator
+    from devices.emulators.printer import PrinterEmulator
+    from devices.qbus.master import kinds_from_windows
+
+    started: list[Callable[[], object]] = []
+    try:
+        bus = config.devices.bus
+        if bus is not None and bus.url.startswith("socket://"):
+            where = urlsplit(bus.url)
+            host = where.hostname or "127.0.0.1"
+            port = where.port or 0
+            emulator = BusEmulator(
+                kinds_from_windows(w.devices for w in config.windows),
+                baud=bus.baud,
+                host=host,
+                port=port,
+                state_file=folder / "bus-state.json",
+                control=(host, ports.control if ports.control is not None else port + 1),
+            )
+            await emulator.start()
+            started.append(emulator.stop)
+            control = emulator.control_address
+            print(  # noqa: T201
+                f"模拟总线 / emulated bus: {host_port(host, port)}; "
+                f"显示内容 / shown: {folder / 'bus-state.json'}; "
+                f"按键控制 / key control: {host_port(*control) if control else '-'}",
+                flush=True,
+            )
+        for printer in config.devices.printers:
+            where = urlsplit(printer.url)
+            if where.scheme not in ("tcp", "socket"):
+                continue
+            out = folder / f"printer-{printer.id}"
+            host, port = where.hostname or "127.0.0.1", where.port or 9100
+            first = printer is config.devices.printers[0]
+            control_port = ports.printer_control if first and ports.printer_control else port + 1
+            emulated = PrinterEmulator(
+                out, host=host, port=port, paper=printer.paper, control=(host, control_port)
+            )
+            await emulated.start()
+            started.append(emulated.stop)
+            control = emulated.control_address
+            print(  # noqa: T201
+                f"模拟打印机 / emulated printer {printer.id}: {host_port(host, port)} → {out}; "
+                f"故障 / fault: {emulated.describe_fault()}; "
+                f"控制 / control: {host_port(*control) if control else '-'}",
+                flush=True,
+            )
+        return await serve(config, folder / "qcall.db", config.hub.host, config.hub.port)
+    except OSError as err:
+        print(  # noqa: T201
+            f"无法启动模拟设备（端口被占用？是否已有演示在运行？）/ cannot start the emulators "
+            f"(port in use? is a demo already running?): {err}",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
+    finally:
+        for stop in reversed(started):
+            result = stop()
+            if asyncio.iscoroutine(result):
+                await result
