@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-APT_PACKAGES := espeak-ng fonts-wqy-microhei socat sox chromium curl
+APT_PACKAGES := espeak-ng fonts-wqy-microhei fontconfig socat sox chromium curl
 DEMO_DIR := var/demo
 # e.g. make demo DEMO_ARGS="--port 18080 --bus-port 17101 --printer-port 19101" (controls: +1)
 DEMO_ARGS ?=
@@ -48,6 +48,7 @@ bench: sysdeps $(STAMP) catalogs
 	$(PY) bench/hub.py
 	$(PY) bench/devices.py
 	$(PY) bench/reports.py
+	$(PY) bench/display.py
 	$(PY) bench/web.py
 
 lint: $(STAMP)

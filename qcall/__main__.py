@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import functools
 import gc
 import getpass
 import logging
@@ -47,6 +48,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from devices.emulators import printer
 
         return printer.main(words[2:])
+    if words[:1] == ["display"]:
+        from display import cli as display_cli
+
+        return display_cli.display_main(words[1:])
+    if words[:2] == ["voice", "build"]:
+        from display import cli as voice_cli
+
+        return voice_cli.voice_main(words[2:])
     if words[:1] == ["selftest"]:
         from devices import selftest
 
@@ -182,6 +191,15 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "selftest",
         help="设备自检 / probe every configured device: 'qcall selftest --help'",
+    )
+
+    sub.add_parser(
+        "display",
+        help="大厅叫号屏 / lobby screen and voice: 'qcall display --help'",
+    )
+    sub.add_parser(
+        "voice",
+        help="语音片段缓存 / render the clip cache: 'qcall voice build --help'",
     )
 
     demo = sub.add_parser("demo", help="演示：中心服务 + 模拟设备 / demo hub on emulated devices")
@@ -430,7 +448,14 @@ def _serve(args: argparse.Namespace) -> int:
     host = args.host or config.hub.host
     port = args.port or config.hub.port
     return asyncio.run(
-        _run_hub(config, args.db, host, port, accept_data_loss=args.accept_data_loss)
+        _run_hub(
+            config,
+            args.db,
+            host,
+            port,
+            accept_data_loss=args.accept_data_loss,
+            config_path=args.config,
+        )
     )
 
 
@@ -442,13 +467,14 @@ async def _run_hub(
     ready: Callable[[], None] | None = None,
     *,
     accept_data_loss: bool = False,
+    config_path: Path | None = None,
 ) -> int:
     from aiohttp import web
 
     from qcall.api import build_app
     from qcall.hub import Hub
 
-    hub = Hub(config, db, accept_data_loss=accept_data_loss)
+    hub = Hub(config, db, accept_data_loss=accept_data_loss, config_path=config_path)
     app = build_app(hub)
     runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_TIMEOUT_S, access_log=None)
     try:
@@ -492,7 +518,9 @@ def _demo(args: argparse.Namespace) -> int:
     ports = demo.Ports(
         args.port, args.bus_port, args.control_port, args.printer_port, args.printer_control_port
     )
-    return demo.run(load_config(args.config), args.dir, ports, _run_hub)
+    # The hub follows lobby changes in the configuration file without a restart.
+    serve = functools.partial(_run_hub, config_path=args.config)
+    return demo.run(load_config(args.config), args.dir, ports, serve)
 
 
 if __name__ == "__main__":

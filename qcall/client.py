@@ -34,7 +34,9 @@ __all__ = [
     "Health",
     "InquiryResult",
     "IssuedTicket",
+    "LobbySettings",
     "LoginResult",
+    "PublicFigures",
     "QcallApiError",
     "QcallClient",
     "QcallConnectionError",
@@ -353,6 +355,29 @@ class StreamMessage(TypedDict):
     at: NotRequired[str]
 
 
+class LobbySettings(TypedDict):
+    """``GET /lobby``: center names, windows, service groups and the ``[lobby]`` settings."""
+
+    center: CenterNames
+    timezone: str
+    windows: list[dict[str, Any]]
+    departments: list[Department]
+    services: list[dict[str, Any]]
+    lobby: dict[str, Any]
+    version: str
+
+
+class PublicFigures(TypedDict):
+    """``GET /figures``: today's public figures (信息公开), counts and rates only."""
+
+    date: str
+    issued: int
+    served: int
+    waiting_mean_s: int | None
+    ratings: int
+    satisfaction_pct: float | None
+
+
 DailyReport = dict[str, Any]
 Report = dict[str, Any]
 AssessmentSheet = dict[str, Any]
@@ -580,6 +605,14 @@ class QcallClient:
     async def state(self) -> State:
         """The hall snapshot: windows, waiting counts, recent calls, ``seq``."""
         return cast(State, await self._json("GET", "/state"))
+
+    async def lobby(self) -> LobbySettings:
+        """What a lobby screen shows and says (follows edits of the center's file)."""
+        return cast(LobbySettings, await self._json("GET", "/lobby"))
+
+    async def figures(self) -> PublicFigures:
+        """Today's public figures: served, mean wait, satisfaction (信息公开)."""
+        return cast(PublicFigures, await self._json("GET", "/figures"))
 
     @overload
     async def daily_report(

@@ -251,6 +251,12 @@ class HubSettings(_Frozen):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
+    screen_offline_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="a lobby screen gone this long becomes a device.state offline event",
+    )
     metrics_allow: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
     # Reverse proxies whose X-Forwarded-For / Forwarded headers are believed (none by default).
     trusted_proxies: list[str] = Field(default_factory=list)
@@ -304,6 +310,88 @@ class HubSettings(_Frozen):
         return value
 
 
+class LobbyNotice(_Frozen):
+    """One notice of the lobby screen's scrolling band (Chinese first, English optional)."""
+
+    zh: str = Field(min_length=1, max_length=200)
+    en: str = Field(default="", max_length=300)
+
+
+_TEMPLATE_FIELDS = ("{number}", "{window}")
+
+
+class Announce(_Frozen):
+    """What the announcer says on a call: templates, English, repeats, chime, staleness."""
+
+    template_zh: str = "请 {number} 号 到 {window} 号窗口办理"
+    template_en: str = "Number {number}, please go to counter {window}"
+    english: bool = True
+    repeat: int = Field(default=2, ge=1, le=5)
+    chime: bool = True
+    max_delay_s: float = Field(
+        default=60.0,
+        ge=5,
+        le=600,
+        description="a call waiting longer than this in the announcer's queue is dropped",
+    )
+
+    @field_validator("template_zh", "template_en")
+    @classmethod
+    def _placeholders(cls, value: str) -> str:
+        for field_name in _TEMPLATE_FIELDS:
+            if value.count(field_name) != 1:
+                raise ValueError(f"the template must contain {field_name} exactly once")
+        rest = value
+        for field_name in _TEMPLATE_FIELDS:
+            rest = rest.replace(field_name, "")
+        if "{" in rest or "}" in rest:
+            raise ValueError("only {number} and {window} may appear in braces")
+        if any(ch.isdigit() for ch in rest):
+            raise ValueError("write numbers in words: digits are spoken from the call")
+        return value
+
+
+class VolumePeriod(_Frozen):
+    """The announcement volume (0–1) during a part of the day."""
+
+    start: dt.time
+    end: dt.time
+    level: float = Field(ge=0, le=1)
+
+    @field_validator("end")
+    @classmethod
+    def _end_after_start(cls, end: dt.time, info: Any) -> dt.time:
+        start = info.data.get("start")
+        if start is not None and end <= start:
+            raise ValueError("end must be later than start")
+        return end
+
+
+class Lobby(_Frozen):
+    """The lobby screen and its voice; reaches every screen through the API."""
+
+    notices: list[LobbyNotice] = Field(default_factory=list, max_length=50)
+    show_figures: bool = True
+    hall_depth_m: float = Field(
+        default=10.0, ge=2, le=40, description="distance from the screen to the back wall"
+    )
+    volume: float = Field(default=0.8, ge=0, le=1, description="volume outside volume_schedule")
+    volume_schedule: list[VolumePeriod] = Field(default_factory=list)
+    quiet_hours: list[Hours] = Field(
+        default_factory=list, description="no spoken calls in these hours (the screen still shows)"
+    )
+    announce: Announce = Field(default_factory=Announce)
+
+    def volume_at(self, at: dt.time) -> float:
+        """The announcement volume at local time ``at`` (0 in quiet hours)."""
+        if any(period.contains(at) for period in self.quiet_hours):
+            return 0.0
+        for period in self.volume_schedule:
+            if period.start <= at < period.end:
+                return period.level
+        return self.volume
+
+
 class AssessmentWeights(_Frozen):
     """Weights in percent of the monthly staff assessment's criteria (统一考核); sum 100."""
 
@@ -343,6 +431,7 @@ class CenterConfig(_Frozen):
     windows: list[Window] = Field(min_length=1)
     devices: Devices = Field(default_factory=Devices)
     webhooks: list[Webhook] = Field(default_factory=list)
+    lobby: Lobby = Field(default_factory=Lobby)
     reports: ReportSettings = Field(default_factory=ReportSettings)
 
     def service(self, service_id: str) -> Service | None:

@@ -22,6 +22,7 @@ from qcall.dblock import DatabaseLock
 from qcall.engine import Engine
 from qcall.errors import DatabaseCorrupt, QcallError, StorageError
 from qcall.events import Event, EventBus, EventType
+from qcall.lobby import FiguresCache, LobbySource, ScreenRegistry
 from qcall.metrics import Metrics
 from qcall.reports.worker import ReportWorker
 from qcall.store import LOGIN_WINDOW, Principal, Recovery, StaffMember, Store, corrupt_error
@@ -70,6 +71,7 @@ class Hub:
         *,
         clock: Callable[[], dt.datetime] | None = None,
         accept_data_loss: bool = False,
+        config_path: str | Path | None = None,
     ) -> None:
         self.config = config
         self.db_path = Path(db_path)
@@ -112,6 +114,10 @@ class Hub:
         # Reports run in their own process (started on first use): never on the loop's GIL.
         self.reports = ReportWorker(config, self.db_path)
         self._stoppers.append(self.reports.close)
+        # Lobby settings follow edits of the config file; screens are devices (DESIGN §6).
+        self.lobby = LobbySource(config.lobby, Path(config_path) if config_path else None)
+        self.screens = ScreenRegistry(self)
+        self.figures = FiguresCache()
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -563,6 +569,7 @@ class Hub:
             "cached_sessions": len(self._token_cache),
             "tasks": sorted(t.get_name() for t in self._tasks),
             "devices": {name: dict(info) for name, info in self.engine.devices.items()},
+            "screens": self.screens.diagnostics(),
             "device_details": [provider() for provider in self._diagnostics],
             "reports": self.reports.diagnostics(),
         }

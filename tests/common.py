@@ -88,6 +88,10 @@ def standalone_demo_config(folder: Path) -> Path:
     raw.pop("devices", None)
     for window in raw["windows"]:
         window.pop("devices", None)
+    # Event streams opened with the display token are lobby screens to the hub; an offline
+    # event 30 s after a test closed one would land in a later test's event sequence.
+    # The lobby screen tests set their own short time.
+    raw.setdefault("hub", {})["screen_offline_s"] = 3600
     path = folder / "standalone.toml"
     path.write_text(module.dumps(raw), encoding="utf-8")
     return path

@@ -21,7 +21,9 @@ from qcall.engine import Ticket
 from qcall.errors import AuthError, BadRequest, Forbidden, QcallError
 from qcall.hub import Hub
 from qcall.i18n import pick_language, text
+from qcall.lobby import lobby_view, public_figures
 from qcall.model import WINDOW_ROLES, Outcome, Role
+from qcall.reports.worker import Job
 from qcall.store import Principal
 from qcall.validation import problems_of
 
@@ -650,6 +652,33 @@ async def log_inquiry(ctx: Context) -> web.StreamResponse:
 async def state(ctx: Context) -> web.StreamResponse:
     """Windows, waiting counts and recent calls."""
     return json_response(await ctx.hub.durable_state())
+
+
+@route("GET", f"{API}/lobby", DISPLAY_PLUS, "Lobby screen settings and hall layout", tag="lobby")
+async def lobby(ctx: Context) -> web.StreamResponse:
+    """Center names, windows, service groups, notices and announcement settings."""
+    hub = ctx.hub
+    return json_response(lobby_view(hub.config, await hub.lobby.current()))
+
+
+@route(
+    "GET",
+    f"{API}/figures",
+    DISPLAY_PLUS,
+    "Today's public figures (信息公开): served, mean wait, satisfaction",
+    tag="lobby",
+)
+async def figures(ctx: Context) -> web.StreamResponse:
+    """Counts and rates of today only: no numbers, names or staff."""
+    hub = ctx.hub
+    day = hub.engine.local(hub.clock()).date()
+
+    async def compute() -> dict[str, Any]:
+        # In the report process, like every report: never on the loop's interpreter lock.
+        report, _body = await hub.reports.run(Job("figures", "daily", day, day, day))
+        return public_figures(report)
+
+    return json_response(await hub.figures.get((day, hub.committed_seq), compute))
 
 
 @route("GET", f"{API}/diagnostics", ADMINS, "Devices and hub internals", tag="system")

@@ -17,6 +17,8 @@ from qcall.errors import BadRequest, Conflict, QcallError
 from qcall.events import Event
 from qcall.hub import Hub
 from qcall.i18n import pick_language
+from qcall.lobby import ScreenSession
+from qcall.model import Role
 from qcall.store import Principal
 
 _LOGGER = logging.getLogger(__name__)
@@ -108,11 +110,17 @@ async def events_ws(request: web.Request) -> web.StreamResponse:
     token = bearer(request)
     assert token is not None
     guard = loop.create_task(_guard_token(hub, ws, token, principal), name="qcall:ws-token")
+    # Lobby screens are devices: listed in diagnostics, reported when gone (DESIGN §6).
+    screen = None
+    if principal.role is Role.DISPLAY:
+        screen = hub.screens.connected(principal.name, request.remote or "")
     try:
-        await _stream(hub, ws, subscription, after, reader, request.app[ENCODED_KEY])
+        await _stream(hub, ws, subscription, after, reader, request.app[ENCODED_KEY], screen)
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:
+        if screen is not None:
+            hub.screens.disconnected(screen)
         streams.discard(ws)
         subscription.close()
         for task in (reader, guard):
@@ -168,6 +176,7 @@ async def _stream(
     after: int | None,
     reader: asyncio.Task[None],
     encode: EncodedEvents,
+    screen: ScreenSession | None = None,
 ) -> None:
     from qcall.events import Subscription
 
@@ -180,6 +189,8 @@ async def _stream(
         )
     else:
         last = await _replay(hub, ws, after, encode)
+    if screen is not None:
+        screen.last_seq = last
     reader.add_done_callback(lambda _task: subscription.wake())
     queue = subscription.queue
     while True:
@@ -201,6 +212,8 @@ async def _stream(
                 last = await _replay(hub, ws, last, encode, upto=event.seq - 1)
             await ws.send_str(encode(event))
             last = event.seq
+        if screen is not None:
+            screen.last_seq = last
 
 
 async def _replay(

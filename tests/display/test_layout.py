@@ -1,0 +1,178 @@
+"""layout(model, size, lang) → scene, without a display; and the renderer on a dummy display."""
+
+from __future__ import annotations
+
+import datetime as dt
+from itertools import combinations
+
+import pygame
+import pytest
+
+from display.layout import Scene, clock_text, layout
+from display.model import Call, LobbyModel, WindowStatus
+from display.render import Renderer, find_cjk_font
+
+SIZES = [(1920, 1080), (1366, 768), (1080, 1920)]
+WALL = dt.datetime(2026, 11, 30, 14, 5, tzinfo=dt.UTC)
+
+
+def busy_hall(windows: int = 16) -> LobbyModel:
+    model = LobbyModel()
+    model.set_settings(
+        {
+            "version": "v1",
+            "center": {"name_zh": "梧桐街道社区事务受理服务中心", "name_en": "Wutong Center"},
+            "timezone": "Asia/Shanghai",
+            "windows": [{"number": n, "type": "comprehensive"} for n in range(1, windows + 1)],
+            "departments": [
+                {"id": "hr", "name_zh": "人力资源和社会保障", "name_en": "Human Resources"},
+                {"id": "md", "name_zh": "医疗保障", "name_en": "Medical Insurance"},
+            ],
+            "services": [
+                {"id": "social", "department": "hr"},
+                {"id": "medical", "department": "md"},
+            ],
+            "lobby": {
+                "notices": [{"zh": "请保管好随身物品", "en": "Mind your belongings"}],
+                "show_figures": True,
+            },
+        }
+    )
+    model.set_figures(
+        {
+            "date": "2026-11-30",
+            "issued": 140,
+            "served": 123,
+            "waiting_mean_s": 480,
+            "ratings": 50,
+            "satisfaction_pct": 98.5,
+        }
+    )
+    model.set_waiting({"social": 5, "medical": 3})
+    for n in range(1, windows + 1):
+        model.windows[n] = WindowStatus(
+            n, open=n != 5, paused=n == 3, serving=n % 2 == 0, current=f"A{n:03d}"
+        )
+    for i in range(6):
+        model.recent.appendleft(Call(f"B{10 + i:03d}", 10 + i, i))
+    model.featured = Call("A012", 13, 99)
+    model.featured_since = 0.0
+    model.online = True
+    return model
+
+
+def inside(rect: tuple[int, int, int, int], size: tuple[int, int]) -> bool:
+    x, y, w, h = rect
+    return x >= 0 and y >= 0 and x + w <= size[0] and y + h <= size[1]
+
+
+def overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_scene_fits_the_screen_without_overlaps(size: tuple[int, int]) -> None:
+    scene = layout(busy_hall(), size, "zh", WALL, 100.0)
+    texts = [e for e in scene.elements if e.label != "call.card"]
+    assert all(inside(e.rect, size) for e in scene.elements)
+    for a, b in combinations(texts, 2):
+        assert not overlap(a.rect, b.rect), (a.label, b.label)
+    assert scene.band is not None
+    assert inside(scene.band.rect, size)
+    assert not any(overlap(scene.band.rect, e.rect) for e in scene.elements)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_call_is_the_largest_text_and_nothing_is_tiny(size: tuple[int, int]) -> None:
+    scene = layout(busy_hall(), size, "zh", WALL, 100.0)
+    line1 = scene.find("call.line1")
+    assert line1.text == "请 A012 号"
+    assert scene.find("call.line2").text == "到 13 号窗口"
+    sizes = [e.size for e in scene.elements if e.text]
+    assert line1.size == max(sizes)
+    scale = min(size) / 1080
+    assert line1.size >= 170 * scale  # ui.md rule 1 (the card width limits it below 240)
+    assert min(sizes) >= 28 * scale
+
+
+def test_windows_are_paged_eight_at_a_time_at_1080p() -> None:
+    model = busy_hall(16)
+    first = layout(model, (1920, 1080), "zh", WALL, 0.0)
+    second = layout(model, (1920, 1080), "zh", WALL, 8.5)
+    shown = [e.text for e in first.elements if e.label.endswith(".window") and e.text]
+    later = [e.text for e in second.elements if e.label.endswith(".window") and e.text]
+    assert shown == [f"{n}号窗口" for n in range(1, 9)]
+    assert later == [f"{n}号窗口" for n in range(9, 17)]
+    assert first.find("windows.title").text.endswith("1/2")
+    states = {e.label: e.text for e in first.elements}
+    assert states["row[2].state"] == "暂停服务"  # window 3, as a word (not colour alone)
+    assert states["row[4].state"] == "未开放"
+    assert states["row[4].ticket"] == ""
+
+
+def test_offline_mark_and_flash() -> None:
+    model = busy_hall()
+    assert layout(model, (1920, 1080), "zh", WALL, 100.0).find("header.offline").text == ""
+    model.online = False
+    assert "网络中断" in layout(model, (1920, 1080), "zh", WALL, 100.0).find("header.offline").text
+    model.featured_since = 100.0
+    bright = layout(model, (1920, 1080), "zh", WALL, 100.1).find("call.card")
+    dim = layout(model, (1920, 1080), "zh", WALL, 100.6).find("call.card")
+    assert bright.bg != dim.bg
+    steady = layout(model, (1920, 1080), "zh", WALL, 120.0).find("call.card")
+    assert steady.bg == dim.bg
+
+
+def test_band_carries_notices_and_public_figures() -> None:
+    scene = layout(busy_hall(), (1920, 1080), "zh", WALL, 0.0)
+    assert scene.band is not None
+    assert "请保管好随身物品" in scene.band.text
+    assert "今日已服务 123 人" in scene.band.text
+    assert "满意率 98.5%" in scene.band.text
+    assert "平均等候 8 分钟" in scene.band.text
+    assert clock_text(WALL) == "11月30日 星期一 14:05"
+
+
+def test_scene_dump_is_json_ready() -> None:
+    dump = layout(busy_hall(), (1366, 768), "zh", WALL, 0.0).dump()
+    assert dump["size"] == [1366, 768]
+    labels = {e["label"] for e in dump["elements"]}
+    assert {"call.line1", "header.clock", "waiting", "row[0].window"} <= labels
+
+
+def _render(scene: Scene, renderer: Renderer, mono: float) -> list[pygame.Rect]:
+    return renderer.draw(scene, mono)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_renderer_draws_only_what_changed(size: tuple[int, int]) -> None:
+    pygame.display.init()
+    try:
+        surface = pygame.display.set_mode(size)
+        renderer = Renderer(surface, find_cjk_font())
+        model = busy_hall()
+        first = layout(model, size, "zh", WALL, 100.0)
+        full = _render(first, renderer, 100.0)
+        assert full[0] == pygame.Rect(0, 0, *size)
+        renders = renderer.text.renders
+        # Same scene: only the scrolling band is redrawn, and no text is rendered again.
+        again = _render(first, renderer, 100.05)
+        assert first.band is not None
+        assert again == [pygame.Rect(first.band.rect)]
+        assert renderer.text.renders == renders
+        # One window changes: its row (and the band) are redrawn, nothing else.
+        model.windows[1] = WindowStatus(1, open=True, serving=True, current="C001")
+        model.version += 1
+        changed = layout(model, size, "zh", WALL, 100.0)
+        dirty = _render(changed, renderer, 100.1)
+        labels = {e.label for e in changed.elements if pygame.Rect(e.rect) in dirty}
+        assert labels == {"row[0].ticket", "row[0].state"}
+        # The glyphs really are there: the call card is not one flat colour.
+        card = changed.find("call.line1").rect
+        middle = card[1] + card[3] // 2
+        colours = {
+            tuple(surface.get_at((x, middle)))[:3] for x in range(card[0], card[0] + card[2])
+        }
+        assert len(colours) > 2
+    finally:
+        pygame.display.quit()
