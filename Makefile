@@ -8,7 +8,7 @@ DEMO_DIR := var/demo
 # e.g. make demo DEMO_ARGS="--port 18080 --bus-port 17101 --printer-port 19101" (controls: +1)
 DEMO_ARGS ?=
 
-.PHONY: demo test bench lint sysdeps venv clean
+.PHONY: demo test bench lint sysdeps venv clean catalogs messages
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,18 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# The staff pages' gettext catalogs: the .po files are in the repository, the .mo are built.
+CATALOGS := $(wildcard qcall/web/locale/*/LC_MESSAGES/qcall.po)
+catalogs: $(STAMP) $(CATALOGS:.po=.mo)
+
+qcall/web/locale/%/LC_MESSAGES/qcall.mo: qcall/web/locale/%/LC_MESSAGES/qcall.po $(STAMP)
+	$(VENV)/bin/pybabel compile -D qcall -d qcall/web/locale -l $*
+
+# After changing a page's text: extract, merge into the .po files, translate, commit.
+messages: $(STAMP)
+	$(VENV)/bin/pybabel extract -F babel.cfg -k N_ --no-location --sort-output --project qcall -o qcall/web/locale/qcall.pot .
+	$(VENV)/bin/pybabel update -D qcall -i qcall/web/locale/qcall.pot -d qcall/web/locale --no-location
+
 # Debian packages the tests and demo use (speech, CJK font, serial pty pairs, audio checks).
 sysdeps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -26,19 +38,20 @@ sysdeps:
 	  else echo "please install:$$missing (sudo apt-get install$$missing)"; exit 1; fi; \
 	fi
 
-demo: sysdeps $(STAMP)
+demo: sysdeps $(STAMP) catalogs
 	$(PY) -m qcall demo --config config/demo.toml --dir $(DEMO_DIR) $(DEMO_ARGS)
 
-test: sysdeps $(STAMP)
+test: sysdeps $(STAMP) catalogs
 	$(PY) -m pytest -q
 
-bench: sysdeps $(STAMP)
+bench: sysdeps $(STAMP) catalogs
 	$(PY) bench/hub.py
 	$(PY) bench/devices.py
 	$(PY) bench/wal.py
 	$(PY) bench/reports.py
 	$(PY) bench/display.py
 	$(PY) bench/kiosk.py
+	$(PY) bench/web.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

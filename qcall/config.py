@@ -275,6 +275,39 @@ class HubSettings(_Frozen):
     trusted_proxies: list[str] = Field(default_factory=list)
     session_hours: float = Field(default=12.0, gt=0, le=72)
     max_body_bytes: int = Field(default=65536, ge=1024, le=10_000_000)
+    web_session_key: str | None = Field(
+        default=None,
+        repr=False,
+        description="staff pages' cookie key: 32 random bytes, URL-safe base64 (44 characters); "
+        "when absent a key is generated once and kept in the database",
+    )
+    web_idle_minutes: int = Field(
+        default=30, ge=1, le=720, description="staff pages log out after this long unused"
+    )
+    web_secure_cookie: bool = Field(
+        default=False, description="mark the session cookie Secure (set when served over HTTPS)"
+    )
+
+    @field_validator("web_session_key")
+    @classmethod
+    def _fernet_key(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        import base64
+        import binascii
+
+        # The refusal never repeats the value: it is (meant to be) a secret.
+        refusal = bilingual(
+            "must be 32 random bytes in URL-safe base64 (44 characters)",
+            "应为 32 字节随机数的 URL 安全 Base64 编码（44 个字符）",
+        )
+        try:
+            raw = base64.urlsafe_b64decode(value.encode("ascii"))
+        except (binascii.Error, UnicodeEncodeError, ValueError) as err:
+            raise refusal from err
+        if len(raw) != 32:
+            raise refusal
+        return value
 
     @field_validator("metrics_allow", "trusted_proxies")
     @classmethod

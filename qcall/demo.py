@@ -171,6 +171,10 @@ def banner(
     lines = [
         "",
         f"qcall 演示 / demo — 中心服务 / hub: {hub}  (API http://{hub}/api/v1/)",
+        (
+            f"工作人员页面 / staff pages: http://{hub}/staff/ (窗口 / clerk panel), "
+            f"http://{hub}/desk/ (咨询服务台 / desk), http://{hub}/backoffice/ (后台 / back office)"
+        ),
     ]
     lines += notes
     lines.append(

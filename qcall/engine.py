@@ -767,6 +767,7 @@ class Engine:
         service_id: str | None = None,
         referred_to: str | None = None,
         note: str = "",
+        follow_up: str = "",
     ) -> Event:
         """Record a consultation under first-inquiry responsibility (首问负责)."""
         self.tick(now)
@@ -774,17 +775,16 @@ class Engine:
             self._service(service_id)
         if not topic.strip():
             raise BadRequest("topic must not be empty", "咨询事项不能为空")
-        return self._emit(
-            now,
-            EventType.INQUIRY_LOGGED,
-            {
-                "staff": staff,
-                "topic": topic.strip()[:200],
-                "service": service_id,
-                "referred_to": referred_to,
-                "note": note[:1000],
-            },
-        )
+        data: dict[str, Any] = {
+            "staff": staff,
+            "topic": topic.strip()[:200],
+            "service": service_id,
+            "referred_to": referred_to,
+            "note": note[:1000],
+        }
+        if follow_up.strip():
+            data["follow_up"] = follow_up.strip()[:500]
+        return self._emit(now, EventType.INQUIRY_LOGGED, data)
 
     def device_state(self, now: dt.datetime, device: str, state: str, detail: str = "") -> None:
         """Record a device's state change (only when it changed)."""
@@ -1144,9 +1144,7 @@ class Engine:
             local_day = self.local(now).date()
             if promised_date is not None and promised_date < local_day:
                 raise BadRequest("promised_date is in the past", "承诺日期不能早于今天")
-            promised = promised_date or self._add_working_days(
-                local_day, self._service(ticket.service).approval_days
-            )
+            promised = promised_date or self.default_promised_date(ticket.service, local_day)
             case_id = f"C{self.day:%Y%m%d}-{self.case_counter + 1:04d}"
             data["case"] = case_id
             self._emit(now, EventType.TICKET_FINISHED, data)
@@ -1304,6 +1302,10 @@ class Engine:
                 continue
             return start
         return None
+
+    def default_promised_date(self, service_id: str, day: dt.date) -> dt.date:
+        """The promised date of a case opened on ``day``: the service's approval working days."""
+        return self._add_working_days(day, self._service(service_id).approval_days)
 
     def _add_working_days(self, day: dt.date, count: int) -> dt.date:
         calendar = self.config.calendar

@@ -28,6 +28,7 @@ from qcall.reports.worker import ReportWorker
 from qcall.store import LOGIN_WINDOW, Principal, Recovery, StaffMember, Store, corrupt_error
 
 if TYPE_CHECKING:
+    from devices.printer import TicketPrinter
     from qcall.hall import Hall
 
 _LOGGER = logging.getLogger(__name__)
@@ -48,6 +49,8 @@ SESSION_SWEEP_S: Final = 60.0
 CHECKPOINT_INTERVAL_S: Final = 2.0
 # Each stop stage gets this long before the hub moves on (a hung webhook must not block exit).
 STOP_STAGE_TIMEOUT_S: Final = 10.0
+# The printer (devices.printers[].id) the consultation desk's page prints tickets on.
+DESK_PRINTER: Final = "desk"
 # A read that shows only committed state waits at most this long for the commit in flight
 # (a durable commit takes milliseconds; a storage failure ends the wait at once).
 COMMITTED_READ_TIMEOUT_S: Final = 5.0
@@ -107,6 +110,7 @@ class Hub:
         self._stoppers: list[Callable[[], Awaitable[None]]] = []
         self._diagnostics: list[Callable[[], dict[str, Any]]] = []
         self.hall: Hall | None = None
+        self.desk_printer: TicketPrinter | None = None
         # Reports run in their own process (started on first use): never on the loop's GIL.
         self.reports = ReportWorker(config, self.db_path)
         self._stoppers.append(self.reports.close)
@@ -163,6 +167,14 @@ class Hub:
             await self.hall.start()
             self._stoppers.append(self.hall.stop)
             self._diagnostics.append(self.hall.diagnostics)
+        for printer in self.config.devices.printers:
+            if printer.id == DESK_PRINTER:
+                from devices.printer import TicketPrinter
+
+                self.desk_printer = TicketPrinter.from_config(printer)
+                await self.desk_printer.start()
+                self._stoppers.append(self.desk_printer.stop)
+                self._diagnostics.append(self.desk_printer.diagnostics)
         _LOGGER.info(
             "hub started: %s, seq %d, %d windows",
             self.db_path,

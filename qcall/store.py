@@ -22,7 +22,7 @@ from qcall.pin_policy import check_pin_policy
 
 _LOGGER = logging.getLogger(__name__)
 
-DB_VERSION: Final = 3
+DB_VERSION: Final = 4
 # scrypt cost: about 30 ms per PIN check here, slow enough to make guessing a 6-digit PIN
 # from a stolen database take days, fast enough for a clerk's login.
 SCRYPT_N: Final = 2**14
@@ -154,8 +154,17 @@ _V3: Final = (
     "CREATE TABLE log_origin (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL)",
 )
 
+# v4: server secrets generated once and kept with the data (the staff pages' cookie key).
+_V4: Final = (
+    """CREATE TABLE secrets (
+        name       TEXT PRIMARY KEY,
+        value      BLOB NOT NULL,
+        created_at TEXT NOT NULL
+    )""",
+)
+
 # One entry per schema step; each runs in its own transaction with its user_version bump.
-MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {1: _V1, 2: _V2, 3: _V3}
+MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4}
 
 _LAST_SEQ_SQL: Final = (
     "SELECT COALESCE((SELECT MAX(seq) FROM events), (SELECT seq FROM log_origin), 0)"
@@ -781,6 +790,17 @@ class Store:
             "(SELECT id FROM staff WHERE active = 0 ORDER BY id))"
         ).fetchone()
         return int(row[0]), str(row[1])
+
+    # ----------------------------------------------------------------- secrets
+
+    def secret(self, name: str, size: int = 32) -> bytes:
+        """Return the named server secret, generating and storing it on first use."""
+        self.db.execute(
+            "INSERT OR IGNORE INTO secrets (name, value, created_at) VALUES (?, ?, ?)",
+            (name, secrets.token_bytes(size), _utcnow().isoformat()),
+        )
+        row = self.db.execute("SELECT value FROM secrets WHERE name = ?", (name,)).fetchone()
+        return bytes(row[0])
 
     # ----------------------------------------------------------------- webhooks
 

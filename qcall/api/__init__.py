@@ -14,6 +14,7 @@ from qcall.api.routes import HUB_KEY, ROUTES, error_response, json_response, mak
 from qcall.api.ws import ENCODED_KEY, STREAMS_KEY, EncodedEvents, close_streams, events_ws
 from qcall.hub import Hub
 from qcall.i18n import pick_language, text
+from qcall.web.app import setup_web
 from qcall.web.pages import track_cancel, track_cancel_confirm, track_page
 
 __all__ = ["HUB_KEY", "build_app"]
@@ -51,6 +52,7 @@ def build_app(hub: Hub, *, manage_hub: bool = True) -> web.Application:
     app.router.add_get("/t/{token}", track_page)
     app.router.add_get("/t/{token}/cancel", track_cancel_confirm)
     app.router.add_post("/t/{token}/cancel", track_cancel)
+    setup_web(app, hub)
     app[STREAMS_KEY] = set()
     app[ENCODED_KEY] = EncodedEvents()  # per app, so per hub: seqs of two hubs never mix
     app.on_shutdown.append(close_streams)

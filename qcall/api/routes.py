@@ -698,6 +698,7 @@ async def log_inquiry(ctx: Context) -> web.StreamResponse:
             service_id=body.service,
             referred_to=body.referred_to,
             note=body.note,
+            follow_up=body.follow_up,
         )
     )
     return json_response({"seq": event.seq}, 201)

@@ -100,6 +100,7 @@ class Inquiry(Body):
     service: str | None = Field(default=None, max_length=40)
     referred_to: str | None = Field(default=None, max_length=100)
     note: str = Field(default="", max_length=1000)
+    follow_up: str = Field(default="", max_length=500)
 
 
 class Empty(Body):

@@ -106,6 +106,7 @@ def test_the_banner_shows_every_token_and_addresses_as_host_port(
     for member in credentials["staff"]:
         assert f"{member['id']:<6} PIN {member['pin']}" in text
     assert "hub: 127.0.0.1:18080" in text
+    assert "staff pages: http://127.0.0.1:18080/staff/" in text
     assert "('" not in text
 
 
