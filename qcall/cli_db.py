@@ -59,9 +59,9 @@ def _backup(args: argparse.Namespace) -> int:
             error=True,
         )
         return EXIT_USAGE
-    target: Path = (
-        args.to if args.to is not None else dbtools.backup_name(dt.datetime.now(), args.dir)
-    )
+    # Local time in the name: the operator restoring "last night's" copy reads it that way.
+    now = dt.datetime.now().astimezone()
+    target: Path = args.to if args.to is not None else dbtools.backup_name(now, args.dir)
     try:
         result = dbtools.backup(args.db, target)
     except dbtools.BackupError as err:
