@@ -120,7 +120,7 @@ def admin_account(hub: Any) -> str:
     _run_cli(
         *("staff", "add", "--config", config, "--db", db, "--id", "adm9"),
         *("--name", "管理员", "--role", "admin"),
-        stdin=PIN + "\n",  # a PIN never goes on the command line
+        stdin=PIN + "\n",
     )
     return "adm9"
 
