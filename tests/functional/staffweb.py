@@ -119,7 +119,8 @@ def admin_account(hub: Any) -> str:
     config, db = str(hub.credentials.config), str(hub.db)
     _run_cli(
         *("staff", "add", "--config", config, "--db", db, "--id", "adm9"),
-        *("--name", "管理员", "--pin", PIN, "--role", "admin"),
+        *("--name", "管理员", "--role", "admin"),
+        stdin=PIN + "\n",
     )
     return "adm9"
 

@@ -22,6 +22,7 @@ from devices.qbus.frames import (
 )
 from devices.qbus.master import IDLE_PING_INTERVAL_S
 from qcall.config import parse_config
+from qcall.errors import DeviceUnavailable
 from qcall.events import Event, EventType
 from qcall.hub import Hub
 from qcall.model import Outcome, Role
@@ -511,7 +512,17 @@ async def test_a_second_master_raises_the_line_alarm_and_the_hall_is_repainted(
     await intruder.start()
     try:
         await _until_hub(hub, lambda: "bus:line" in engine.devices, WAIT_S)
-        await intruder.show_text(31, "测试 TEST 8888")
+        # Two masters collide on the line: the intruder's own first IDENT may go unanswered,
+        # and it re-probes the display every REPROBE_INTERVAL_S.
+        deadline = time.monotonic() + WAIT_S
+        while True:
+            try:
+                await intruder.show_text(31, "测试 TEST 8888")
+                break
+            except DeviceUnavailable:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
     finally:
         await intruder.stop()
     line = engine.devices["bus:line"]
