@@ -10,6 +10,8 @@ import asyncio
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +24,8 @@ from qcall.__main__ import _run_hub
 from qcall.config import load_config
 from qcall.sdnotify import Notifier
 from tests.common import standalone_demo_config
+
+ROOT: Final = Path(__file__).resolve().parents[2]
 
 # Bounds on a broken start or a missing datagram; not timing assertions.
 START_TIMEOUT_S: Final = 30.0
@@ -152,3 +156,29 @@ def test_environment_decides_what_is_sent() -> None:
     assert Notifier.from_env({"WATCHDOG_USEC": "30000000"}).ping_interval_s is None
     # Nobody listening: a warning, never an exception that would stop the hub.
     assert not Notifier.from_env({"NOTIFY_SOCKET": "/nonexistent/qcall-notify"}).send("X=1")
+
+
+def test_qcall_serve_on_a_wildcard_address_notifies_systemd(
+    tmp_path: Path, manager: tuple[socket.socket, str]
+) -> None:
+    """The real entry point, as systemd starts it: READY=1 from the main pid, STOPPING=1."""
+    sock, path = manager
+    sock.settimeout(START_TIMEOUT_S)
+    config = standalone_demo_config(tmp_path)
+    port = _free_port()
+    env = {**os.environ, "NOTIFY_SOCKET": path, "WATCHDOG_USEC": "60000000"}
+    env.pop("WATCHDOG_PID", None)
+    command = [sys.executable, "-m", "qcall", "serve", "--config", str(config)]
+    command += ["--db", str(tmp_path / "hub.db"), "--host", "0.0.0.0", "--port", str(port)]
+    hub = subprocess.Popen(command, env=env, cwd=ROOT, stderr=subprocess.PIPE)
+    try:
+        fields = sock.recv(4096).decode().split("\n")
+        assert fields[0] == "READY=1", fields
+        assert f"MAINPID={hub.pid}" in fields
+        assert sock.recv(4096) == b"WATCHDOG=1"
+    finally:
+        hub.send_signal(signal.SIGTERM)
+        _out, err = hub.communicate(timeout=START_TIMEOUT_S)
+    assert hub.returncode == 0, err.decode()[-2000:]
+    sock.setblocking(False)
+    assert any(m.startswith(b"STOPPING=1") for m in _drain(sock))
