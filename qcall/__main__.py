@@ -221,6 +221,21 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         help="printer emulator's fault control port (default: printer port + 1)",
     )
+    demo.add_argument(
+        "--simulate",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="模拟居民与工作人员 / simulated residents and clerks (default on)",
+    )
+    demo.add_argument(
+        "--screens",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="启动大厅屏与取号机 / start the lobby screen and kiosk (default on)",
+    )
+    demo.add_argument(
+        "--fresh", action="store_true", help="从头开始新的一天 / start clean (forget the last run)"
+    )
     demo.set_defaults(handler=_demo)
     return parser
 
@@ -525,7 +540,8 @@ def _demo(args: argparse.Namespace) -> int:
     )
     # The hub follows lobby changes in the configuration file without a restart.
     serve = functools.partial(_run_hub, config_path=args.config)
-    return demo.run(load_config(args.config), args.dir, ports, serve)
+    options = demo.HallOptions(simulate=args.simulate, screens=args.screens, fresh=args.fresh)
+    return demo.run(load_config(args.config), args.dir, ports, serve, options)
 
 
 if __name__ == "__main__":
