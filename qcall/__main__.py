@@ -11,7 +11,7 @@ import getpass
 import logging
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Final
 from zoneinfo import ZoneInfo
@@ -488,6 +488,7 @@ async def _run_hub(
     *,
     accept_data_loss: bool = False,
     config_path: Path | None = None,
+    before_stop: Callable[[], Awaitable[None]] | None = None,
 ) -> int:
     from aiohttp import web
 
@@ -526,6 +527,8 @@ async def _run_hub(
     await asyncio.wait({stopper, fatal}, return_when=asyncio.FIRST_COMPLETED)
     for waiter in (stopper, fatal):
         waiter.cancel()
+    if before_stop is not None:  # the demo's clients leave while the hub still answers
+        await before_stop()
     _LOGGER.info("shutting down")
     await runner.cleanup()
     return EXIT_FAILURE if hub.fatal.is_set() else EXIT_OK

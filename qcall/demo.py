@@ -17,7 +17,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 from urllib.parse import urlsplit
 
 from qcall.config import CenterConfig, Printer
@@ -29,7 +29,19 @@ from qcall.store import Store
 DEMO_TOKEN_ROLES: Final = ("kiosk", "display", "integration")
 EXIT_FAILURE: Final = 1
 
-Serve = Callable[[CenterConfig, Path, str, int], Awaitable[int]]
+
+class Serve(Protocol):
+    """Runs the hub until SIGINT/SIGTERM; ``before_stop`` runs before it shuts down."""
+
+    def __call__(
+        self,
+        config: CenterConfig,
+        db: Path,
+        host: str,
+        port: int,
+        *,
+        before_stop: Callable[[], Awaitable[None]] | None = None,
+    ) -> Awaitable[int]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +248,8 @@ KEPT_FOR_YOU: Final = 2
 # long day takes a few seconds on a busy machine).
 HUB_READY_TIMEOUT_S: Final = 60.0
 HUB_POLL_S: Final = 0.2
+# Lines of a child's log shown when it ends unexpectedly.
+CHILD_LOG_TAIL: Final = 5
 
 
 def clean(folder: Path) -> list[str]:
@@ -316,7 +330,11 @@ def screen_specs(
             "lobby",
             qcall_argv(*lobby),
             folder / "logs" / "lobby.log",
-            (*env, ("QCALL_DISPLAY_TOKEN", str(credentials["tokens"]["display"]))),
+            (
+                *env,
+                *((("SDL_VIDEO_WINDOW_POS", "0,0"),) if windowed else ()),
+                ("QCALL_DISPLAY_TOKEN", str(credentials["tokens"]["display"])),
+            ),
         )
     ]
     if config.devices.printers:
@@ -330,7 +348,7 @@ def screen_specs(
             "--paper",
             str(printer.paper),
             "--size",
-            "540x960" if windowed else "1080x1920",
+            "640x1000" if windowed else "1080x1920",
             "--screenshot",
             str(folder / "kiosk"),
             "--state-dir",
@@ -341,7 +359,12 @@ def screen_specs(
                 "kiosk",
                 qcall_argv(*kiosk),
                 folder / "logs" / "kiosk.log",
-                (*env, ("QCALL_KIOSK_TOKEN", str(credentials["tokens"]["kiosk"]))),
+                (
+                    *env,
+                    # Beside the 1280-wide lobby window on a 1920×1080 desktop.
+                    *((("SDL_VIDEO_WINDOW_POS", "1280,0"),) if windowed else ()),
+                    ("QCALL_KIOSK_TOKEN", str(credentials["tokens"]["kiosk"])),
+                ),
             )
         )
     return specs
@@ -373,6 +396,47 @@ async def _alongside(
     stop: asyncio.Event,
 ) -> None:
     """Start the screens and the simulation once the hub answers; run until ``stop``."""
+    watchers: list[asyncio.Future[None]] = []
+    try:
+        await _run_alongside(
+            config, folder, credentials, options, control, children, stop, watchers
+        )
+    finally:
+        for watcher in watchers:
+            watcher.cancel()
+
+
+async def watch_child(children: Children, spec: ChildSpec, stop: asyncio.Event) -> None:
+    """Say so when a child ends before the demo stops it (with the end of its log)."""
+    code = await children.wait(spec.name)
+    if stop.is_set():
+        return
+    try:
+        tail = spec.log.read_text(encoding="utf-8", errors="replace").splitlines()[-CHILD_LOG_TAIL:]
+    except OSError:
+        tail = []
+    print(  # noqa: T201
+        "\n".join(
+            [
+                f"{spec.name} 意外退出 / ended unexpectedly (status {code}); log: {spec.log}",
+                *(f"  {line}" for line in tail),
+            ]
+        ),
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+async def _run_alongside(
+    config: CenterConfig,
+    folder: Path,
+    credentials: dict[str, Any],
+    options: HallOptions,
+    control: tuple[str, int] | None,
+    children: Children,
+    stop: asyncio.Event,
+    watchers: list[asyncio.Future[None]],
+) -> None:
     from qcall.hall_sim import HallSimulation, plan_for
 
     hub = f"http://{host_port(config.hub.host, config.hub.port)}"
@@ -380,6 +444,7 @@ async def _alongside(
         windowed = bool(os.environ.get("DISPLAY"))
         for spec in screen_specs(config, folder, credentials, windowed=windowed):
             pid = await children.start(spec)
+            watchers.append(asyncio.ensure_future(watch_child(children, spec, stop)))
             print(  # noqa: T201
                 f"{'大厅叫号屏 / lobby screen' if spec.name == 'lobby' else '取号机 / kiosk'} "
                 f"(pid {pid}, {'窗口 / window' if windowed else '无界面 / headless'}): "
@@ -472,8 +537,21 @@ async def _hall(
                 f"控制 / control: {host_port(*control) if control else '-'}",
                 flush=True,
             )
+
+        async def stop_clients() -> None:
+            stop_extras.set()
+            if extras is not None:
+                await asyncio.wait({extras})  # its failure, if any, is reported below
+            await children.stop()
+
         server = asyncio.ensure_future(
-            serve(config, folder / "qcall.db", config.hub.host, config.hub.port)
+            serve(
+                config,
+                folder / "qcall.db",
+                config.hub.host,
+                config.hub.port,
+                before_stop=stop_clients,
+            )
         )
         hub_url = f"http://{host_port(config.hub.host, config.hub.port)}"
         if (options.screens or options.simulate) and await _hub_ready(hub_url, server):

@@ -56,6 +56,10 @@ class Children:
         self.procs[spec.name] = proc
         return proc.pid
 
+    async def wait(self, name: str) -> int:
+        """Wait for the child ``name`` to end; its exit status."""
+        return await self.procs[name].wait()
+
     def exited(self) -> dict[str, int]:
         """Children that ended on their own, with their exit status."""
         return {

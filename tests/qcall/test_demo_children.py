@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Final
 
+import pytest
+
 from qcall.demo_children import Children, ChildSpec
 
 # Short, so the kill fallback is reached quickly; the children here need no clean-up.
@@ -78,3 +80,30 @@ async def test_a_child_stops_on_sigint_and_one_that_ignores_it_is_killed(tmp_pat
     assert not _alive(stubborn)
     assert await asyncio.to_thread(_gone, grandchild)  # killed with its group, reaped by init
     assert children.procs == {}
+
+
+async def test_a_child_that_ends_by_itself_is_reported_with_its_log(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from qcall.demo import watch_child
+
+    children = Children(stop_timeout_s=STOP_TIMEOUT_S)
+    failing = "import sys; print('error: --size out of range'); sys.exit(2)"
+    spec = ChildSpec("kiosk", (sys.executable, "-c", failing), tmp_path / "kiosk.log")
+    await children.start(spec)
+    await watch_child(children, spec, asyncio.Event())
+    said = capsys.readouterr().err
+    assert "kiosk 意外退出 / ended unexpectedly (status 2)" in said
+    assert "error: --size out of range" in said
+    await children.stop()
+    # Stopped by the demo: nothing to report.
+    ready = tmp_path / "ready"
+    lobby = ChildSpec("lobby", (sys.executable, "-c", POLITE, str(ready)), tmp_path / "l.log")
+    await children.start(lobby)
+    await asyncio.to_thread(_wait_file, ready)
+    stop = asyncio.Event()
+    watcher = asyncio.ensure_future(watch_child(children, lobby, stop))
+    stop.set()
+    await children.stop()
+    await watcher
+    assert capsys.readouterr().err == ""
