@@ -289,7 +289,10 @@ def run(
             f"what the database lacked: {', '.join(redone)}"
         )
     print(banner(config, folder, credentials, notes), flush=True)  # noqa: T201
-    code = asyncio.run(_hall(config, folder, ports, serve, credentials, options))
+    try:
+        code = asyncio.run(_hall(config, folder, ports, serve, credentials, options))
+    except KeyboardInterrupt:  # Ctrl-C before the hub took over SIGINT: _hall has cleaned up
+        code = 0
     print(  # noqa: T201
         "演示已停止 / demo stopped: 所启动的进程均已结束 / every process it started has ended; "
         "再次运行将接着今天 / run it again to resume the day (--fresh: start clean)",
@@ -569,10 +572,12 @@ async def _hall(
     finally:
         stop_extras.set()
         if extras is not None:
-            try:
-                await extras
-            except Exception as err:  # noqa: BLE001 - shutting down: report, stop the rest
-                print(f"模拟或子进程出错 / simulation or child failed: {err!r}", file=sys.stderr)  # noqa: T201
+            await asyncio.wait({extras})  # also when this task is being cancelled (early ^C)
+            failure = None if extras.cancelled() else extras.exception()
+            if failure is not None:
+                print(  # noqa: T201
+                    f"模拟出错 / the simulation failed: {failure!r}", file=sys.stderr, flush=True
+                )
         await children.stop()
         for stop in reversed(started):
             result = stop()
