@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from qcall.config import CenterConfig, Printer
 from qcall.demo_children import Children, ChildSpec, qcall_argv
+from qcall.errors import DatabaseInUse
 from qcall.model import Role
 from qcall.pin_policy import generate_pin, pin_problem
 from qcall.store import Store
@@ -253,17 +254,27 @@ CHILD_LOG_TAIL: Final = 5
 
 
 def clean(folder: Path) -> list[str]:
-    """Remove the previous run's state from ``folder``; return what was removed."""
-    removed = []
-    targets = [folder / name for name in FRESH_REMOVES] + sorted(folder.glob("printer-*"))
-    for target in targets:
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        elif target.exists() or target.is_symlink():
-            target.unlink()
-        else:
-            continue
-        removed.append(target.name)
+    """Remove the previous run's state from ``folder``; return what was removed.
+
+    Raises ``DatabaseInUse`` (and removes nothing) while a hub serves the folder's database.
+    """
+    from qcall.dblock import DatabaseLock
+
+    lock = DatabaseLock(folder / "qcall.db")
+    lock.acquire()
+    try:
+        removed = []
+        targets = [folder / name for name in FRESH_REMOVES] + sorted(folder.glob("printer-*"))
+        for target in targets:
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            elif target.exists() or target.is_symlink():
+                target.unlink()
+            else:
+                continue
+            removed.append(target.name)
+    finally:
+        lock.release()
     return removed
 
 
@@ -278,7 +289,11 @@ def run(
     config = with_ports(config, ports)
     notes = []
     if options.fresh and folder.exists():
-        removed = clean(folder)
+        try:
+            removed = clean(folder)
+        except DatabaseInUse as err:
+            print(err.message_zh, err.message_en, sep="\n", file=sys.stderr)  # noqa: T201
+            return EXIT_FAILURE
         notes.append(f"已清空上次的演示 / started clean, removed: {', '.join(removed) or '-'}")
     credentials, redone, made = prepare(folder, config)
     if made:
@@ -475,7 +490,13 @@ async def _run_alongside(
         f"windows {', '.join(map(str, windows))} (API and keypads); --no-simulate: a quiet hall",
         flush=True,
     )
-    await HallSimulation(plan).run(stop)
+    try:
+        await HallSimulation(plan).run(stop)
+    except Exception as err:  # noqa: BLE001 - the hall goes on without it; say so now
+        print(  # noqa: T201
+            f"模拟已停止 / the simulation stopped: {err!r}", file=sys.stderr, flush=True
+        )
+        await stop.wait()
 
 
 async def _hall(

@@ -26,7 +26,9 @@ from typing import Any, Final
 
 import pytest
 
+from qcall import demo as demo_module
 from qcall.config import load_config
+from qcall.hall_sim import plan_for
 from tests.functional.test_readme import _free_pair, _healthy, _shown
 
 ROOT: Final = Path(__file__).resolve().parents[2]
@@ -186,6 +188,11 @@ def _audible_seconds(path: Path) -> tuple[float, int]:
 def test_make_demo_brings_the_hall_alive_and_ctrl_c_leaves_nothing(demo: RunningDemo) -> None:
     config = load_config(DEMO_CONFIG)
     displays = {w.number: w.devices.counter_display for w in config.windows}
+    staff = demo_module.new_credentials(config)["staff"]
+    windows = demo_module.simulated_windows(config)
+    plan = plan_for(config, "http://x", "t", staff, windows=windows, control=("x", 1))
+    by_keypad = {clerk.window for clerk in plan.clerks if clerk.keypad is not None}
+    assert by_keypad
     demo.start("--fresh")
     out = demo.dir
     seen: dict[str, Any] = {}
@@ -197,21 +204,24 @@ def test_make_demo_brings_the_hall_alive_and_ctrl_c_leaves_nothing(demo: Running
         texts = " ".join(_lobby_texts(out / "lobby"))
         on_lobby = [number for number in spoken if number in texts]
         shown = {
-            number: _shown(demo.ports["control"], address).get("ticket")
-            for number, address in displays.items()
+            window: _shown(demo.ports["control"], address).get("ticket")
+            for window, address in displays.items()
             if address is not None
         }
-        seen = {"spoken": spoken, "on_lobby": on_lobby, "shown": shown}
+        calls = _events(out / "qcall.db", "ticket.called")
+        keyed = [e["number"] for e in calls if e["window"] in by_keypad]
+        seen = {"spoken": spoken, "on_lobby": on_lobby, "shown": shown, "keyed": keyed}
         if (
             list(out.glob("printer-*/*.png"))
             and on_lobby
+            and keyed
             and any(ticket for ticket in shown.values())
         ):
             break
         time.sleep(POLL_S)
     else:
         pytest.fail(f"the hall did not come alive: {seen}\n{demo.output()}")
-    on_display = {number: ticket for number, ticket in shown.items() if ticket}
+    on_display = {window: ticket for window, ticket in shown.items() if ticket}
 
     assert demo.interrupt() == 0, demo.output()
     assert leftovers(demo.folder, demo.proc.pid if demo.proc else -1) == [], demo.output()

@@ -133,7 +133,8 @@ def test_fresh_removes_the_last_run_and_keeps_other_files(
     assert {"qcall.db", "credentials.json", "lobby", "printer-kiosk", "announcements"} <= set(
         removed
     )
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+    # The lock file stays (a hub takes it again); the user's own files stay too.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "qcall.db.lock"]
     _credentials, _redone, made = demo.prepare(tmp_path, config)
     assert made
 
@@ -172,3 +173,21 @@ def test_simulated_clerks_leave_the_first_windows_free(config: CenterConfig) -> 
     )
     assert any(c.keypad for c in keyed.clerks)
     assert any(c.keypad is None for c in keyed.clerks)
+
+
+def test_fresh_removes_nothing_while_a_hub_serves_the_folder(
+    tmp_path: Path, config: CenterConfig
+) -> None:
+    from qcall.dblock import DatabaseLock
+    from qcall.errors import DatabaseInUse
+
+    demo.prepare(tmp_path, config)
+    serving = DatabaseLock(tmp_path / "qcall.db")
+    serving.acquire()
+    try:
+        with pytest.raises(DatabaseInUse):
+            demo.clean(tmp_path)
+    finally:
+        serving.release()
+    assert (tmp_path / "qcall.db").exists()
+    assert (tmp_path / "credentials.json").exists()
