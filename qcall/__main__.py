@@ -11,7 +11,7 @@ import getpass
 import logging
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Final
 from zoneinfo import ZoneInfo
@@ -220,6 +220,21 @@ def _parser() -> argparse.ArgumentParser:
         "--printer-control-port",
         type=int,
         help="printer emulator's fault control port (default: printer port + 1)",
+    )
+    demo.add_argument(
+        "--simulate",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="模拟居民与工作人员 / simulated residents and clerks (default on)",
+    )
+    demo.add_argument(
+        "--screens",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="启动大厅屏与取号机 / start the lobby screen and kiosk (default on)",
+    )
+    demo.add_argument(
+        "--fresh", action="store_true", help="从头开始新的一天 / start clean (forget the last run)"
     )
     demo.set_defaults(handler=_demo)
     return parser
@@ -473,6 +488,7 @@ async def _run_hub(
     *,
     accept_data_loss: bool = False,
     config_path: Path | None = None,
+    before_stop: Callable[[], Awaitable[None]] | None = None,
 ) -> int:
     from aiohttp import web
 
@@ -511,6 +527,8 @@ async def _run_hub(
     await asyncio.wait({stopper, fatal}, return_when=asyncio.FIRST_COMPLETED)
     for waiter in (stopper, fatal):
         waiter.cancel()
+    if before_stop is not None:  # the demo's clients leave while the hub still answers
+        await before_stop()
     _LOGGER.info("shutting down")
     await runner.cleanup()
     return EXIT_FAILURE if hub.fatal.is_set() else EXIT_OK
@@ -525,7 +543,8 @@ def _demo(args: argparse.Namespace) -> int:
     )
     # The hub follows lobby changes in the configuration file without a restart.
     serve = functools.partial(_run_hub, config_path=args.config)
-    return demo.run(load_config(args.config), args.dir, ports, serve)
+    options = demo.HallOptions(simulate=args.simulate, screens=args.screens, fresh=args.fresh)
+    return demo.run(load_config(args.config), args.dir, ports, serve, options)
 
 
 if __name__ == "__main__":
