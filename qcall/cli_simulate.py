@@ -27,6 +27,8 @@ EXIT_OK: Final = 0
 EXIT_USAGE: Final = 2
 MAX_WINDOWS: Final = 60
 MAX_DAYS: Final = 31
+MIN_SPEED: Final = 1.0
+MAX_SPEED: Final = 1_000_000.0
 
 
 def add_simulate_parser(sub: Any) -> None:
@@ -45,6 +47,11 @@ def add_simulate_parser(sub: Any) -> None:
         help="综合窗口数（默认按配置）/ comprehensive windows (default: config)",
     )
     sim.add_argument("--seed", type=int, default=1, help="随机种子 / random seed")
+    sim.add_argument(
+        "--speed",
+        type=float,
+        help="倍速（默认尽快）/ times real time (default: as fast as possible)",
+    )
     sim.add_argument("--faults", action="store_true", help="注入故障 / inject faults")
     sim.add_argument(
         "--out", type=Path, help="输出目录 / output folder (default simulate-YYYY-MM-DD)"
@@ -82,6 +89,11 @@ def _simulate(args: argparse.Namespace) -> int:
         raise _Refused(
             f"--windows 须为 1 至 {MAX_WINDOWS}", f"--windows must be 1 to {MAX_WINDOWS}"
         )
+    if args.speed is not None and not MIN_SPEED <= args.speed <= MAX_SPEED:
+        raise _Refused(
+            f"--speed 须为 {MIN_SPEED:g} 至 {MAX_SPEED:g}",
+            f"--speed must be {MIN_SPEED:g} to {MAX_SPEED:g}",
+        )
     try:
         config = load_config(args.config)
     except ConfigError as err:
@@ -97,7 +109,15 @@ def _simulate(args: argparse.Namespace) -> int:
         )
     days = [day + dt.timedelta(days=i) for i in range(args.days)]
     runs = asyncio.run(
-        simulate_days(config, db, days, windows=windows, seed=args.seed, faults=args.faults)
+        simulate_days(
+            config,
+            db,
+            days,
+            windows=windows,
+            seed=args.seed,
+            faults=args.faults,
+            speed=args.speed,
+        )
     )
     lang = args.lang
     for one in runs:

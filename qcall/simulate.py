@@ -296,12 +296,15 @@ class _Day:
         seed: int,
         *,
         faults: bool,
+        speed: float | None = None,
     ) -> None:
         self.config = config
         self.db = db
         self.day = day
         self.rng = random.Random(seed + 1)  # noqa: S311 - a simulation, not security
         self.faults = faults
+        self.speed = speed
+        self._paced: tuple[dt.datetime, float] | None = None
         self.run = DayRun(day, windows)
         self.queue: list[tuple[dt.datetime, int, int, Any]] = []
         self._order = 0
@@ -396,6 +399,7 @@ class _Day:
     async def _loop(self) -> None:
         while self.queue:
             at, kind, _, data = heapq.heappop(self.queue)
+            await self._pace(at)
             if at > self.finish_by and kind != Kind.FREE:
                 # Past the last service: a resident with a ready case comes another day.
                 if kind == Kind.PICKUP:
@@ -417,6 +421,19 @@ class _Day:
                     await self.stop_hub()
                     await self.start_hub()
                     self.run.restarts += 1
+
+    async def _pace(self, at: dt.datetime) -> None:
+        """With ``speed``: wait until ``at`` is due at that many times real time."""
+        if self.speed is None:
+            return
+        loop = asyncio.get_running_loop()
+        if self._paced is None:
+            self._paced = (self.clock.now, loop.time())
+        since, wall = self._paced
+        due = wall + (at - since).total_seconds() / self.speed
+        delay = due - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
 
     async def _issue(self, service: str, case_code: str | None = None) -> Ticket | None:
         try:
@@ -598,11 +615,14 @@ async def simulate_days(
     windows: int,
     seed: int,
     faults: bool = False,
+    speed: float | None = None,
 ) -> list[DayRun]:
     """Simulate ``days`` one after another on one database; each run carries its report.
 
     Cases left with the back office, and ready cases not yet collected, go on to the next
-    day. ``config`` is the center as configured: the hall is pooled to ``windows``.
+    day. ``config`` is the center as configured: the hall is pooled to ``windows``. With
+    ``speed`` the day runs at that many times real time (to watch it); without, as fast as
+    the hub commits.
     """
     hall = pooled_hall(config, windows)
     runs: list[DayRun] = []
@@ -610,7 +630,7 @@ async def simulate_days(
     open_cases: list[str] = []
     for index, day in enumerate(days):
         residents = arrivals(config, day, seed + index, hall)
-        one = _Day(hall, db, day, windows, seed + index, faults=faults)
+        one = _Day(hall, db, day, windows, seed + index, faults=faults, speed=speed)
         run = await one.simulate(residents, pickups, open_cases)
         pickups, open_cases = one.carry, one.open_cases
         run.report = read_report(hall, db, day)

@@ -9,6 +9,7 @@ match the log.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from qcall.model import WindowType
 from qcall.simulate import (
     HOURLY_PROFILE,
     SimClock,
+    _Day,
     arrivals,
     pooled_hall,
     read_report,
@@ -41,6 +43,8 @@ ROOT: Final = Path(__file__).resolve().parents[2]
 DAY: Final = dt.date(2026, 12, 1)
 # One simulated day is a few seconds here; the bound only catches a hung simulation.
 CLI_TIMEOUT_S: Final = 300.0
+# A hub start (database creation, migration) is about a second; the bound catches a hang.
+START_TIMEOUT_S: Final = 30.0
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +89,33 @@ def test_sim_clock_only_moves_forward() -> None:
     clock.advance_to(start)
     assert clock() == start + dt.timedelta(minutes=5)
     assert clock.monotonic() == 300.0
+
+
+def test_speed_paces_the_day(config: CenterConfig, tmp_path: Path) -> None:
+    # At 900x the simulated clock can be at most 900 times the wall time past the opening
+    # (unpaced, this machine runs a day at thousands of times real time). A one-sided bound:
+    # the test never waits on how fast the machine is.
+    speed = 900.0
+    hall = pooled_hall(config, 6)
+    day = _Day(hall, tmp_path / "paced.db", DAY, 6, 3, faults=False, speed=speed)
+
+    async def run() -> tuple[float, float]:
+        loop = asyncio.get_running_loop()
+        task = asyncio.create_task(day.simulate(arrivals(config, DAY, 3, hall), [], []))
+        async with asyncio.timeout(START_TIMEOUT_S):
+            while day._paced is None:  # noqa: ASYNC110 - polls the simulation's own state
+                await asyncio.sleep(0.05)
+        started, sim_started = loop.time(), day.clock.now
+        await asyncio.sleep(1.0)
+        walked = loop.time() - started
+        advanced = (day.clock.now - sim_started).total_seconds()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return walked, advanced
+
+    walked, advanced = asyncio.run(run())
+    assert 0 < advanced <= speed * (walked + 0.25)
 
 
 def test_staffing_counts() -> None:
@@ -186,6 +217,7 @@ def test_cli_refuses_bad_input_and_creates_nothing(tmp_path: Path) -> None:
         (["--day", "2026-13-01"], "YYYY-MM-DD"),
         (["--day", "2026-12-01", "--windows", "0"], "--windows"),
         (["--day", "2026-12-01", "--days", "0"], "--days"),
+        (["--day", "2026-12-01", "--speed", "0"], "--speed"),
     ]
     for extra, word in cases:
         result = subprocess.run(
