@@ -316,6 +316,7 @@ class _Day:
         self.open_cases: list[str] = []
         self.paused: set[int] = set()
         self.closed: set[int] = set()
+        self.last_out: dt.datetime | None = None  # when the last clerk signed out
         self.finish_by = dt.datetime.combine(day, LAST_CALL, self.tz)
 
     def push(self, at: dt.datetime, kind: Kind, data: Any = None) -> None:
@@ -375,7 +376,8 @@ class _Day:
             self.open_cases = [c.id for c in cases if c.state is CaseState.OPEN]
         finally:
             await self.stop_hub()
-        self.run.simulated_s = (self.clock.now - opened).total_seconds()
+        # The hall's working day: the first sign-in to the last sign-out.
+        self.run.simulated_s = ((self.last_out or self.clock.now) - opened).total_seconds()
         self.run.wall_s = time.perf_counter() - wall
         return self.run
 
@@ -388,6 +390,7 @@ class _Day:
     async def _sign_out(self, number: int) -> None:
         await self.exec(lambda t: self.hub_engine().close_window(t, number, _staff(number)))
         self.closed.add(number)
+        self.last_out = self.clock.now
 
     def hub_engine(self) -> Engine:
         assert self.hub is not None
