@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 from qcall import __version__
 from qcall.cli_reports import add_report_parsers as _report_parsers
+from qcall.cli_simulate import add_simulate_parser as _simulate_parser
 from qcall.config import CenterConfig, load_config
 from qcall.errors import ConfigError, DatabaseCorrupt, DatabaseInUse, StorageError
 from qcall.model import Role
@@ -185,6 +186,7 @@ def _parser() -> argparse.ArgumentParser:
     revoke.set_defaults(handler=_token_revoke)
 
     _report_parsers(sub)
+    _simulate_parser(sub)
 
     emulate = sub.add_parser(
         "emulate",
