@@ -100,6 +100,7 @@ class WindowRun:
     staff: str | None = None
     paused: bool = False
     pause_reason: str = ""
+    paused_since: str = ""  # ISO time of the pause (the supervisor's pause-limit alert)
     current: str | None = None
     last_finished: str | None = None
     held: list[str] = field(default_factory=list)
@@ -1557,11 +1558,13 @@ class Engine:
         window = self._run(data["window"])
         window.paused = True
         window.pause_reason = data["reason"]
+        window.paused_since = event.at.isoformat()
 
     def _apply_resumed(self, event: Event, data: Mapping[str, Any]) -> None:
         window = self._run(data["window"])
         window.paused = False
         window.pause_reason = ""
+        window.paused_since = ""
 
     def _apply_case_opened(self, event: Event, data: Mapping[str, Any]) -> None:
         self.case_counter += 1

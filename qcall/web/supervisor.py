@@ -1,0 +1,317 @@
+"""The supervisor's page: the live hall, its alerts and the supervisor's actions.
+
+State → view → HTML: :func:`hall_view` turns the engine's state at a moment into a frozen
+:class:`HallView` (windows, lines, devices, alerts); the templates only lay it out. Alerts are
+a pure function of that state and the time, so the page shows a wait crossing its target as
+soon as the clock passes it, without an event.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from aiohttp import web
+
+from qcall.config import CenterConfig
+from qcall.engine import Engine
+from qcall.errors import Conflict
+from qcall.model import Role, TicketState, WindowState
+from qcall.web import views
+from qcall.web.catalog import N_
+from qcall.web.security import NAVIGATION, NavItem, WebContext, guarded
+
+_LOGGER = logging.getLogger(__name__)
+
+SUPERVISORS: Final = frozenset({Role.SUPERVISOR, Role.ADMIN})
+# The page re-reads its live part this often even without events: waits cross their target
+# and pauses their limit by the clock alone.
+POLL_S: Final = 5
+# A device in one of these states cannot do its work.
+DOWN_STATES: Final = frozenset({"offline", "failed", "disconnected"})
+# A printer reporting one of these words in its detail is out of paper.
+PAPER_WORDS: Final = ("paper", "纸")
+# The longest waiting tickets listed (with their cancel and move buttons) per service.
+LONGEST_LISTED: Final = 5
+
+NAVIGATION.append(NavItem("/supervisor/", N_("Supervisor"), SUPERVISORS))
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """Something the supervisor should act on; ``key`` identifies it while it lasts."""
+
+    key: str
+    kind: str  # long_wait, long_pause, unserved, device_offline, paper_out
+    zh: str
+    en: str
+
+    def text(self, lang: str) -> str:
+        """The alert in ``lang``."""
+        return self.zh if lang == "zh" else self.en
+
+
+@dataclass(frozen=True, slots=True)
+class WindowRow:
+    """One window as the supervisor sees it."""
+
+    number: int
+    type_label: str
+    state: WindowState
+    state_label: str
+    staff: str
+    staff_name: str
+    services: tuple[views.Named, ...]
+    ticket: str
+    ticket_state: str
+    since: str  # ISO time the current ticket was called (the page counts from it)
+    pause_reason: str
+    can_close: bool
+
+
+@dataclass(frozen=True, slots=True)
+class WaitingTicket:
+    """A waiting ticket the supervisor may cancel or move."""
+
+    id: str
+    number: str
+    queued_at: str
+    wait_min: int
+    over_target: bool
+
+
+@dataclass(frozen=True, slots=True)
+class LineRow:
+    """One service's line."""
+
+    service: views.Named
+    waiting: int
+    longest_min: int
+    target_min: int
+    over_target: bool
+    served_now: bool
+    longest: tuple[WaitingTicket, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRow:
+    """A device or lobby screen and its last reported state."""
+
+    name: str
+    state: str
+    detail: str
+    since: str
+    down: bool
+
+
+@dataclass(frozen=True, slots=True)
+class HallView:
+    """Everything the supervisor page shows at one moment."""
+
+    day: str
+    now: str
+    windows: tuple[WindowRow, ...]
+    lines: tuple[LineRow, ...]
+    devices: tuple[DeviceRow, ...]
+    alerts: tuple[Alert, ...]
+    services: tuple[views.Named, ...]
+
+
+def _minutes(seconds: float) -> int:
+    return max(0, int(seconds // 60))
+
+
+def hall_view(
+    engine: Engine,
+    config: CenterConfig,
+    now: dt.datetime,
+    names: Mapping[str, str],
+    *,
+    pause_limit_min: int,
+) -> HallView:
+    """The live hall and its alerts at ``now`` (pure: engine state and the time only)."""
+    alerts: list[Alert] = []
+    windows: list[WindowRow] = []
+    for number, run in sorted(engine.windows.items()):
+        cfg = next((w for w in config.windows if w.number == number), None)
+        if cfg is None:
+            continue
+        state = engine.window_state(number)
+        current = engine.tickets[run.current] if run.current else None
+        since = current.called_at.isoformat() if current and current.called_at else ""
+        windows.append(
+            WindowRow(
+                number=number,
+                type_label=views.WINDOW_TYPE_LABELS.get(str(cfg.type), str(cfg.type)),
+                state=state,
+                state_label=views.WINDOW_STATE_LABELS[state],
+                staff=run.staff or "",
+                staff_name=names.get(run.staff or "", ""),
+                services=tuple(
+                    views.named(s)
+                    for s in (config.service(i) for i in engine.window_services(number))
+                    if s is not None
+                ),
+                ticket=current.number if current else "",
+                ticket_state=views.TICKET_STATE_LABELS[current.state] if current else "",
+                since=since,
+                pause_reason=run.pause_reason if run.paused else "",
+                can_close=run.staff is not None and current is None,
+            )
+        )
+        if run.paused and run.paused_since:
+            paused_min = _minutes(
+                (now - dt.datetime.fromisoformat(run.paused_since)).total_seconds()
+            )
+            if paused_min >= pause_limit_min:
+                alerts.append(
+                    Alert(
+                        f"long_pause:{number}",
+                        "long_pause",
+                        f"{number} 号窗口已暂停 {paused_min} 分钟（上限 {pause_limit_min} 分钟）",
+                        f"Window {number} has been paused for {paused_min} min "
+                        f"(limit {pause_limit_min} min)",
+                    )
+                )
+    waiting_by_service: dict[str, list[WaitingTicket]] = {}
+    for ticket in engine.tickets.values():
+        if ticket.state is not TicketState.WAITING:
+            continue
+        service = config.service(ticket.service)
+        target = service.target_wait_min if service else 0
+        wait_s = (now - ticket.issued_at).total_seconds()
+        waiting_by_service.setdefault(ticket.service, []).append(
+            WaitingTicket(
+                ticket.id,
+                ticket.number,
+                ticket.issued_at.isoformat(),
+                _minutes(wait_s),
+                bool(target) and wait_s >= target * 60,
+            )
+        )
+    lines: list[LineRow] = []
+    for service in config.services:
+        waiting = sorted(waiting_by_service.get(service.id, []), key=lambda t: t.queued_at)
+        longest = waiting[0].wait_min if waiting else 0
+        over = [t for t in waiting if t.over_target]
+        served = engine.served_now(service, now)
+        lines.append(
+            LineRow(
+                service=views.named(service),
+                waiting=len(waiting),
+                longest_min=longest,
+                target_min=service.target_wait_min,
+                over_target=bool(over),
+                served_now=served,
+                longest=tuple(waiting[:LONGEST_LISTED]),
+            )
+        )
+        if over:
+            alerts.append(
+                Alert(
+                    f"long_wait:{service.id}",
+                    "long_wait",
+                    f"{service.name_zh}：{len(over)} 人等候超过 {service.target_wait_min} 分钟"
+                    f"（最长 {longest} 分钟，{waiting[0].number} 号）",
+                    f"{service.name_en}: {len(over)} waiting longer than "
+                    f"{service.target_wait_min} min (longest {longest} min, {waiting[0].number})",
+                )
+            )
+        if waiting and not served:
+            alerts.append(
+                Alert(
+                    f"unserved:{service.id}",
+                    "unserved",
+                    f"{service.name_zh}：{len(waiting)} 人等候，但没有开放的窗口办理",
+                    f"{service.name_en}: {len(waiting)} waiting but no open window serves it",
+                )
+            )
+    devices: list[DeviceRow] = []
+    for name, known in sorted(engine.devices.items()):
+        reported, detail = str(known["state"]), str(known.get("detail", ""))
+        down = reported in DOWN_STATES
+        devices.append(DeviceRow(name, reported, detail, str(known.get("since", "")), down))
+        if down:
+            alerts.append(
+                Alert(
+                    f"device_offline:{name}",
+                    "device_offline",
+                    f"设备离线：{name}（{reported}）{detail}",
+                    f"Device offline: {name} ({reported}) {detail}".rstrip(),
+                )
+            )
+        elif "printer" in name and any(w in detail.lower() for w in PAPER_WORDS):
+            alerts.append(
+                Alert(
+                    f"paper_out:{name}",
+                    "paper_out",
+                    f"打印机缺纸：{name}：{detail}",
+                    f"Printer out of paper: {name}: {detail}",
+                )
+            )
+    return HallView(
+        day=engine.day.isoformat() if engine.day else "",
+        now=now.isoformat(),
+        windows=tuple(windows),
+        lines=tuple(lines),
+        devices=tuple(devices),
+        alerts=tuple(alerts),
+        services=tuple(views.named(s) for s in config.services),
+    )
+
+
+# --------------------------------------------------------------------------- routes
+
+
+def setup_routes(app: web.Application) -> None:
+    """Add the supervisor page, its live part and its own actions."""
+    router = app.router
+    router.add_get("/supervisor", _slash)
+    router.add_get("/supervisor/", supervisor_page)
+    router.add_get("/supervisor/live", supervisor_fragment)
+    router.add_post("/supervisor/windows/{n:\\d+}/close", close_window)
+
+
+async def _slash(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPPermanentRedirect(request.path + "/")
+
+
+async def _view(ctx: WebContext) -> HallView:
+    hub = ctx.hub
+    names = await hub.read(hub.reader.staff_names)
+    return hall_view(
+        hub.engine,
+        hub.config,
+        hub.now(),
+        names,
+        pause_limit_min=hub.config.hub.pause_alert_minutes,
+    )
+
+
+@guarded(SUPERVISORS)
+async def supervisor_page(ctx: WebContext) -> web.StreamResponse:
+    """``GET /supervisor/``: the live hall, alerts, today's charts and exports."""
+    return ctx.render("supervisor.html", view=await _view(ctx), poll_s=POLL_S)
+
+
+@guarded(SUPERVISORS, api=True)
+async def supervisor_fragment(ctx: WebContext) -> web.StreamResponse:
+    """``GET /supervisor/live``: the live part (swapped in after events and every few s)."""
+    return ctx.render("_supervisor_live.html", view=await _view(ctx))
+
+
+@guarded(SUPERVISORS, api=True)
+async def close_window(ctx: WebContext) -> web.StreamResponse:
+    """``POST /supervisor/windows/{n}/close``: close a window a clerk left open (idle only)."""
+    hub = ctx.hub
+    number = int(ctx.request.match_info["n"])
+    run = hub.engine.windows.get(number)
+    holder = run.staff if run is not None else None
+    if holder is None:
+        raise Conflict(f"window {number} is not open", f"{number} 号窗口未开启", code="not_open")
+    await hub.execute(lambda now: hub.engine.close_window(now, number, holder))
+    _LOGGER.info("supervisor %s closed window %d left open by %s", ctx.staff, number, holder)
+    return web.json_response({"window": hub.engine.window_view(number)})
