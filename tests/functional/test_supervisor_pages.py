@@ -70,6 +70,8 @@ async def _sign_in(browser: Any, served: Served, path: str) -> Any:
 async def test_a_supervisor_sees_alerts_appear_and_acts_on_them(served: Served) -> None:
     from playwright.async_api import expect
 
+    expect.set_options(timeout=PAGE_TIMEOUT_MS)  # the page re-reads its live part every 5 s
+
     hub, clock = served.hub, served.clock
     ticket = await hub.execute(lambda now: hub.engine.issue(now, "social"))
     await hub.execute(lambda now: hub.engine.open_window(now, 1, "c1"))
@@ -127,6 +129,8 @@ async def test_a_supervisor_sees_alerts_appear_and_acts_on_them(served: Served) 
 async def test_a_long_pause_and_a_printer_out_of_paper_are_alerts(served: Served) -> None:
     from playwright.async_api import expect
 
+    expect.set_options(timeout=PAGE_TIMEOUT_MS)  # the page re-reads its live part every 5 s
+
     hub, clock = served.hub, served.clock
     await hub.execute(lambda now: hub.engine.open_window(now, 2, "c2"))
     await hub.execute(lambda now: hub.engine.pause(now, 2, "c2", "meeting"))
@@ -153,6 +157,8 @@ async def test_the_public_page_needs_no_login_shows_no_person_and_is_cacheable(
     served: Served,
 ) -> None:
     from playwright.async_api import expect
+
+    expect.set_options(timeout=PAGE_TIMEOUT_MS)  # the page re-reads its live part every 5 s
 
     hub = served.hub
     for _ in range(3):
