@@ -99,6 +99,11 @@ async def test_a_supervisor_sees_alerts_appear_and_acts_on_them(served: Served) 
         await expect(offline).to_be_visible()
         await expect(offline).to_contain_text("设备离线")
         await expect(page.locator('tr[data-device="bus:display@11"]')).to_contain_text("offline")
+        # Today's charts come from the reports' own SVG routes and draw (no broken image).
+        for chart in ("hourly", "ratings"):
+            image = page.locator(f'img[src^="/web/api/v1/reports/charts/{chart}"]')
+            await expect(image).to_have_js_property("complete", True)
+            assert await image.evaluate("img => img.naturalWidth") > 0, chart
         await shot(page, "supervisor-zh-1366")
 
         await page.get_by_role("link", name="English").click()
