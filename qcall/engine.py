@@ -235,6 +235,8 @@ class Engine:
         self.handle_s = {s.id: s.handle_time_min * 60.0 for s in config.services}
         self.recent_calls: deque[dict[str, Any]] = deque(maxlen=RECENT_CALLS)
         self.devices: dict[str, dict[str, Any]] = {}
+        # The supervisor's alerts the log has announced and not yet cleared, by key.
+        self.alerts: dict[str, dict[str, Any]] = {}
         self._order = 0
         self._lines: dict[tuple[str, bool], _Line] = {
             (s, lane): _Line() for s in self._services for lane in (True, False)
@@ -796,6 +798,14 @@ class Engine:
             now, EventType.DEVICE_STATE, {"device": device, "state": state, "detail": detail}
         )
 
+    def sync_alerts(self, now: dt.datetime, current: Mapping[str, Mapping[str, Any]]) -> None:
+        """Announce the alerts that began and clear those that ended (``current`` by key)."""
+        for key in sorted(self.alerts.keys() - current.keys()):
+            self._emit(now, EventType.ALERT_CLEARED, {"key": key, "kind": self.alerts[key]["kind"]})
+        for key, data in current.items():
+            if key not in self.alerts:
+                self._emit(now, EventType.ALERT_RAISED, dict(data))
+
     # ----------------------------------------------------------------- queries
 
     def ticket(self, ticket_id: str) -> Ticket:
@@ -952,6 +962,7 @@ class Engine:
             "handle_s": dict(self.handle_s),
             "recent_calls": list(self.recent_calls),
             "devices": dict(self.devices),
+            "alerts": dict(self.alerts),
             "order": self._order,
         }
 
@@ -966,6 +977,7 @@ class Engine:
         self.handle_s.update(snap["handle_s"])
         self.recent_calls.extend(snap["recent_calls"])
         self.devices = dict(snap["devices"])
+        self.alerts = dict(snap.get("alerts", {}))  # older snapshots have none
         self._order = int(snap["order"])
         for raw in snap["windows"]:
             self.windows[raw["number"]] = WindowRun(**raw)
@@ -1601,6 +1613,12 @@ class Engine:
             "since": event.at.isoformat(),
         }
 
+    def _apply_alert_raised(self, event: Event, data: Mapping[str, Any]) -> None:
+        self.alerts[data["key"]] = dict(data) | {"since": event.at.isoformat()}
+
+    def _apply_alert_cleared(self, event: Event, data: Mapping[str, Any]) -> None:
+        self.alerts.pop(data["key"], None)
+
 
 _APPLY: Final[dict[EventType, Callable[[Engine, Event, Mapping[str, Any]], None]]] = {
     EventType.DAY_OPENED: Engine._apply_day_opened,
@@ -1625,6 +1643,8 @@ _APPLY: Final[dict[EventType, Callable[[Engine, Event, Mapping[str, Any]], None]
     EventType.CASE_PICKED_UP: Engine._apply_case_picked_up,
     EventType.INQUIRY_LOGGED: Engine._apply_nothing,
     EventType.DEVICE_STATE: Engine._apply_device_state,
+    EventType.ALERT_RAISED: Engine._apply_alert_raised,
+    EventType.ALERT_CLEARED: Engine._apply_alert_cleared,
 }
 
 _STATE_ZH: Final = {

@@ -19,6 +19,7 @@ from qcall.auth import Logins
 from qcall.clock import ForwardClock
 from qcall.config import CenterConfig
 from qcall.dblock import DatabaseLock
+from qcall.alerts import current_alerts
 from qcall.engine import Engine
 from qcall.errors import DatabaseCorrupt, QcallError, StorageError
 from qcall.events import Event, EventBus, EventType
@@ -36,6 +37,8 @@ T = TypeVar("T")
 
 # The day rolls over at local midnight; checking twice a minute keeps the lag small and cheap.
 DAY_TICK_INTERVAL_S: Final = 30.0
+# The supervisor's alerts are re-evaluated this often (a wait crosses its target by the clock).
+ALERT_CHECK_S: Final = 5.0
 # Positive token look-ups are cached this long; revocation (logout) clears the entry at once.
 TOKEN_CACHE_S: Final = 60.0
 # Revocations and disabled accounts made by another process (the CLI) reach the token cache
@@ -143,6 +146,7 @@ class Hub:
         self._journal_task = self.create_task(self._journal(), "journal", critical=True)
         self.create_task(self._checkpoint_loop(), "checkpoint", critical=True)
         self.create_task(self._day_ticker(), "day-ticker")
+        self.create_task(self._alert_watch(), "alert-watch")
         self.create_task(self._auth_watch(), "auth-watch")
         self.create_task(self._sweep_sessions(), "session-sweep")
         self.create_task(self.logins.run(), "logins")
@@ -441,6 +445,19 @@ class Hub:
             except QcallError:
                 if not self._closing:
                     _LOGGER.exception("day rollover failed")
+
+    async def _alert_watch(self) -> None:
+        def sync(now: dt.datetime) -> None:
+            current = {a.key: a.to_data() for a in current_alerts(self.engine, now)}
+            self.engine.sync_alerts(now, current)
+
+        while True:
+            await asyncio.sleep(ALERT_CHECK_S)
+            try:
+                await self.execute(sync)
+            except QcallError:
+                if not self._closing:
+                    _LOGGER.exception("alert check failed")
 
     # ----------------------------------------------------------------- auth
 

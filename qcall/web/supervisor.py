@@ -16,6 +16,7 @@ from typing import Final
 
 from aiohttp import web
 
+from qcall.alerts import DOWN_STATES, Alert, current_alerts
 from qcall.config import CenterConfig
 from qcall.engine import Engine
 from qcall.errors import Conflict
@@ -30,28 +31,10 @@ SUPERVISORS: Final = frozenset({Role.SUPERVISOR, Role.ADMIN})
 # The page re-reads its live part this often even without events: waits cross their target
 # and pauses their limit by the clock alone.
 POLL_S: Final = 5
-# A device in one of these states cannot do its work.
-DOWN_STATES: Final = frozenset({"offline", "failed", "disconnected"})
-# A printer reporting one of these words in its detail is out of paper.
-PAPER_WORDS: Final = ("paper", "纸")
 # The longest waiting tickets listed (with their cancel and move buttons) per service.
 LONGEST_LISTED: Final = 5
 
 NAVIGATION.append(NavItem("/supervisor/", N_("Supervisor"), SUPERVISORS))
-
-
-@dataclass(frozen=True, slots=True)
-class Alert:
-    """Something the supervisor should act on; ``key`` identifies it while it lasts."""
-
-    key: str
-    kind: str  # long_wait, long_pause, unserved, device_offline, paper_out
-    zh: str
-    en: str
-
-    def text(self, lang: str) -> str:
-        """The alert in ``lang``."""
-        return self.zh if lang == "zh" else self.en
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,11 +112,8 @@ def hall_view(
     config: CenterConfig,
     now: dt.datetime,
     names: Mapping[str, str],
-    *,
-    pause_limit_min: int,
 ) -> HallView:
     """The live hall and its alerts at ``now`` (pure: engine state and the time only)."""
-    alerts: list[Alert] = []
     windows: list[WindowRow] = []
     for number, run in sorted(engine.windows.items()):
         cfg = next((w for w in config.windows if w.number == number), None)
@@ -162,20 +142,6 @@ def hall_view(
                 can_close=run.staff is not None and current is None,
             )
         )
-        if run.paused and run.paused_since:
-            paused_min = _minutes(
-                (now - dt.datetime.fromisoformat(run.paused_since)).total_seconds()
-            )
-            if paused_min >= pause_limit_min:
-                alerts.append(
-                    Alert(
-                        f"long_pause:{number}",
-                        "long_pause",
-                        f"{number} 号窗口已暂停 {paused_min} 分钟（上限 {pause_limit_min} 分钟）",
-                        f"Window {number} has been paused for {paused_min} min "
-                        f"(limit {pause_limit_min} min)",
-                    )
-                )
     waiting_by_service: dict[str, list[WaitingTicket]] = {}
     for ticket in engine.tickets.values():
         if ticket.state is not TicketState.WAITING:
@@ -209,56 +175,18 @@ def hall_view(
                 longest=tuple(waiting[:LONGEST_LISTED]),
             )
         )
-        if over:
-            alerts.append(
-                Alert(
-                    f"long_wait:{service.id}",
-                    "long_wait",
-                    f"{service.name_zh}：{len(over)} 人等候超过 {service.target_wait_min} 分钟"
-                    f"（最长 {longest} 分钟，{waiting[0].number} 号）",
-                    f"{service.name_en}: {len(over)} waiting longer than "
-                    f"{service.target_wait_min} min (longest {longest} min, {waiting[0].number})",
-                )
-            )
-        if waiting and not served:
-            alerts.append(
-                Alert(
-                    f"unserved:{service.id}",
-                    "unserved",
-                    f"{service.name_zh}：{len(waiting)} 人等候，但没有开放的窗口办理",
-                    f"{service.name_en}: {len(waiting)} waiting but no open window serves it",
-                )
-            )
     devices: list[DeviceRow] = []
     for name, known in sorted(engine.devices.items()):
         reported, detail = str(known["state"]), str(known.get("detail", ""))
         down = reported in DOWN_STATES
         devices.append(DeviceRow(name, reported, detail, str(known.get("since", "")), down))
-        if down:
-            alerts.append(
-                Alert(
-                    f"device_offline:{name}",
-                    "device_offline",
-                    f"设备离线：{name}（{reported}）{detail}",
-                    f"Device offline: {name} ({reported}) {detail}".rstrip(),
-                )
-            )
-        elif "printer" in name and any(w in detail.lower() for w in PAPER_WORDS):
-            alerts.append(
-                Alert(
-                    f"paper_out:{name}",
-                    "paper_out",
-                    f"打印机缺纸：{name}：{detail}",
-                    f"Printer out of paper: {name}: {detail}",
-                )
-            )
     return HallView(
         day=engine.day.isoformat() if engine.day else "",
         now=now.isoformat(),
         windows=tuple(windows),
         lines=tuple(lines),
         devices=tuple(devices),
-        alerts=tuple(alerts),
+        alerts=current_alerts(engine, now),
         services=tuple(views.named(s) for s in config.services),
     )
 
@@ -287,7 +215,6 @@ async def _view(ctx: WebContext) -> HallView:
         hub.config,
         hub.now(),
         names,
-        pause_limit_min=hub.config.hub.pause_alert_minutes,
     )
 
 

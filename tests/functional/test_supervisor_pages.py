@@ -7,6 +7,7 @@ languages at 1366×768 are saved as test artifacts.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 from aiohttp import web
 
 from qcall.api import build_app
+from qcall.events import Event
 from qcall.hub import Hub
 from qcall.model import Role
 from tests.common import Clock, make_config
@@ -23,6 +25,8 @@ from tests.functional.conftest import PIN, _free_port
 from tests.functional.staffweb import PAGE_TIMEOUT_MS, chromium, shot
 
 WINDOW_1366 = {"width": 1366, "height": 768}
+# The hub's alert watch runs every ALERT_CHECK_S (5 s); this bounds a hung one.
+ALERT_EVENT_TIMEOUT_S = 20.0
 SUPERVISOR = "sup9"
 
 
@@ -67,6 +71,24 @@ async def _sign_in(browser: Any, served: Served, path: str) -> Any:
     return page
 
 
+async def _announced(served: Served, kind: str, key: str) -> None:
+    """Wait until an ``alert.raised``/``alert.cleared`` event for ``key`` was published."""
+    found = asyncio.Event()
+
+    def watch(event: Event) -> None:
+        if str(event.type) == kind and event.data.get("key") == key:
+            found.set()
+
+    unsubscribe = served.hub.bus.subscribe(watch)
+    try:
+        for event in await served.hub.events_after(0):
+            watch(event)
+        async with asyncio.timeout(ALERT_EVENT_TIMEOUT_S):
+            await found.wait()
+    finally:
+        unsubscribe()
+
+
 async def test_a_supervisor_sees_alerts_appear_and_acts_on_them(served: Served) -> None:
     from playwright.async_api import expect
 
@@ -105,6 +127,9 @@ async def test_a_supervisor_sees_alerts_appear_and_acts_on_them(served: Served) 
             await expect(image).to_have_js_property("complete", True)
             assert await image.evaluate("img => img.naturalWidth") > 0, chart
         await shot(page, "supervisor-zh-1366")
+        # Both were announced as events (the event stream and webhooks carry them).
+        await _announced(served, "alert.raised", "long_wait:social")
+        await _announced(served, "alert.raised", "device_offline:bus:display@11")
 
         await page.get_by_role("link", name="English").click()
         await expect(page.locator('[data-alert="long_wait:social"]')).to_contain_text(
@@ -128,6 +153,8 @@ async def test_a_supervisor_sees_alerts_appear_and_acts_on_them(served: Served) 
         # The device comes back: its alert goes.
         await hub.execute(lambda now: hub.engine.device_state(now, "bus:display@11", "ready"))
         await expect(page.locator("[data-no-alerts]")).to_be_visible()
+        await _announced(served, "alert.cleared", "long_wait:social")
+        await _announced(served, "alert.cleared", "device_offline:bus:display@11")
         assert page.errors == []
 
 
