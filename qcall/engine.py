@@ -632,6 +632,34 @@ class Engine:
         """Send the current ticket to another service or window; returns the new entry."""
         window = self._acting(now, number, staff)
         ticket = self._current(window)
+        return self._send(now, ticket, number, staff, service_id, window_number, position)
+
+    def move(
+        self,
+        now: dt.datetime,
+        ticket_id: str,
+        staff: str,
+        *,
+        service_id: str | None = None,
+        window_number: int | None = None,
+        position: Position = Position.LAST,
+    ) -> Ticket:
+        """A supervisor sends a waiting ticket to another service or window (new entry)."""
+        self.tick(now)
+        ticket = self.ticket(ticket_id)
+        self._require_state(ticket, TicketState.WAITING)
+        return self._send(now, ticket, None, staff, service_id, window_number, position)
+
+    def _send(
+        self,
+        now: dt.datetime,
+        ticket: Ticket,
+        from_window: int | None,
+        staff: str,
+        service_id: str | None,
+        window_number: int | None,
+        position: Position,
+    ) -> Ticket:
         if (service_id is None) == (window_number is None):
             raise BadRequest(
                 "give exactly one of service or window", "请指定转移目标：业务或窗口（二选一）"
@@ -648,7 +676,7 @@ class Engine:
             target_service = target.id
         if window_number is not None:
             self._window(window_number)
-            if window_number == number:
+            if window_number == from_window:
                 raise Conflict(
                     "cannot transfer to the same window", "不能转移到本窗口", code="same_window"
                 )
@@ -666,7 +694,7 @@ class Engine:
                 "id": ticket.id,
                 "number": ticket.number,
                 "new_id": new_id,
-                "from_window": number,
+                "from_window": from_window,
                 "service": target_service,
                 "window": window_number,
                 "position": str(position),
@@ -1486,7 +1514,10 @@ class Engine:
 
     def _apply_transferred(self, event: Event, data: Mapping[str, Any]) -> None:
         old = self.tickets[data["id"]]
-        self._run(data["from_window"]).current = None
+        if data["from_window"] is None:  # a waiting ticket moved by a supervisor
+            self._dequeue(old)
+        else:
+            self._run(data["from_window"]).current = None
         old.state = TicketState.TRANSFERRED
         old.finished_at = event.at
         old.transferred_to = data["new_id"]

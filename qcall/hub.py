@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 from zoneinfo import ZoneInfo
 
 from qcall import __version__
+from qcall.alerts import current_alerts
 from qcall.auth import Logins
 from qcall.clock import ForwardClock
 from qcall.config import CenterConfig
 from qcall.dblock import DatabaseLock
-from qcall.alerts import current_alerts
 from qcall.engine import Engine
 from qcall.errors import DatabaseCorrupt, QcallError, StorageError
 from qcall.events import Event, EventBus, EventType

@@ -67,6 +67,19 @@ class WaitingTicket:
 
 
 @dataclass(frozen=True, slots=True)
+class Target:
+    """Where a waiting ticket may be moved: ``service:<id>`` or ``window:<n>``."""
+
+    value: str
+    zh: str
+    en: str
+
+    def name(self, lang: str) -> str:
+        """The target in ``lang``."""
+        return self.zh if lang == "zh" else self.en
+
+
+@dataclass(frozen=True, slots=True)
 class LineRow:
     """One service's line."""
 
@@ -77,6 +90,7 @@ class LineRow:
     over_target: bool
     served_now: bool
     longest: tuple[WaitingTicket, ...]
+    targets: tuple[Target, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +187,7 @@ def hall_view(
                 over_target=bool(over),
                 served_now=served,
                 longest=tuple(waiting[:LONGEST_LISTED]),
+                targets=_targets(engine, config, service.id),
             )
         )
     devices: list[DeviceRow] = []
@@ -189,6 +204,22 @@ def hall_view(
         alerts=current_alerts(engine, now),
         services=tuple(views.named(s) for s in config.services),
     )
+
+
+def _targets(engine: Engine, config: CenterConfig, service_id: str) -> tuple[Target, ...]:
+    """The other lines of the same kind, then the windows serving this service."""
+    kind = next(s.kind for s in config.services if s.id == service_id)
+    services = [
+        Target(f"service:{s.id}", s.name_zh, s.name_en)
+        for s in config.services
+        if s.id != service_id and s.kind is kind
+    ]
+    windows = [
+        Target(f"window:{n}", f"{n} 号窗口", f"Window {n}")
+        for n in sorted(engine.windows)
+        if service_id in engine.window_services(n)
+    ]
+    return tuple(services + windows)
 
 
 # --------------------------------------------------------------------------- routes

@@ -144,6 +144,18 @@ async def test_a_supervisor_sees_alerts_appear_and_acts_on_them(served: Served) 
         assert hub.engine.windows[1].staff is None
         await expect(page.locator('[data-alert="unserved:social"]')).to_be_visible()
 
+        # Move a waiting ticket to another service's line: it keeps its number.
+        second = await hub.execute(lambda now: hub.engine.issue(now, "social"))
+        await expect(social.locator("td.num").first).to_have_text("2")
+        await page.get_by_label(f"Move {second.number} to").select_option(label="Service medical")
+        await page.get_by_role("button", name=f"Move {second.number}").click()
+        medical = page.locator('tr[data-service="medical"]')
+        await expect(medical.locator("td.num").first).to_have_text("1")
+        await expect(medical).to_contain_text(second.number)
+        await expect(social.locator("td.num").first).to_have_text("1")
+        assert hub.engine.tickets[f"{second.id}.1"].service == "medical"
+        await hub.execute(lambda now: hub.engine.cancel(now, f"{second.id}.1"))
+
         # Cancel the long-waiting ticket: its alerts go.
         await page.get_by_role("button", name=f"Cancel {ticket.number}").click()
         await expect(page.locator('[data-alert="long_wait:social"]')).to_have_count(0)

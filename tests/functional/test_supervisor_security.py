@@ -12,6 +12,7 @@ from tests.functional.staffweb import WebSession, admin_account
 
 Open = Callable[..., Awaitable[WebSession]]
 CLOSE = "/supervisor/windows/1/close"
+MOVE = "/web/api/v1/tickets/T-none/move"
 
 
 @pytest.fixture
@@ -49,6 +50,8 @@ async def test_each_role_and_none_on_the_supervisor_page_and_its_action(
     assert (await clerk.get("/supervisor/live"))[0] == 403
     status, body = await clerk.act(CLOSE)
     assert (status, body["error"]["code"]) == (403, "forbidden_role")
+    status, body = await clerk.act(MOVE, {"service": "medical"})
+    assert (status, body["error"]["code"]) == (403, "forbidden_role")
 
     for staff in ("sup1", admin_account(hub)):
         member = await web(staff)
@@ -60,6 +63,10 @@ async def test_each_role_and_none_on_the_supervisor_page_and_its_action(
         # Window 1 is not open: the action is refused with a reason, nothing changes.
         status, body = await member.act(CLOSE)
         assert (status, body["error"]["code"]) == (409, "not_open"), staff
+        status, body = await member.act(MOVE, {"service": "x", "window": 1})
+        assert status == 400, staff
+        status, body = await member.act(MOVE, {"window": 1})
+        assert (status, body["error"]["code"]) == (404, "no_ticket"), staff
 
     bearer = await web()
     for role in ("kiosk", "display", "integration", "admin"):
