@@ -76,7 +76,8 @@ def current_alerts(engine: Engine, now: dt.datetime) -> tuple[Alert, ...]:
         first_at, first_number = line[0]
         longest = _minutes((now - first_at).total_seconds())
         target = service.target_wait_min
-        over = sum(1 for at, _ in line if (now - at).total_seconds() >= target * 60)
+        target_at = now - dt.timedelta(minutes=target)
+        over = sum(1 for at, _ in line if at <= target_at)
         if over:
             alerts.append(
                 Alert(

@@ -9,6 +9,7 @@ soon as the clock passes it, without an event.
 from __future__ import annotations
 
 import datetime as dt
+import heapq
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from aiohttp import web
 
 from qcall.alerts import DOWN_STATES, Alert, current_alerts
 from qcall.config import CenterConfig
-from qcall.engine import Engine
+from qcall.engine import Engine, Ticket
 from qcall.errors import Conflict
 from qcall.model import Role, TicketState, WindowState
 from qcall.web import views
@@ -61,7 +62,7 @@ class WaitingTicket:
 
     id: str
     number: str
-    queued_at: str
+    issued_at: str
     wait_min: int
     over_target: bool
 
@@ -156,37 +157,37 @@ def hall_view(
                 can_close=run.staff is not None and current is None,
             )
         )
-    waiting_by_service: dict[str, list[WaitingTicket]] = {}
+    # Only counts and the few longest waits are shown: objects for those alone (a hall may
+    # hold hundreds waiting and the page is re-read after every burst of events).
+    waiting_by_service: dict[str, list[tuple[dt.datetime, Ticket]]] = {}
     for ticket in engine.tickets.values():
-        if ticket.state is not TicketState.WAITING:
-            continue
-        service = config.service(ticket.service)
-        target = service.target_wait_min if service else 0
-        wait_s = (now - ticket.issued_at).total_seconds()
-        waiting_by_service.setdefault(ticket.service, []).append(
+        if ticket.state is TicketState.WAITING:
+            waiting_by_service.setdefault(ticket.service, []).append((ticket.issued_at, ticket))
+    lines: list[LineRow] = []
+    for service in config.services:
+        waiting = waiting_by_service.get(service.id, [])
+        target_at = now - dt.timedelta(minutes=service.target_wait_min)
+        longest = tuple(
             WaitingTicket(
                 ticket.id,
                 ticket.number,
-                ticket.issued_at.isoformat(),
-                _minutes(wait_s),
-                bool(target) and wait_s >= target * 60,
+                issued_at.isoformat(),
+                _minutes((now - issued_at).total_seconds()),
+                issued_at <= target_at,
+            )
+            for issued_at, ticket in heapq.nsmallest(
+                LONGEST_LISTED, waiting, key=lambda entry: entry[0]
             )
         )
-    lines: list[LineRow] = []
-    for service in config.services:
-        waiting = sorted(waiting_by_service.get(service.id, []), key=lambda t: t.queued_at)
-        longest = waiting[0].wait_min if waiting else 0
-        over = [t for t in waiting if t.over_target]
-        served = engine.served_now(service, now)
         lines.append(
             LineRow(
                 service=views.named(service),
                 waiting=len(waiting),
-                longest_min=longest,
+                longest_min=longest[0].wait_min if longest else 0,
                 target_min=service.target_wait_min,
-                over_target=bool(over),
-                served_now=served,
-                longest=tuple(waiting[:LONGEST_LISTED]),
+                over_target=bool(longest) and longest[0].over_target,
+                served_now=engine.served_now(service, now),
+                longest=longest,
                 targets=_targets(engine, config, service.id),
             )
         )
