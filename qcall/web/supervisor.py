@@ -20,7 +20,7 @@ from aiohttp import web
 from qcall.alerts import DOWN_STATES, Alert, current_alerts
 from qcall.config import CenterConfig
 from qcall.engine import Engine, Ticket
-from qcall.errors import Conflict
+from qcall.errors import Conflict, NotFound
 from qcall.model import Role, TicketState, WindowState
 from qcall.web import views
 from qcall.web.catalog import N_
@@ -268,7 +268,9 @@ async def close_window(ctx: WebContext) -> web.StreamResponse:
     hub = ctx.hub
     number = int(ctx.request.match_info["n"])
     run = hub.engine.windows.get(number)
-    holder = run.staff if run is not None else None
+    if run is None:
+        raise NotFound(f"no window {number}", f"没有 {number} 号窗口", code="no_window")
+    holder = run.staff
     if holder is None:
         raise Conflict(f"window {number} is not open", f"{number} 号窗口未开启", code="not_open")
     await hub.execute(lambda now: hub.engine.close_window(now, number, holder))

@@ -63,6 +63,8 @@ async def test_each_role_and_none_on_the_supervisor_page_and_its_action(
         # Window 1 is not open: the action is refused with a reason, nothing changes.
         status, body = await member.act(CLOSE)
         assert (status, body["error"]["code"]) == (409, "not_open"), staff
+        status, body = await member.act("/supervisor/windows/99/close")
+        assert (status, body["error"]["code"]) == (404, "no_window"), staff
         status, body = await member.act(MOVE, {"service": "x", "window": 1})
         assert status == 400, staff
         status, body = await member.act(MOVE, {"window": 1})
