@@ -222,6 +222,8 @@ class Engine:
         self.seq = 0
         self.day: dt.date | None = None
         self.day_type: DayType | None = None
+        # Set when the day closed early (a supervisor closed it): nothing more is issued today.
+        self.day_closed = False
         self.tickets: dict[str, Ticket] = {}
         self.by_token: dict[str, str] = {}
         self.by_number: dict[str, str] = {}
@@ -276,7 +278,7 @@ class Engine:
         # (a stale clock at boot, then NTP) keeps the current day and its numbering.
         if self.day is not None and today <= self.day:
             return
-        if self.day is not None:
+        if self.day is not None and not self.day_closed:
             expired = [t.id for t in self.tickets.values() if t.state in ACTIVE_STATES]
             closed = [w.number for w in self.windows.values() if w.staff is not None]
             self._emit(
@@ -285,6 +287,36 @@ class Engine:
                 {"day": self.day.isoformat(), "expired": expired, "closed_windows": closed},
             )
         self._emit(now, EventType.DAY_OPENED, self._day_opened(today))
+
+    def close_day(self, now: dt.datetime, day: dt.date, staff: str) -> list[str]:
+        """A supervisor ends today's service early: waiting tickets expire, windows close.
+
+        ``day`` must be today (a stale page cannot close the next day). Refused while a
+        resident is at a window. Returns the ids of the tickets that expired.
+        """
+        self.tick(now)
+        if self.day != day or day != self.local(now).date():
+            raise Conflict(
+                f"{day} is not today's service day", f"{day} 不是今日服务日", code="not_today"
+            )
+        if self.day_closed:
+            raise Conflict("today is closed already", "今日已结束办理", code="day_closed")
+        busy = sorted(w.number for w in self.windows.values() if w.current is not None)
+        if busy:
+            listed = ", ".join(str(n) for n in busy)
+            raise Conflict(
+                f"a resident is still at window {listed}; finish there first",
+                f"{listed} 号窗口仍在办理，请先办结",
+                code="windows_busy",
+            )
+        expired = [t.id for t in self.tickets.values() if t.state in ACTIVE_STATES]
+        closed = sorted(w.number for w in self.windows.values() if w.staff is not None)
+        self._emit(
+            now,
+            EventType.DAY_CLOSED,
+            {"day": day.isoformat(), "expired": expired, "closed_windows": closed, "staff": staff},
+        )
+        return expired
 
     def resume_day(self, now: dt.datetime, day: dt.date, numbers: Mapping[str, int]) -> None:
         """Open ``day`` on a new log (after an accepted data loss), numbering on from ``numbers``.
@@ -356,6 +388,15 @@ class Engine:
         calendar = self.config.calendar
         # Before the next command rolls the day over, yesterday's counts and windows are stale.
         new_day = self.day is None or local.date() > self.day
+        if self.day_closed and not new_day:
+            opens = self._next_opening(service, local, include_today=False)
+            return Availability(
+                False,
+                UnavailableReason.CLOSED_TODAY,
+                f"今日已结束办理。{_opens_zh(opens)}",
+                f"Today's service has ended. {_opens_en(opens)}",
+                opens,
+            )
         day_type = calendar.day_type(local.date())
         hours = service.hours.get(day_type) if day_type is not DayType.CLOSED else None
         if hours is None:
@@ -482,6 +523,8 @@ class Engine:
         window = self._window(number)
         if window.staff == staff:
             return window
+        if self.day_closed:
+            raise Conflict("today is closed", "今日已结束办理", code="day_closed")
         if window.staff is not None:
             raise Forbidden(
                 f"window {number} is held by another staff member",
@@ -991,6 +1034,7 @@ class Engine:
             "recent_calls": list(self.recent_calls),
             "devices": dict(self.devices),
             "alerts": dict(self.alerts),
+            "day_closed": self.day_closed,
             "order": self._order,
         }
 
@@ -1006,6 +1050,7 @@ class Engine:
         self.recent_calls.extend(snap["recent_calls"])
         self.devices = dict(snap["devices"])
         self.alerts = dict(snap.get("alerts", {}))  # older snapshots have none
+        self.day_closed = bool(snap.get("day_closed", False))
         self._order = int(snap["order"])
         for raw in snap["windows"]:
             self.windows[raw["number"]] = WindowRun(**raw)
@@ -1403,6 +1448,7 @@ class Engine:
     def _apply_day_opened(self, event: Event, data: Mapping[str, Any]) -> None:
         self.day = dt.date.fromisoformat(data["day"])
         self.day_type = DayType(data["day_type"])
+        self.day_closed = False
         self.tickets.clear()
         self.by_token.clear()
         self.by_number.clear()
@@ -1425,6 +1471,7 @@ class Engine:
             del self.cases[case_id]
 
     def _apply_day_closed(self, event: Event, data: Mapping[str, Any]) -> None:
+        self.day_closed = True
         for ticket_id in data["expired"]:
             ticket = self.tickets[ticket_id]
             if ticket.state is TicketState.WAITING:

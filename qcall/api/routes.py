@@ -540,6 +540,23 @@ async def move_ticket(ctx: Context) -> web.StreamResponse:
     return json_response({"ticket": ticket_view(hub, ticket)})
 
 
+@route(
+    "POST",
+    f"{API}/day/close",
+    MANAGERS,
+    "A supervisor ends today's service early: waiting tickets expire, windows close",
+    body=schemas.CloseDay,
+    errors=(400, 409),
+    tag="windows",
+)
+async def close_day(ctx: Context) -> web.StreamResponse:
+    """Close today (``{day}`` must be today); nothing more is issued until tomorrow."""
+    hub, staff = ctx.hub, ctx.staff
+    body: schemas.CloseDay = ctx.body
+    expired = await hub.execute(lambda now: hub.engine.close_day(now, body.day, staff))
+    return json_response({"day": body.day.isoformat(), "expired": len(expired)})
+
+
 # --------------------------------------------------------------------------- windows
 
 

@@ -167,6 +167,15 @@ async def test_a_supervisor_sees_alerts_appear_and_acts_on_them(served: Served) 
         await expect(page.locator("[data-no-alerts]")).to_be_visible()
         await _announced(served, "alert.cleared", "long_wait:social")
         await _announced(served, "alert.cleared", "device_offline:bus:display@11")
+
+        # Close the day: what still waits expires, nothing more is issued today.
+        last = await hub.execute(lambda now: hub.engine.issue(now, "housing"))
+        await expect(page.locator('tr[data-service="housing"] td.num').first).to_have_text("1")
+        await page.get_by_role("button", name="Close the day").click()
+        await expect(page.locator('tr[data-service="housing"] td.num').first).to_have_text("0")
+        assert str(hub.engine.tickets[last.id].state) == "expired"
+        assert hub.engine.day_closed
+        await shot(page, "supervisor-day-closed-en-1366")
         assert page.errors == []
 
 

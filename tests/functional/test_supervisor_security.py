@@ -52,6 +52,8 @@ async def test_each_role_and_none_on_the_supervisor_page_and_its_action(
     assert (status, body["error"]["code"]) == (403, "forbidden_role")
     status, body = await clerk.act(MOVE, {"service": "medical"})
     assert (status, body["error"]["code"]) == (403, "forbidden_role")
+    status, body = await clerk.act("/web/api/v1/day/close", {"day": "2026-11-30"})
+    assert (status, body["error"]["code"]) == (403, "forbidden_role")
 
     for staff in ("sup1", admin_account(hub)):
         member = await web(staff)
@@ -65,6 +67,8 @@ async def test_each_role_and_none_on_the_supervisor_page_and_its_action(
         assert (status, body["error"]["code"]) == (409, "not_open"), staff
         status, body = await member.act("/supervisor/windows/99/close")
         assert (status, body["error"]["code"]) == (404, "no_window"), staff
+        status, body = await member.act("/web/api/v1/day/close", {"day": "1999-01-01"})
+        assert (status, body["error"]["code"]) == (409, "not_today"), staff
         status, body = await member.act(MOVE, {"service": "x", "window": 1})
         assert status == 400, staff
         status, body = await member.act(MOVE, {"window": 1})

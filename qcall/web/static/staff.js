@@ -311,6 +311,8 @@
     if (!form.dataset.actForm) return;
     event.preventDefault();
     if (busy) return;
+    const asks = event.submitter && event.submitter.dataset.confirm;
+    if (asks && !window.confirm(asks)) return;
     const payload = formPayload(form, event.submitter);
     const dialog = form.closest("dialog");
     if (dialog) dialog.close();
