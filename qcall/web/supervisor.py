@@ -110,6 +110,7 @@ class HallView:
     """Everything the supervisor page shows at one moment."""
 
     day: str
+    day_closed: bool
     now: str
     windows: tuple[WindowRow, ...]
     lines: tuple[LineRow, ...]
@@ -198,6 +199,7 @@ def hall_view(
         devices.append(DeviceRow(name, reported, detail, str(known.get("since", "")), down))
     return HallView(
         day=engine.day.isoformat() if engine.day else "",
+        day_closed=engine.day_closed,
         now=now.isoformat(),
         windows=tuple(windows),
         lines=tuple(lines),

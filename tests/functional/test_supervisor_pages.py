@@ -175,6 +175,9 @@ async def test_a_supervisor_sees_alerts_appear_and_acts_on_them(served: Served) 
         await expect(page.locator('tr[data-service="housing"] td.num').first).to_have_text("0")
         assert str(hub.engine.tickets[last.id].state) == "expired"
         assert hub.engine.day_closed
+        await page.reload()
+        await expect(page.get_by_text("The day is closed.")).to_be_visible()
+        await expect(page.get_by_role("button", name="Close the day")).to_have_count(0)
         await shot(page, "supervisor-day-closed-en-1366")
         assert page.errors == []
 
