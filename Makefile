@@ -52,6 +52,7 @@ bench: sysdeps $(STAMP) catalogs
 	$(PY) bench/display.py
 	$(PY) bench/kiosk.py
 	$(PY) bench/web.py
+	$(PY) bench/supervisor.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -180,7 +180,8 @@ class LobbyModel:
         elif kind in _ENDS_AT_WINDOW and window is not None:
             self._clear(int(window), data.get("id"))
         elif kind == "ticket.transferred":
-            self._clear(int(data["from_window"]), data.get("id"))
+            if data.get("from_window") is not None:  # None: moved while waiting
+                self._clear(int(data["from_window"]), data.get("id"))
         elif kind == "window.opened":
             self._update(int(window), open=True, paused=False)
         elif kind == "window.closed":

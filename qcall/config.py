@@ -287,6 +287,9 @@ class HubSettings(_Frozen):
     web_secure_cookie: bool = Field(
         default=False, description="mark the session cookie Secure (set when served over HTTPS)"
     )
+    pause_alert_minutes: int = Field(
+        default=20, ge=1, le=480, description="the supervisor is alerted to a pause this long"
+    )
 
     @field_validator("web_session_key")
     @classmethod

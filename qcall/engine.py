@@ -100,6 +100,7 @@ class WindowRun:
     staff: str | None = None
     paused: bool = False
     pause_reason: str = ""
+    paused_since: str = ""  # ISO time of the pause (the supervisor's pause-limit alert)
     current: str | None = None
     last_finished: str | None = None
     held: list[str] = field(default_factory=list)
@@ -221,6 +222,8 @@ class Engine:
         self.seq = 0
         self.day: dt.date | None = None
         self.day_type: DayType | None = None
+        # Set when the day closed early (a supervisor closed it): nothing more is issued today.
+        self.day_closed = False
         self.tickets: dict[str, Ticket] = {}
         self.by_token: dict[str, str] = {}
         self.by_number: dict[str, str] = {}
@@ -234,6 +237,8 @@ class Engine:
         self.handle_s = {s.id: s.handle_time_min * 60.0 for s in config.services}
         self.recent_calls: deque[dict[str, Any]] = deque(maxlen=RECENT_CALLS)
         self.devices: dict[str, dict[str, Any]] = {}
+        # The supervisor's alerts the log has announced and not yet cleared, by key.
+        self.alerts: dict[str, dict[str, Any]] = {}
         self._order = 0
         self._lines: dict[tuple[str, bool], _Line] = {
             (s, lane): _Line() for s in self._services for lane in (True, False)
@@ -273,7 +278,7 @@ class Engine:
         # (a stale clock at boot, then NTP) keeps the current day and its numbering.
         if self.day is not None and today <= self.day:
             return
-        if self.day is not None:
+        if self.day is not None and not self.day_closed:
             expired = [t.id for t in self.tickets.values() if t.state in ACTIVE_STATES]
             closed = [w.number for w in self.windows.values() if w.staff is not None]
             self._emit(
@@ -282,6 +287,36 @@ class Engine:
                 {"day": self.day.isoformat(), "expired": expired, "closed_windows": closed},
             )
         self._emit(now, EventType.DAY_OPENED, self._day_opened(today))
+
+    def close_day(self, now: dt.datetime, day: dt.date, staff: str) -> list[str]:
+        """A supervisor ends today's service early: waiting tickets expire, windows close.
+
+        ``day`` must be today (a stale page cannot close the next day). Refused while a
+        resident is at a window. Returns the ids of the tickets that expired.
+        """
+        self.tick(now)
+        if self.day != day or day != self.local(now).date():
+            raise Conflict(
+                f"{day} is not today's service day", f"{day} 不是今日服务日", code="not_today"
+            )
+        if self.day_closed:
+            raise Conflict("today is closed already", "今日已结束办理", code="day_closed")
+        busy = sorted(w.number for w in self.windows.values() if w.current is not None)
+        if busy:
+            listed = ", ".join(str(n) for n in busy)
+            raise Conflict(
+                f"a resident is still at window {listed}; finish there first",
+                f"{listed} 号窗口仍在办理，请先办结",
+                code="windows_busy",
+            )
+        expired = [t.id for t in self.tickets.values() if t.state in ACTIVE_STATES]
+        closed = sorted(w.number for w in self.windows.values() if w.staff is not None)
+        self._emit(
+            now,
+            EventType.DAY_CLOSED,
+            {"day": day.isoformat(), "expired": expired, "closed_windows": closed, "staff": staff},
+        )
+        return expired
 
     def resume_day(self, now: dt.datetime, day: dt.date, numbers: Mapping[str, int]) -> None:
         """Open ``day`` on a new log (after an accepted data loss), numbering on from ``numbers``.
@@ -353,6 +388,15 @@ class Engine:
         calendar = self.config.calendar
         # Before the next command rolls the day over, yesterday's counts and windows are stale.
         new_day = self.day is None or local.date() > self.day
+        if self.day_closed and not new_day:
+            opens = self._next_opening(service, local, include_today=False)
+            return Availability(
+                False,
+                UnavailableReason.CLOSED_TODAY,
+                f"今日已结束办理。{_opens_zh(opens)}",
+                f"Today's service has ended. {_opens_en(opens)}",
+                opens,
+            )
         day_type = calendar.day_type(local.date())
         hours = service.hours.get(day_type) if day_type is not DayType.CLOSED else None
         if hours is None:
@@ -479,6 +523,8 @@ class Engine:
         window = self._window(number)
         if window.staff == staff:
             return window
+        if self.day_closed:
+            raise Conflict("today is closed", "今日已结束办理", code="day_closed")
         if window.staff is not None:
             raise Forbidden(
                 f"window {number} is held by another staff member",
@@ -629,6 +675,34 @@ class Engine:
         """Send the current ticket to another service or window; returns the new entry."""
         window = self._acting(now, number, staff)
         ticket = self._current(window)
+        return self._send(now, ticket, number, staff, service_id, window_number, position)
+
+    def move(
+        self,
+        now: dt.datetime,
+        ticket_id: str,
+        staff: str,
+        *,
+        service_id: str | None = None,
+        window_number: int | None = None,
+        position: Position = Position.LAST,
+    ) -> Ticket:
+        """A supervisor sends a waiting ticket to another service or window (new entry)."""
+        self.tick(now)
+        ticket = self.ticket(ticket_id)
+        self._require_state(ticket, TicketState.WAITING)
+        return self._send(now, ticket, None, staff, service_id, window_number, position)
+
+    def _send(
+        self,
+        now: dt.datetime,
+        ticket: Ticket,
+        from_window: int | None,
+        staff: str,
+        service_id: str | None,
+        window_number: int | None,
+        position: Position,
+    ) -> Ticket:
         if (service_id is None) == (window_number is None):
             raise BadRequest(
                 "give exactly one of service or window", "请指定转移目标：业务或窗口（二选一）"
@@ -645,7 +719,7 @@ class Engine:
             target_service = target.id
         if window_number is not None:
             self._window(window_number)
-            if window_number == number:
+            if window_number == from_window:
                 raise Conflict(
                     "cannot transfer to the same window", "不能转移到本窗口", code="same_window"
                 )
@@ -663,7 +737,7 @@ class Engine:
                 "id": ticket.id,
                 "number": ticket.number,
                 "new_id": new_id,
-                "from_window": number,
+                "from_window": from_window,
                 "service": target_service,
                 "window": window_number,
                 "position": str(position),
@@ -794,6 +868,14 @@ class Engine:
         self._emit(
             now, EventType.DEVICE_STATE, {"device": device, "state": state, "detail": detail}
         )
+
+    def sync_alerts(self, now: dt.datetime, current: Mapping[str, Mapping[str, Any]]) -> None:
+        """Announce the alerts that began and clear those that ended (``current`` by key)."""
+        for key in sorted(self.alerts.keys() - current.keys()):
+            self._emit(now, EventType.ALERT_CLEARED, {"key": key, "kind": self.alerts[key]["kind"]})
+        for key, data in current.items():
+            if key not in self.alerts:
+                self._emit(now, EventType.ALERT_RAISED, dict(data))
 
     # ----------------------------------------------------------------- queries
 
@@ -951,6 +1033,8 @@ class Engine:
             "handle_s": dict(self.handle_s),
             "recent_calls": list(self.recent_calls),
             "devices": dict(self.devices),
+            "alerts": dict(self.alerts),
+            "day_closed": self.day_closed,
             "order": self._order,
         }
 
@@ -965,6 +1049,8 @@ class Engine:
         self.handle_s.update(snap["handle_s"])
         self.recent_calls.extend(snap["recent_calls"])
         self.devices = dict(snap["devices"])
+        self.alerts = dict(snap.get("alerts", {}))  # older snapshots have none
+        self.day_closed = bool(snap.get("day_closed", False))
         self._order = int(snap["order"])
         for raw in snap["windows"]:
             self.windows[raw["number"]] = WindowRun(**raw)
@@ -1362,6 +1448,7 @@ class Engine:
     def _apply_day_opened(self, event: Event, data: Mapping[str, Any]) -> None:
         self.day = dt.date.fromisoformat(data["day"])
         self.day_type = DayType(data["day_type"])
+        self.day_closed = False
         self.tickets.clear()
         self.by_token.clear()
         self.by_number.clear()
@@ -1384,6 +1471,7 @@ class Engine:
             del self.cases[case_id]
 
     def _apply_day_closed(self, event: Event, data: Mapping[str, Any]) -> None:
+        self.day_closed = True
         for ticket_id in data["expired"]:
             ticket = self.tickets[ticket_id]
             if ticket.state is TicketState.WAITING:
@@ -1473,7 +1561,10 @@ class Engine:
 
     def _apply_transferred(self, event: Event, data: Mapping[str, Any]) -> None:
         old = self.tickets[data["id"]]
-        self._run(data["from_window"]).current = None
+        if data["from_window"] is None:  # a waiting ticket moved by a supervisor
+            self._dequeue(old)
+        else:
+            self._run(data["from_window"]).current = None
         old.state = TicketState.TRANSFERRED
         old.finished_at = event.at
         old.transferred_to = data["new_id"]
@@ -1557,11 +1648,13 @@ class Engine:
         window = self._run(data["window"])
         window.paused = True
         window.pause_reason = data["reason"]
+        window.paused_since = event.at.isoformat()
 
     def _apply_resumed(self, event: Event, data: Mapping[str, Any]) -> None:
         window = self._run(data["window"])
         window.paused = False
         window.pause_reason = ""
+        window.paused_since = ""
 
     def _apply_case_opened(self, event: Event, data: Mapping[str, Any]) -> None:
         self.case_counter += 1
@@ -1598,6 +1691,12 @@ class Engine:
             "since": event.at.isoformat(),
         }
 
+    def _apply_alert_raised(self, event: Event, data: Mapping[str, Any]) -> None:
+        self.alerts[data["key"]] = dict(data) | {"since": event.at.isoformat()}
+
+    def _apply_alert_cleared(self, event: Event, data: Mapping[str, Any]) -> None:
+        self.alerts.pop(data["key"], None)
+
 
 _APPLY: Final[dict[EventType, Callable[[Engine, Event, Mapping[str, Any]], None]]] = {
     EventType.DAY_OPENED: Engine._apply_day_opened,
@@ -1622,6 +1721,8 @@ _APPLY: Final[dict[EventType, Callable[[Engine, Event, Mapping[str, Any]], None]
     EventType.CASE_PICKED_UP: Engine._apply_case_picked_up,
     EventType.INQUIRY_LOGGED: Engine._apply_nothing,
     EventType.DEVICE_STATE: Engine._apply_device_state,
+    EventType.ALERT_RAISED: Engine._apply_alert_raised,
+    EventType.ALERT_CLEARED: Engine._apply_alert_cleared,
 }
 
 _STATE_ZH: Final = {

@@ -43,6 +43,8 @@ class EventType(StrEnum):
     DEVICE_STATE = "device.state"
     DAY_OPENED = "day.opened"
     DAY_CLOSED = "day.closed"
+    ALERT_RAISED = "alert.raised"
+    ALERT_CLEARED = "alert.cleared"
 
 
 @dataclass(frozen=True, slots=True)

@@ -185,8 +185,9 @@ class Hall:
         ):
             # The ticket left the window: its display and keypad show the window's state now.
             number = data["from_window"] if kind is EventType.TICKET_TRANSFERRED else data["window"]
-            self._show_window(number)
-            self._dirty.add(number)
+            if number is not None:  # None: a waiting ticket moved by a supervisor
+                self._show_window(number)
+                self._dirty.add(number)
             if kind is EventType.TICKET_TRANSFERRED and data.get("window") is not None:
                 self._dirty.add(data["window"])
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 from zoneinfo import ZoneInfo
 
 from qcall import __version__
+from qcall.alerts import current_alerts
 from qcall.auth import Logins
 from qcall.clock import ForwardClock
 from qcall.config import CenterConfig
@@ -36,6 +37,8 @@ T = TypeVar("T")
 
 # The day rolls over at local midnight; checking twice a minute keeps the lag small and cheap.
 DAY_TICK_INTERVAL_S: Final = 30.0
+# The supervisor's alerts are re-evaluated this often (a wait crosses its target by the clock).
+ALERT_CHECK_S: Final = 5.0
 # Positive token look-ups are cached this long; revocation (logout) clears the entry at once.
 TOKEN_CACHE_S: Final = 60.0
 # Revocations and disabled accounts made by another process (the CLI) reach the token cache
@@ -145,6 +148,7 @@ class Hub:
         self._journal_task = self.create_task(self._journal(), "journal", critical=True)
         self.create_task(self._checkpoint_loop(), "checkpoint", critical=True)
         self.create_task(self._day_ticker(), "day-ticker")
+        self.create_task(self._alert_watch(), "alert-watch")
         self.create_task(self._auth_watch(), "auth-watch")
         self.create_task(self._sweep_sessions(), "session-sweep")
         self.create_task(self.logins.run(), "logins")
@@ -443,6 +447,19 @@ class Hub:
             except QcallError:
                 if not self._closing:
                     _LOGGER.exception("day rollover failed")
+
+    async def _alert_watch(self) -> None:
+        def sync(now: dt.datetime) -> None:
+            current = {a.key: a.to_data() for a in current_alerts(self.engine, now)}
+            self.engine.sync_alerts(now, current)
+
+        while True:
+            await asyncio.sleep(ALERT_CHECK_S)
+            try:
+                await self.execute(sync)
+            except QcallError:
+                if not self._closing:
+                    _LOGGER.exception("alert check failed")
 
     # ----------------------------------------------------------------- auth
 

@@ -514,6 +514,49 @@ async def cancel_ticket(ctx: Context) -> web.StreamResponse:
     return json_response({"ticket": ticket_view(hub, ticket)})
 
 
+@route(
+    "POST",
+    f"{API}/tickets/{{id}}/move",
+    MANAGERS,
+    "A supervisor moves a waiting ticket to another service or window (转移)",
+    body=schemas.Transfer,
+    errors=(400, 404, 409),
+)
+async def move_ticket(ctx: Context) -> web.StreamResponse:
+    """Send a waiting ticket to another line; it keeps its number (a new entry, as a transfer)."""
+    hub, staff = ctx.hub, ctx.staff
+    body: schemas.Transfer = ctx.body
+    ticket_id = ctx.request.match_info["id"]
+    ticket = await hub.execute(
+        lambda now: hub.engine.move(
+            now,
+            ticket_id,
+            staff,
+            service_id=body.service,
+            window_number=body.window,
+            position=body.position,
+        )
+    )
+    return json_response({"ticket": ticket_view(hub, ticket)})
+
+
+@route(
+    "POST",
+    f"{API}/day/close",
+    MANAGERS,
+    "A supervisor ends today's service early: waiting tickets expire, windows close",
+    body=schemas.CloseDay,
+    errors=(400, 409),
+    tag="windows",
+)
+async def close_day(ctx: Context) -> web.StreamResponse:
+    """Close today (``{day}`` must be today); nothing more is issued until tomorrow."""
+    hub, staff = ctx.hub, ctx.staff
+    body: schemas.CloseDay = ctx.body
+    expired = await hub.execute(lambda now: hub.engine.close_day(now, body.day, staff))
+    return json_response({"day": body.day.isoformat(), "expired": len(expired)})
+
+
 # --------------------------------------------------------------------------- windows
 
 

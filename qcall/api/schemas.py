@@ -46,6 +46,12 @@ class CallNumber(Body):
     number: str = Field(min_length=2, max_length=8, pattern=r"^[A-Za-z]{1,2}\d{1,4}$")
 
 
+class CloseDay(Body):
+    """``POST /day/close``: the day to close, which must be today (a confirmation)."""
+
+    day: dt.date
+
+
 class Pause(Body):
     """``POST /windows/{n}/pause``."""
 

@@ -89,6 +89,15 @@ def _scope_title(report: Report, lang: str) -> str:
     return f"{pick(lang, report.center_zh, report.center_en)} {period(report)}"
 
 
+def _add_wait(chart: pygal.Line, lang: str, minutes: list[float | None]) -> None:
+    # The mean wait on the right axis, once some ticket has been called: pygal cannot scale
+    # an axis whose every value is unknown (a morning with arrivals and no call yet).
+    if any(value is not None for value in minutes):
+        chart.add(
+            pick(lang, "平均等候(分，右轴)", "Mean wait (min, right axis)"), minutes, secondary=True
+        )
+
+
 def hourly_chart(report: Report, lang: str = "zh") -> str:
     """Arrivals and mean wait by clock hour."""
     title = pick(lang, "分时段取号量与平均等候", "Arrivals and mean wait by hour")
@@ -102,11 +111,7 @@ def hourly_chart(report: Report, lang: str = "zh") -> str:
     chart.x_labels = [f"{row.hour:02d}:00" for row in report.hours]
     if report.hours:
         chart.add(pick(lang, "取号", "Arrivals"), [row.arrivals for row in report.hours])
-        chart.add(
-            pick(lang, "平均等候(分，右轴)", "Mean wait (min, right axis)"),
-            [_minutes(row.wait.mean_s) for row in report.hours],
-            secondary=True,
-        )
+        _add_wait(chart, lang, [_minutes(row.wait.mean_s) for row in report.hours])
     return str(chart.render(is_unicode=True))
 
 
@@ -143,11 +148,7 @@ def trend_chart(report: Report, lang: str = "zh") -> str:
     if any(row.figures.issued or row.figures.served for row in report.days):
         chart.add(pick(lang, "取号", "Issued"), [row.figures.issued for row in report.days])
         chart.add(pick(lang, "办结", "Served"), [row.figures.served for row in report.days])
-        chart.add(
-            pick(lang, "平均等候(分，右轴)", "Mean wait (min, right axis)"),
-            [_minutes(row.figures.wait.mean_s) for row in report.days],
-            secondary=True,
-        )
+        _add_wait(chart, lang, [_minutes(row.figures.wait.mean_s) for row in report.days])
     return str(chart.render(is_unicode=True))
 
 

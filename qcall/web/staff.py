@@ -34,7 +34,7 @@ _LOGGER = logging.getLogger(__name__)
 # Where each role lands after signing in (supervisor and admin pages come with issue 11).
 HOME: Final[dict[Role, str]] = {
     Role.CLERK: "/staff/",
-    Role.SUPERVISOR: "/staff/",
+    Role.SUPERVISOR: "/supervisor/",
     Role.ADMIN: "/staff/",
 }
 # The pages a sign-in may return to.
@@ -42,6 +42,7 @@ PAGES: Final[dict[str, frozenset[Role]]] = {
     "/staff/": WINDOW_STAFF,
     "/desk/": ISSUERS & WINDOW_STAFF,
     "/backoffice/": WINDOW_STAFF,
+    "/supervisor/": frozenset({Role.SUPERVISOR, Role.ADMIN}),
 }
 MAX_QUERY: Final = 40
 NAVIGATION.extend(

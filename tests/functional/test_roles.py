@@ -10,7 +10,8 @@ here. Readings of the design where it is terse:
   a window. Admins are technicians and do not call tickets.
 - "kiosk, clerk" on ``POST /tickets`` means the kiosk and window/desk staff (the consultation
   desk issues tickets for residents who do not use the kiosk).
-- "supervisor" on reports is management: supervisors, and admins above them.
+- "supervisor" on reports (and on moving a waiting ticket, closing the day) is management:
+  supervisors, and admins above them.
 - Routes not in the §6 table: ``/logout`` (any token holder revokes its own token), staff
   ``cancel`` and ``/inquiries`` (the desk's first-inquiry log) are window staff;
   ``/track/{token}/cancel`` is public (the tracking link is the credential).
@@ -49,6 +50,8 @@ EXPECTED: Final[dict[tuple[str, str], frozenset[str] | None]] = {
     ("GET", "/api/v1/tickets/{id}"): EVERY_ROLE,
     ("POST", "/api/v1/tickets/{id}/reactivate"): WINDOW_STAFF,
     ("POST", "/api/v1/tickets/{id}/cancel"): WINDOW_STAFF,
+    ("POST", "/api/v1/tickets/{id}/move"): MANAGEMENT,
+    ("POST", "/api/v1/day/close"): MANAGEMENT,
     ("POST", "/api/v1/windows/{n}/open"): WINDOW_STAFF,
     ("POST", "/api/v1/windows/{n}/close"): WINDOW_STAFF,
     ("POST", "/api/v1/windows/{n}/next"): WINDOW_STAFF,
@@ -96,6 +99,8 @@ PROBES: Final[dict[tuple[str, str], tuple[str, Any]]] = {
     ("GET", "/api/v1/tickets/{id}"): ("/api/v1/tickets/no-such-ticket", None),
     ("POST", "/api/v1/tickets/{id}/reactivate"): ("/api/v1/tickets/no-such/reactivate", {}),
     ("POST", "/api/v1/tickets/{id}/cancel"): ("/api/v1/tickets/no-such/cancel", None),
+    ("POST", "/api/v1/tickets/{id}/move"): ("/api/v1/tickets/no-such/move", {}),
+    ("POST", "/api/v1/day/close"): ("/api/v1/day/close", {}),
     **{
         ("POST", f"/api/v1/windows/{{n}}/{action}"): (f"{_UNKNOWN_WINDOW}/{action}", body)
         for action, body in (

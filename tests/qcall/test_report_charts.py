@@ -132,3 +132,23 @@ def test_charts_render_in_chromium(report: Report, month: Month) -> None:
             dark = sum(grey.histogram()[:128])
             # axes, text and lines: a blank or broken render has (almost) no dark pixels
             assert dark > 2000, (stem, dark)
+
+
+@pytest.mark.parametrize("name", ["hourly", "trend"])
+def test_a_morning_with_arrivals_and_nothing_served_yet_draws_its_chart(name: str) -> None:
+    # Tickets issued, none called: every mean wait is unknown (None). The chart still draws
+    # the arrivals (the supervisor page shows it from the first ticket of the day).
+    from qcall.engine import Engine
+    from tests.common import Clock, make_config
+
+    config = make_config()
+    engine, clock = Engine(config), Clock()
+    for _ in range(2):
+        engine.issue(clock.advance(minutes=3), "social")
+    events = engine.drain()
+    day = clock.now.date()
+    kind = "monthly" if name == "trend" else "daily"
+    report = build_report(config, events, day, day, kind=kind)
+    drawn = series(chart_svg(name, report, "en"))
+    assert drawn[next(t for t in drawn if t.startswith(("Arrivals", "Issued")))] == ["2"]
+    assert not any(title.startswith("Mean wait") for title in drawn)

@@ -345,3 +345,35 @@ async def test_a_new_webhook_starts_at_the_present(tmp_path: Path, receiver: Rec
     assert receiver.seqs == [history + 1, history + 2]
     assert receiver.attempts == receiver.seqs
     assert [d.event["data"]["number"] for d in receiver.accepted] == ["A005", "A006"]
+
+
+# ----------------------------------------------------------------------------- alerts
+
+
+async def test_supervisor_alerts_are_posted_when_they_begin_and_end(
+    tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from qcall import hub as hub_module
+
+    monkeypatch.setattr(hub_module, "ALERT_CHECK_S", 0.05)
+    clock = Clock()
+    config = hooked(receiver, events=["alert.raised", "alert.cleared"])
+    hub = Hub(config, tmp_path / "h.db", clock=clock)
+    await hub.start()
+    try:
+        await some_traffic(hub, 1)
+        [ticket] = hub.engine.tickets.values()
+        clock.advance(minutes=31)  # past the service's 30-minute target
+        await until(lambda: len(receiver.accepted) == 1, "the alert")
+        await hub.execute(lambda now: hub.engine.cancel(now, ticket.id))
+        await until(lambda: len(receiver.accepted) == 2, "the alert's end")
+    finally:
+        await hub.stop()
+    raised, cleared = (d.event for d in receiver.accepted)
+    assert raised["type"] == "alert.raised"
+    assert raised["data"]["key"] == "long_wait:social"
+    assert raised["data"]["kind"] == "long_wait"
+    assert "30 min" in raised["data"]["message_en"]
+    assert "30 分钟" in raised["data"]["message_zh"]
+    assert (cleared["type"], cleared["data"]["key"]) == ("alert.cleared", "long_wait:social")
+    assert all(d.signature_ok for d in receiver.accepted)

@@ -7,6 +7,8 @@
   const csrf = document.querySelector('meta[name="csrf-token"]').content;
   const liveUrl = body.dataset.live || "";
   const idleS = Number(body.dataset.idleS || 0);
+  // Pages whose live part changes with the clock alone (the supervisor's alerts) re-read it.
+  const pollS = Number(body.dataset.pollS || 0);
   // Reconnect backoff of the event stream: quick at first, never more than 5 s apart.
   const RECONNECT_MS = [250, 1000, 2000, 5000];
   // Events arriving together cause one refresh.
@@ -294,6 +296,7 @@
       event.preventDefault();
       if (button.disabled || busy) return;
       if (button.dataset.dialog) return openDialog(button.dataset.dialog, button);
+      if (button.dataset.confirm && !window.confirm(button.dataset.confirm)) return;
       const payload = button.dataset.body ? JSON.parse(button.dataset.body) : {};
       run(button.dataset.act, payload, button);
       return;
@@ -308,6 +311,8 @@
     if (!form.dataset.actForm) return;
     event.preventDefault();
     if (busy) return;
+    const asks = event.submitter && event.submitter.dataset.confirm;
+    if (asks && !window.confirm(asks)) return;
     const payload = formPayload(form, event.submitter);
     const dialog = form.closest("dialog");
     if (dialog) dialog.close();
@@ -393,5 +398,6 @@
   tick();
   setInterval(tick, 1000);
   setInterval(idleCheck, 5000);
+  if (pollS) setInterval(refresh, pollS * 1000);
   connect(0);
 })();
