@@ -28,7 +28,7 @@ qcall/web/locale/%/LC_MESSAGES/qcall.mo: qcall/web/locale/%/LC_MESSAGES/qcall.po
 # After changing a page's text: extract, merge into the .po files, translate, commit.
 messages: $(STAMP)
 	$(VENV)/bin/pybabel extract -F babel.cfg -k N_ --no-location --sort-output --project qcall -o qcall/web/locale/qcall.pot .
-	$(VENV)/bin/pybabel update -D qcall -i qcall/web/locale/qcall.pot -d qcall/web/locale --no-location
+	$(VENV)/bin/pybabel update -D qcall -i qcall/web/locale/qcall.pot -d qcall/web/locale
 
 # Debian packages the tests and demo use (speech, CJK font, serial pty pairs, audio checks).
 sysdeps:
