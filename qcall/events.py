@@ -43,6 +43,12 @@ class EventType(StrEnum):
     DEVICE_STATE = "device.state"
     DAY_OPENED = "day.opened"
     DAY_CLOSED = "day.closed"
+    SETTINGS_CHANGED = "settings.changed"
+    AUDIT_RECORDED = "audit.recorded"
+
+
+# The events the admin's audit log lists (who, when, what, before -> after).
+AUDIT_TYPES: Final = (EventType.SETTINGS_CHANGED, EventType.AUDIT_RECORDED)
 
 
 @dataclass(frozen=True, slots=True)

@@ -73,7 +73,7 @@ class Hub:
         accept_data_loss: bool = False,
         config_path: str | Path | None = None,
     ) -> None:
-        self.config = config
+        self.base_config = config  # the TOML file; ``config`` adds the admin's overrides
         self.db_path = Path(db_path)
         self.tz = ZoneInfo(config.center.timezone)
         self.clock = clock or (lambda: dt.datetime.now(self.tz))
@@ -118,6 +118,11 @@ class Hub:
         self.lobby = LobbySource(config.lobby, Path(config_path) if config_path else None)
         self.screens = ScreenRegistry(self)
         self.figures = FiguresCache()
+
+    @property
+    def config(self) -> CenterConfig:
+        """The effective configuration: the TOML file with the settings edited in the pages."""
+        return self.engine.config
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -288,7 +293,7 @@ class Hub:
             self.store.close()
             self.recovered = self.store.recover(err.message_en)
             self.store.close()
-            self.engine = Engine(self.config)
+            self.engine = Engine(self.base_config)
             self._open_and_replay()
         self.committed_seq = self.engine.seq
         self.now.start_after(self.store.last_event_at())
@@ -297,7 +302,7 @@ class Hub:
     def _open_and_replay(self) -> None:
         """Open the writer and rebuild the state; only real damage counts as corruption."""
         self.store.open_writer()
-        self.engine = rebuild_engine(self.config, self.store)
+        self.engine = rebuild_engine(self.base_config, self.store)
 
     # ----------------------------------------------------------------- commands
 
