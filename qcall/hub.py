@@ -548,6 +548,12 @@ class Hub:
         for callback in list(self._revoke_watchers.get(token, ())):
             callback()
 
+    async def auth_changed(self) -> None:
+        """Apply at once a change this process made to accounts or tokens (admin pages)."""
+        self._revocations += 1
+        self._token_cache.clear()
+        await self._close_revoked_streams()
+
     async def _sweep_sessions(self) -> None:
         while True:
             await asyncio.sleep(SESSION_SWEEP_S)

@@ -18,7 +18,7 @@ from typing import Any, Final
 from pydantic import ValidationError
 
 from qcall.config import CenterConfig
-from qcall.errors import BadRequest
+from qcall.errors import BadRequest, NotFound
 from qcall.validation import problems_of
 
 SERVICE_PREFIX: Final = "service:"
@@ -41,9 +41,7 @@ def current_value(config: CenterConfig, key: str) -> Any:
         for service in data["services"]:
             if service["id"] == service_id:
                 return {name: service[name] for name in SERVICE_FIELDS}
-        raise BadRequest(
-            f"unknown service {service_id!r}", f"没有此事项：{service_id}", code="not_found"
-        )
+        raise NotFound(f"unknown service {service_id!r}", f"没有此事项：{service_id}")
     if key == CALENDAR_OVERRIDES:
         return data["calendar"]["overrides"]
     if key == LOBBY_NOTICES:

@@ -12,7 +12,7 @@ from aiohttp import web
 from aiohttp_session import session_middleware
 
 from qcall.hub import Hub
-from qcall.web import bridge, staff
+from qcall.web import admin, bridge, staff
 from qcall.web.catalog import LANGUAGES, translations
 from qcall.web.security import JINJA_KEYS, WEB_KEY, SessionCookies, WebState, install_key
 
@@ -38,6 +38,7 @@ def setup_web(app: web.Application, hub: Hub) -> None:
         )
     app.router.add_static("/web/static", STATIC_DIR, name="web-static")
     staff.setup_routes(app)
+    admin.setup_routes(app)
     bridge.mount(app)
     app.on_startup.append(install_key)
 

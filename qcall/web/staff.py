@@ -35,7 +35,7 @@ _LOGGER = logging.getLogger(__name__)
 HOME: Final[dict[Role, str]] = {
     Role.CLERK: "/staff/",
     Role.SUPERVISOR: "/staff/",
-    Role.ADMIN: "/staff/",
+    Role.ADMIN: "/admin/",
 }
 # The pages a sign-in may return to.
 PAGES: Final[dict[str, frozenset[Role]]] = {
