@@ -12,13 +12,15 @@ not applied: a config edit never costs the database.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
+import tomli_w
 from pydantic import ValidationError
 
 from qcall.config import CenterConfig
 from qcall.errors import BadRequest, NotFound
+from qcall.events import Event, EventType
 from qcall.validation import problems_of
 
 SERVICE_PREFIX: Final = "service:"
@@ -107,3 +109,22 @@ def stale(base: CenterConfig, overrides: Mapping[str, Any]) -> list[str]:
     """Override keys that name a service the configuration no longer has."""
     known = {service_key(s.id) for s in base.services}
     return sorted(k for k in overrides if k.startswith(SERVICE_PREFIX) and k not in known)
+
+
+def overrides_of(changes: Iterable[Event]) -> dict[str, Any]:
+    """The overrides a log's ``settings.changed`` events leave (what replay gives the engine)."""
+    overrides: dict[str, Any] = {}
+    for event in changes:
+        if event.type is EventType.SETTINGS_CHANGED:
+            overrides[str(event.data["key"])] = event.data["after"]
+    return overrides
+
+
+def export_toml(config: CenterConfig) -> str:
+    """The configuration as TOML text that loads back to the same configuration."""
+    data = config.model_dump(mode="json", exclude_none=True)
+    header = (
+        "# qcall configuration exported with `qcall config export`: the TOML file with the\n"
+        "# settings edited in the admin pages applied. / 导出的有效配置（含管理页面中的修改）。\n"
+    )
+    return header + tomli_w.dumps(data)

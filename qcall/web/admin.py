@@ -125,7 +125,8 @@ class ServiceRow:
 
 def _hours_text(hours: Mapping[str, Any], ctx: WebContext) -> str:
     parts = [
-        f"{ctx.gettext(DAY_TYPE_LABELS[str(d)])} {h['start']}–{h['end']}" for d, h in hours.items()
+        f"{ctx.gettext(DAY_TYPE_LABELS[str(d)])} {h['start'][:5]}–{h['end'][:5]}"
+        for d, h in hours.items()
     ]
     return "；".join(parts) if ctx.lang == "zh" else "; ".join(parts)
 
@@ -168,7 +169,7 @@ def _settings(
         calendar_text=calendar_text
         if calendar_text is not None
         else "\n".join(
-            " ".join(x for x in (o["date"], o["day_type"], o["note_zh"], o["note_en"]) if x)
+            " | ".join((o["date"], o["day_type"], o["note_zh"], o["note_en"])).rstrip(" |")
             for o in calendar
         ),
         notices_text=notices_text
@@ -179,14 +180,13 @@ def _settings(
 
 
 def _parse_calendar(text: str) -> list[dict[str, str]]:
-    """``YYYY-MM-DD day_type [中文说明] [English note]`` per line."""
+    """``YYYY-MM-DD | day_type | 中文说明 | English note`` per line (notes optional)."""
     overrides = []
     for line in _lines(text):
-        parts = line.split(maxsplit=3)
-        entry = {"date": parts[0], "day_type": parts[1] if len(parts) > 1 else ""}
-        entry["note_zh"] = parts[2] if len(parts) > 2 else ""
-        entry["note_en"] = parts[3] if len(parts) > 3 else ""
-        overrides.append(entry)
+        parts = [part.strip() for part in line.split("|", 3)] + ["", "", ""]
+        overrides.append(
+            {"date": parts[0], "day_type": parts[1], "note_zh": parts[2], "note_en": parts[3]}
+        )
     return overrides
 
 
@@ -255,7 +255,10 @@ def _service_form(
         service_id=service_id,
         name=service.name_zh if ctx.lang == "zh" else service.name_en,
         daily_cap=value["daily_cap"],
-        hours={d: value["hours"].get(d) or {"start": "", "end": ""} for d in OPEN_DAY_TYPES},
+        hours={
+            d: {k: v[:5] for k, v in (value["hours"].get(d) or {"start": "", "end": ""}).items()}
+            for d in OPEN_DAY_TYPES
+        },
         text_fields={f: notice[f] for f in TEXT_FIELDS},
         line_fields={f: "\n".join(notice[f]) for f in LINE_FIELDS},
         day_type_labels=DAY_TYPE_LABELS,
@@ -421,10 +424,14 @@ def _show(value: Any) -> str:
 
 
 def _changed_only(before: Any, after: Any) -> tuple[Any, Any]:
-    """For two mappings, only the keys whose values differ (a notice edit shows the edit)."""
+    """For two mappings, only what differs, at any depth (a notice edit shows the edit)."""
     if isinstance(before, Mapping) and isinstance(after, Mapping):
-        keys = [k for k in sorted(set(before) | set(after)) if before.get(k) != after.get(k)]
-        return {k: before.get(k) for k in keys}, {k: after.get(k) for k in keys}
+        old: dict[str, Any] = {}
+        new: dict[str, Any] = {}
+        for key in sorted(set(before) | set(after)):
+            if before.get(key) != after.get(key):
+                old[key], new[key] = _changed_only(before.get(key), after.get(key))
+        return old, new
     return before, after
 
 

@@ -142,7 +142,7 @@ async def test_a_new_token_works_and_a_revoked_one_is_refused_at_once(
     _, listing, _ = await admin.get("/admin/tokens")
     assert token.group(1) not in listing
     assert token_id.group(1) in listing
-    status, _, response = await admin.form(f"/admin/tokens/{token_id.group(1)}/revoke", {})
+    status, _, _ = await admin.form(f"/admin/tokens/{token_id.group(1)}/revoke", {})
     assert status == 303
     assert await _api_status(hub, token.group(1)) == 401
     _, audit, _ = await admin.get("/admin/audit?q=token")
@@ -182,7 +182,8 @@ async def test_accounts_added_disabled_and_reset_and_the_audit_names_who(
     status, text, _ = await admin.form("/admin/staff/new7", {"action": "reset_pin"})
     assert status == 200
     fresh = re.search(r'<code id="secret-value">(\d+)</code>', text)
-    assert fresh is not None and fresh.group(1) != pin.group(1)
+    assert fresh is not None
+    assert fresh.group(1) != pin.group(1)
     assert (await again.login("new7", fresh.group(1)))[0] == 303
     # The admin cannot lock themself out; a bad role is refused.
     status, text, _ = await admin.form(f"/admin/staff/{admin_id}", {"action": "disable"})
@@ -197,6 +198,42 @@ async def test_accounts_added_disabled_and_reset_and_the_audit_names_who(
     )
     assert [r[1] for r in rows] == ["重设密码", "启用账户", "停用账户", "新增账户"]
     assert {r[0] for r in rows} == {admin_id}
-    assert fresh.group(1) not in audit and pin.group(1) not in audit
+    assert fresh.group(1) not in audit
+    assert pin.group(1) not in audit
     _, other, _ = await admin.get("/admin/audit?actor=nobody")
     assert "new7" not in other
+
+
+async def test_calendar_overrides_and_lobby_notices_round_trip_and_reach_the_lobby(
+    web: Open, hub: HubProcess
+) -> None:
+    admin = await web(admin_account(hub))
+    _, page, _ = await admin.get("/admin/")
+    calendar = re.search(r'<textarea id="overrides"[^>]*>([^<]*)</textarea>', page)
+    notices = re.search(r'<textarea id="notices"[^>]*>([^<]*)</textarea>', page)
+    assert calendar is not None
+    assert notices is not None
+    assert " | " in calendar.group(1)  # the demo's make-up working days, notes with spaces
+    before = _audit_count(hub.db)
+    # Saving what the page shows changes nothing (and records nothing).
+    unescaped = calendar.group(1).replace("&#34;", '"').replace("&amp;", "&")
+    assert (await admin.form("/admin/calendar", {"overrides": unescaped}))[0] == 303
+    assert _audit_count(hub.db) == before
+    # A bad line is refused with the problem, nothing changes.
+    status, text, _ = await admin.form("/admin/calendar", {"overrides": "2027-13-40 | closed"})
+    assert status == 400
+    assert "calendar.overrides" in text
+    assert _audit_count(hub.db) == before
+    status, _, _ = await admin.form(
+        "/admin/notices", {"notices": "下午三点消防演练 | Fire drill at 3 pm"}
+    )
+    assert status == 303
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(
+            f"{hub.url}/api/v1/lobby", headers={"Authorization": f"Bearer {hub.token('display')}"}
+        ) as response,
+    ):
+        lobby = await response.json()
+    assert lobby["lobby"]["notices"] == [{"zh": "下午三点消防演练", "en": "Fire drill at 3 pm"}]
+    assert _audit_count(hub.db) == before + 1

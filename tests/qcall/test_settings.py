@@ -3,16 +3,33 @@ once, refused with both languages when invalid, and never costing the database o
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+import sys
 from pathlib import Path
+from typing import Final
 
 import pytest
 
 from qcall import settings
-from qcall.config import parse_config
+from qcall.config import load_config, parse_config
 from qcall.errors import BadRequest, ServiceUnavailable
 from qcall.events import AUDIT_TYPES, EventType
 from qcall.hub import Hub
-from tests.common import Clock, make_config, small_center
+from tests.common import Clock, make_config, small_center, standalone_demo_config
+
+# One CLI call takes well under a second; the bound only catches a hung command.
+CLI_TIMEOUT_S: Final = 60.0
+
+
+def _qcall(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "qcall", *args],
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_S,
+        check=False,
+    )
 
 
 async def _started(db_path: Path, clock: Clock, raw: dict[str, object] | None = None) -> Hub:
@@ -164,3 +181,44 @@ def hub_db(tmp_path: Path) -> Path:
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
+
+
+async def test_config_export_writes_the_effective_configuration_back_to_toml(
+    tmp_path: Path, clock: Clock
+) -> None:
+    source = standalone_demo_config(tmp_path)
+    base = load_config(source)
+    db = tmp_path / "demo.db"
+    hub = Hub(base, db, clock=clock)
+    await hub.start()
+    try:
+        service = base.services[0].id
+        key = settings.service_key(service)
+        value = {**settings.current_value(hub.config, key), "daily_cap": 9}
+        value["notice"] = {**value["notice"], "place": "二楼 3 号窗口"}
+        await hub.execute(lambda now: hub.engine.change_setting(now, "adm", key, value))
+        notices = [{"zh": "今日系统升级", "en": "System upgrade today"}]
+        await hub.execute(
+            lambda now: hub.engine.change_setting(now, "adm", settings.LOBBY_NOTICES, notices)
+        )
+        live = hub.config
+    finally:
+        await hub.stop()
+    out = tmp_path / "exported.toml"
+    done = await asyncio.to_thread(
+        _qcall, "config", "export", "--config", str(source), "--db", str(db), "--out", str(out)
+    )
+    assert done.returncode == 0, done.stderr
+    exported = load_config(out)
+    assert exported == live
+    assert exported != base
+    assert exported.services[0].daily_cap == 9
+    assert exported.services[0].notice.place == "二楼 3 号窗口"
+    assert exported.lobby.notices[0].en == "System upgrade today"
+    assert exported.windows == base.windows  # the topology is the file's
+    missing = await asyncio.to_thread(
+        _qcall, "config", "export", "--config", str(source), "--db", str(tmp_path / "typo.db")
+    )
+    assert missing.returncode != 0
+    assert "找不到数据库" in missing.stderr
+    assert not (tmp_path / "typo.db").exists()
