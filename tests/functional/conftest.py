@@ -9,6 +9,7 @@ A missing executable or dependency fails the run; nothing here skips.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import shutil
 import signal
@@ -127,7 +128,9 @@ def _healthy(url: str) -> bool:
     try:
         with urllib.request.urlopen(f"{url}/api/v1/health", timeout=1.0) as response:
             return response.status == 200 and json.load(response)["status"] == "ok"
-    except (urllib.error.URLError, OSError, ValueError):
+    # HTTPException: something else holds the port (another process took it meanwhile) and
+    # answers in its own protocol; the start-up loop then sees the hub exit and says so.
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException):
         return False
 
 

@@ -8,6 +8,7 @@ repository (``config/``, ``.venv/``, ``var/demo/``), with a PATH that does not y
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
@@ -121,7 +122,9 @@ def _healthy(port: int) -> bool:
             f"http://127.0.0.1:{port}/api/v1/health", timeout=1.0
         ) as response:
             return response.status == 200 and json.load(response)["status"] == "ok"
-    except (urllib.error.URLError, OSError, ValueError):
+    # HTTPException: something else holds the port (another process took it meanwhile) and
+    # answers in its own protocol; the start-up loop then sees the hub exit and says so.
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException):
         return False
 
 

@@ -392,3 +392,23 @@ async def test_signing_out_in_another_tab_takes_the_open_panel_to_sign_in(
     await expect(other).to_have_url(f"{hub.url}/login?bye=1")
     await expect(page).to_have_url(f"{hub.url}/login?expired=1&next=%2Fdesk%2F")
     await page.context.close()
+
+
+async def test_a_disabled_account_leaves_its_open_page_at_once(
+    browser: Any, hub: HubProcess
+) -> None:
+    from tests.functional.conftest import _run_cli
+
+    page = await signed_in(browser, hub, "c3", "/backoffice/")
+    await live(page)
+    config, db = str(hub.credentials.config), str(hub.db)
+    await asyncio.to_thread(
+        _run_cli, "staff", "disable", "--config", config, "--db", db, "--id", "c3"
+    )
+    await expect(page).to_have_url(f"{hub.url}/login?expired=1&next=%2Fbackoffice%2F")
+    await page.get_by_label("工号").fill("c3")
+    await page.get_by_label("密码").fill(PIN)
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_role("alert")).to_be_visible()  # refused: the account is off
+    assert "/login" in page.url
+    await page.context.close()
