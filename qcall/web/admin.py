@@ -19,7 +19,7 @@ from multidict import MultiDictProxy
 from qcall import admin, settings
 from qcall.api.routes import ADMINS
 from qcall.errors import QcallError
-from qcall.model import STAFF_ROLES, DayType
+from qcall.model import DayType, Role
 from qcall.web.catalog import N_
 from qcall.web.security import NAVIGATION, NavItem, WebContext, guarded
 from qcall.web.staff import PAGES
@@ -39,6 +39,7 @@ NAVIGATION.extend(
         NavItem("/admin/audit", N_("Audit log"), ADMINS),
     ]
 )
+STAFF_ROLE_ORDER: Final = (Role.CLERK, Role.SUPERVISOR, Role.ADMIN)
 OPEN_DAY_TYPES: Final = (DayType.WEEKDAY, DayType.WEEKEND_DUTY)
 LINE_FIELDS: Final = ("procedure", "materials", "cooperating_departments")
 TEXT_FIELDS: Final = ("policy_basis", "conditions", "approval_time", "place", "phone")
@@ -305,7 +306,7 @@ async def _staff(
         flash=_flash(ctx),
         error=error,
         members=members,
-        roles=[str(r) for r in sorted(STAFF_ROLES)],
+        roles=[str(r) for r in STAFF_ROLE_ORDER],
         role_labels=ROLE_LABELS,
         **({"shown_pin": None, "shown_for": ""} | extra),
     )
@@ -369,6 +370,7 @@ async def _tokens(
         error=error,
         tokens=[t for t in tokens if not t.name.startswith("web:")],
         roles=[str(r) for r in admin.TOKEN_ROLES],
+        tz=ctx.hub.tz,
         role_labels=ROLE_LABELS,
         **({"shown_token": None, "shown_id": ""} | extra),
     )
