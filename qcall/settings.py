@@ -12,6 +12,7 @@ not applied: a config edit never costs the database.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
@@ -96,19 +97,41 @@ def checked(base: CenterConfig, overrides: Mapping[str, Any], key: str, value: A
 
 def effective(base: CenterConfig, overrides: Mapping[str, Any]) -> CenterConfig:
     """``base`` with every applicable override (in key order) applied."""
-    if not overrides:
-        return base
-    data = base.model_dump(mode="json")
-    applied = False
-    for key in sorted(overrides):
-        applied = _merged(data, key, overrides[key]) or applied
-    return CenterConfig.model_validate(data) if applied else base
+    return _resolve(base, overrides)[0]
 
 
 def stale(base: CenterConfig, overrides: Mapping[str, Any]) -> list[str]:
-    """Override keys that name a service the configuration no longer has."""
-    known = {service_key(s.id) for s in base.services}
-    return sorted(k for k in overrides if k.startswith(SERVICE_PREFIX) and k not in known)
+    """Override keys kept in the log but not applied: their service is gone from the file, or
+    their value no longer validates (the rules changed since it was saved)."""
+    return _resolve(base, overrides)[1]
+
+
+def _resolve(base: CenterConfig, overrides: Mapping[str, Any]) -> tuple[CenterConfig, list[str]]:
+    if not overrides:
+        return base, []
+    pending = sorted(overrides)
+    data = base.model_dump(mode="json")
+    # Usually everything applies at once; a value that no longer fits is found one by one.
+    trial = copy.deepcopy(data)
+    try:
+        placed = [key for key in pending if _merged(trial, key, overrides[key])]
+        config = CenterConfig.model_validate(trial) if placed else base
+        return config, sorted(set(pending) - set(placed))
+    except (ValidationError, BadRequest):
+        pass
+    config, skipped = base, []
+    for key in pending:
+        trial = copy.deepcopy(data)
+        try:
+            if not _merged(trial, key, overrides[key]):
+                skipped.append(key)
+                continue
+            config = CenterConfig.model_validate(trial)
+        except (ValidationError, BadRequest):
+            skipped.append(key)
+            continue
+        data = trial
+    return config, skipped
 
 
 def overrides_of(changes: Iterable[Event]) -> dict[str, Any]:

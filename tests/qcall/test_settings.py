@@ -4,6 +4,8 @@ once, refused with both languages when invalid, and never costing the database o
 from __future__ import annotations
 
 import asyncio
+import json
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -80,8 +82,6 @@ async def test_a_daily_cap_edit_applies_at_once_and_survives_a_restart(
             await again.execute(lambda now: again.engine.issue(now, "social"))
     finally:
         await again.stop()
-    import sqlite3
-
     con = sqlite3.connect(db)
     con.execute("DELETE FROM snapshots")
     con.commit()
@@ -222,3 +222,39 @@ async def test_config_export_writes_the_effective_configuration_back_to_toml(
     assert missing.returncode != 0
     assert "找不到数据库" in missing.stderr
     assert not (tmp_path / "typo.db").exists()
+
+
+async def test_a_saved_value_that_no_longer_validates_is_skipped_not_fatal(
+    hub_db: Path, clock: Clock
+) -> None:
+    hub = await _started(hub_db, clock)
+    try:
+        key = settings.service_key("social")
+        await hub.execute(
+            lambda now: hub.engine.change_setting(now, "adm", key, _cap_value(hub, "social", 7))
+        )
+        notices = [{"zh": "仍然有效的公告", "en": ""}]
+        await hub.execute(
+            lambda now: hub.engine.change_setting(now, "adm", settings.LOBBY_NOTICES, notices)
+        )
+    finally:
+        await hub.stop()
+    # As if a later version's rules refused what was saved: a cap of 0 in the log.
+    con = sqlite3.connect(hub_db)
+    with con:
+        row = con.execute(
+            "SELECT seq, data FROM events WHERE type = 'settings.changed' ORDER BY seq LIMIT 1"
+        ).fetchone()
+        data = json.loads(row[1])
+        data["after"]["daily_cap"] = 0
+        con.execute("UPDATE events SET data = ? WHERE seq = ?", (json.dumps(data), row[0]))
+        con.execute("DELETE FROM snapshots")
+    con.close()
+    again = await _started(hub_db, clock)
+    try:
+        assert again.config.service("social").daily_cap == 500  # type: ignore[union-attr]
+        assert again.config.lobby.notices[0].zh == "仍然有效的公告"
+        assert settings.stale(again.base_config, again.engine.overrides) == [key]
+        await again.execute(lambda now: again.engine.issue(now, "social"))
+    finally:
+        await again.stop()
