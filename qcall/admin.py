@@ -103,6 +103,8 @@ async def set_staff(hub: Hub, actor: str, staff_id: str, name: str, role: str) -
     checked_name, checked_role = _name(name), _staff_role(role)
     if (checked_name, checked_role) == (before.name, before.role):
         return
+    if staff_id == actor and checked_role != before.role:
+        raise BadRequest("you cannot change your own role", "不能修改自己的角色")
     await hub.write(hub.store.set_staff_details, staff_id, checked_name, checked_role)
     await hub.auth_changed()
     after = await _member(hub, staff_id)

@@ -188,6 +188,12 @@ async def test_accounts_added_disabled_and_reset_and_the_audit_names_who(
     # The admin cannot lock themself out; a bad role is refused.
     status, text, _ = await admin.form(f"/admin/staff/{admin_id}", {"action": "disable"})
     assert status == 400
+    assert "不能停用自己的账户" in text
+    status, text, _ = await admin.form(
+        f"/admin/staff/{admin_id}", {"action": "save", "name": "管理员", "role": "clerk"}
+    )
+    assert status == 400
+    assert "不能修改自己的角色" in text
     status, text, _ = await admin.form(
         "/admin/staff/new7", {"action": "save", "name": "新同事", "role": "kiosk"}
     )
