@@ -53,6 +53,9 @@ async def test_an_admin_edits_a_notice_sheet_and_a_cap_and_the_kiosk_sees_them_a
     await expect(page).to_have_url(f"{hub.url}/admin/services/{SERVICE}")
     await shot(page, "admin-service-zh")
     await page.get_by_label("每日号源（每天可取号数）").fill("37")
+    await page.get_by_role("button", name="保存", exact=True).click()
+    await expect(page.locator("#flash")).to_have_text("事项设置已保存。")
+    await page.locator(f"#service-{SERVICE}").get_by_role("link").click()
     await page.get_by_label("咨询电话").fill("021-55550000")
     await page.get_by_label("申请材料（每行一项）").fill("身份证\n户口簿\n一寸照片两张")
     await page.get_by_role("button", name="保存", exact=True).click()
@@ -90,11 +93,17 @@ async def test_an_admin_edits_a_notice_sheet_and_a_cap_and_the_kiosk_sees_them_a
     # The audit log lists both edits, who made them, before and after.
     await page.goto(f"{hub.url}/admin/audit?q={SERVICE}")
     rows = page.locator("#audit tbody tr")
-    await expect(rows.first).to_contain_text("修改设置")
-    text = await page.locator("#audit").inner_text()
-    assert "021-55550000" in text
-    assert '"daily_cap": 37' in text
-    assert "adm9" in text
+    await expect(rows).to_have_count(2)
+    notice_row, cap_row = await rows.nth(0).inner_text(), await rows.nth(1).inner_text()
+    for row in (notice_row, cap_row):
+        assert "adm9" in row
+        assert "修改设置" in row
+        assert f"service:{SERVICE}" in row
+    assert "021-55550000" in notice_row
+    assert "daily_cap" not in notice_row  # only what changed
+    assert '"daily_cap": 37' in cap_row
+    assert '"daily_cap": 150' in cap_row  # before → after
+    assert "phone" not in cap_row
     await shot(page, "admin-audit-zh")
     assert page.errors == []
 
