@@ -11,13 +11,14 @@ import getpass
 import logging
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Final
 from zoneinfo import ZoneInfo
 
 from qcall import __version__
 from qcall.cli_reports import add_report_parsers as _report_parsers
+from qcall.cli_simulate import add_simulate_parser as _simulate_parser
 from qcall.config import CenterConfig, load_config
 from qcall.errors import ConfigError, DatabaseCorrupt, DatabaseInUse, StorageError
 from qcall.model import Role
@@ -197,6 +198,7 @@ def _parser() -> argparse.ArgumentParser:
     revoke.set_defaults(handler=_token_revoke)
 
     _report_parsers(sub)
+    _simulate_parser(sub)
 
     emulate = sub.add_parser(
         "emulate",
@@ -232,6 +234,21 @@ def _parser() -> argparse.ArgumentParser:
         "--printer-control-port",
         type=int,
         help="printer emulator's fault control port (default: printer port + 1)",
+    )
+    demo.add_argument(
+        "--simulate",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="模拟居民与工作人员 / simulated residents and clerks (default on)",
+    )
+    demo.add_argument(
+        "--screens",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="启动大厅屏与取号机 / start the lobby screen and kiosk (default on)",
+    )
+    demo.add_argument(
+        "--fresh", action="store_true", help="从头开始新的一天 / start clean (forget the last run)"
     )
     demo.set_defaults(handler=_demo)
     return parser
@@ -506,6 +523,7 @@ async def _run_hub(
     *,
     accept_data_loss: bool = False,
     config_path: Path | None = None,
+    before_stop: Callable[[], Awaitable[None]] | None = None,
 ) -> int:
     from aiohttp import web
 
@@ -544,6 +562,8 @@ async def _run_hub(
     await asyncio.wait({stopper, fatal}, return_when=asyncio.FIRST_COMPLETED)
     for waiter in (stopper, fatal):
         waiter.cancel()
+    if before_stop is not None:  # the demo's clients leave while the hub still answers
+        await before_stop()
     _LOGGER.info("shutting down")
     await runner.cleanup()
     return EXIT_FAILURE if hub.fatal.is_set() else EXIT_OK
@@ -558,7 +578,8 @@ def _demo(args: argparse.Namespace) -> int:
     )
     # The hub follows lobby changes in the configuration file without a restart.
     serve = functools.partial(_run_hub, config_path=args.config)
-    return demo.run(load_config(args.config), args.dir, ports, serve)
+    options = demo.HallOptions(simulate=args.simulate, screens=args.screens, fresh=args.fresh)
+    return demo.run(load_config(args.config), args.dir, ports, serve, options)
 
 
 if __name__ == "__main__":

@@ -70,6 +70,7 @@ class Hub:
         db_path: str | Path,
         *,
         clock: Callable[[], dt.datetime] | None = None,
+        monotonic: Callable[[], float] | None = None,
         accept_data_loss: bool = False,
         config_path: str | Path | None = None,
     ) -> None:
@@ -78,7 +79,8 @@ class Hub:
         self.tz = ZoneInfo(config.center.timezone)
         self.clock = clock or (lambda: dt.datetime.now(self.tz))
         # Commands and reads take their time from here: never earlier than the log's latest.
-        self.now = ForwardClock(self.clock)
+        # A simulated clock brings its own monotonic time, so its steps are not clock jumps.
+        self.now = ForwardClock(self.clock, monotonic=monotonic or time.monotonic)
         self.accept_data_loss = accept_data_loss
         self.recovered: Recovery | None = None
         self.lock = DatabaseLock(self.db_path)

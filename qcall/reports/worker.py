@@ -14,6 +14,7 @@ import datetime as dt
 import logging
 import multiprocessing
 import os
+import signal
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -100,7 +101,12 @@ def compute(config: CenterConfig, db_path: str, job: Job) -> Result:
 
 
 def _background() -> None:
-    """Lower the worker process's CPU priority (runs once in the new process)."""
+    """Lower the worker process's CPU priority (runs once in the new process).
+
+    A terminal's Ctrl-C reaches the whole foreground process group: the worker ignores it
+    and is stopped by the hub in order (no KeyboardInterrupt traceback, no broken pool).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.nice(WORKER_NICENESS)
 
 

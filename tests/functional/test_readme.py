@@ -172,6 +172,8 @@ class Demo:
                     "--bus-port", str(self.ports["bus"]),
                     "--control-port", str(self.ports["control"]),
                     "--printer-port", str(self.ports["printer"]),
+                    # The Try blocks expect a quiet hall, as the README says.
+                    "--no-simulate", "--no-screens",
                 ],
                 cwd=self.folder, stdout=out, stderr=subprocess.STDOUT,
             )  # fmt: skip

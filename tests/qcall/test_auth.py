@@ -73,12 +73,26 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "auth.db"
 
 
-@pytest.fixture
-async def hub(db_path: Path) -> AsyncIterator[Hub]:
+async def _staffed_hub(db_path: Path) -> Hub:
     h = Hub(make_config(), db_path, clock=Clock())
     await h.start()
     for n in range(1, 9):
         await h.write(h.store.add_staff, f"c{n}", f"职员{n}", PIN, Role.CLERK)
+    return h
+
+
+@pytest.fixture
+async def hub(db_path: Path) -> AsyncIterator[Hub]:
+    h = await _staffed_hub(db_path)
+    yield h
+    await h.stop()
+
+
+@pytest.fixture
+async def quiet_hub(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Hub]:
+    """A hub whose periodic save of failed logins never runs: tests call flush() themselves."""
+    monkeypatch.setattr(auth, "LOGIN_FLUSH_S", 3600.0)
+    h = await _staffed_hub(db_path)
     yield h
     await h.stop()
 
@@ -175,8 +189,9 @@ def test_the_store_refuses_a_weak_pin_and_saves_nothing(db_path: Path) -> None:
 
 
 async def test_two_hundred_concurrent_wrong_pins_evaluate_at_most_five(
-    hub: Hub, db_path: Path, scrypt: ScryptCounter
+    quiet_hub: Hub, db_path: Path, scrypt: ScryptCounter
 ) -> None:
+    hub = quiet_hub
     counts = await outcomes([hub.authenticate("c1", WRONG) for _ in range(200)])
     assert counts == {"login_failed": LOGIN_MAX_FAILURES, "login_throttled": 200 - 5}
     assert scrypt.started == LOGIN_MAX_FAILURES
@@ -245,8 +260,9 @@ async def test_a_good_login_clears_the_saved_failures_in_order(hub: Hub, db_path
 
 
 async def test_unknown_disabled_and_known_ids_cost_one_scrypt_and_one_record_each(
-    hub: Hub, db_path: Path, scrypt: ScryptCounter
+    quiet_hub: Hub, db_path: Path, scrypt: ScryptCounter
 ) -> None:
+    hub = quiet_hub
     await hub.write(lambda: hub.store.db.execute("UPDATE staff SET active = 0 WHERE id = 'c3'"))
     for staff_id, pin in (("nobody", PIN), ("c2", WRONG), ("c3", PIN), ("c4", PIN)):
         before = scrypt.started

@@ -106,7 +106,7 @@ def test_the_banner_shows_every_token_and_addresses_as_host_port(
     for member in credentials["staff"]:
         assert f"{member['id']:<6} PIN {member['pin']}" in text
     assert "hub: 127.0.0.1:18080" in text
-    assert "staff pages: http://127.0.0.1:18080/staff/" in text
+    assert "http://127.0.0.1:18080/staff/" in text
     assert "('" not in text
 
 
@@ -119,3 +119,75 @@ def test_ports_can_be_moved_for_a_second_demo(config: CenterConfig) -> None:
     assert moved.devices.printers[0].url == "tcp://127.0.0.1:19101"
     same = demo.with_ports(config, demo.Ports())
     assert same == config
+
+
+def test_fresh_removes_the_last_run_and_keeps_other_files(
+    tmp_path: Path, config: CenterConfig
+) -> None:
+    demo.prepare(tmp_path, config)
+    for folder in ("lobby", "printer-kiosk", "announcements"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "0001.png").write_bytes(b"png")
+    (tmp_path / "notes.txt").write_text("mine", encoding="utf-8")
+    removed = demo.clean(tmp_path)
+    assert {"qcall.db", "credentials.json", "lobby", "printer-kiosk", "announcements"} <= set(
+        removed
+    )
+    # The lock file stays (a hub takes it again); the user's own files stay too.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "qcall.db.lock"]
+    _credentials, _redone, made = demo.prepare(tmp_path, config)
+    assert made
+
+
+def test_every_staff_page_comes_with_a_login_that_may_open_it(
+    tmp_path: Path, config: CenterConfig
+) -> None:
+    from qcall.web.staff import PAGES
+
+    credentials, _, _ = demo.prepare(tmp_path, config)
+    logins = demo.page_logins(credentials)
+    assert set(logins) == set(PAGES)
+    roles = {m["id"]: Role(m["role"]) for m in credentials["staff"]}
+    pins = {m["id"]: m["pin"] for m in credentials["staff"]}
+    for path, (staff_id, pin) in logins.items():
+        assert roles[staff_id] in PAGES[path]
+        assert pins[staff_id] == pin
+    text = demo.banner(config, tmp_path, credentials, [])
+    for path, (staff_id, pin) in logins.items():
+        assert re.search(rf"{re.escape(path)}\s+{staff_id}\s+PIN {pin}", text)
+
+
+def test_simulated_clerks_leave_the_first_windows_free(config: CenterConfig) -> None:
+    from qcall.hall_sim import plan_for
+
+    windows = demo.simulated_windows(config)
+    assert windows == sorted(w.number for w in config.windows)[demo.KEPT_FOR_YOU :]
+    credentials = demo.new_credentials(config)
+    plan = plan_for(
+        config, "http://127.0.0.1:1", "t", credentials["staff"], windows=windows, control=None
+    )
+    assert [c.window for c in plan.clerks] == windows
+    assert all(c.keypad is None for c in plan.clerks)  # no key control: all on the API
+    keyed = plan_for(
+        config, "http://x", "t", credentials["staff"], windows=windows, control=("h", 1)
+    )
+    assert any(c.keypad for c in keyed.clerks)
+    assert any(c.keypad is None for c in keyed.clerks)
+
+
+def test_fresh_removes_nothing_while_a_hub_serves_the_folder(
+    tmp_path: Path, config: CenterConfig
+) -> None:
+    from qcall.dblock import DatabaseLock
+    from qcall.errors import DatabaseInUse
+
+    demo.prepare(tmp_path, config)
+    serving = DatabaseLock(tmp_path / "qcall.db")
+    serving.acquire()
+    try:
+        with pytest.raises(DatabaseInUse):
+            demo.clean(tmp_path)
+    finally:
+        serving.release()
+    assert (tmp_path / "qcall.db").exists()
+    assert (tmp_path / "credentials.json").exists()

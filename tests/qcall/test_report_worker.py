@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -125,3 +126,23 @@ async def test_the_worker_stops_with_the_hub(month: Month, db: Path) -> None:
         await hub.stop()
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # gone, not a zombie left to the system
+
+
+async def test_ctrl_c_on_the_terminal_leaves_the_worker_to_the_hub(
+    month: Month, db: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # A terminal's Ctrl-C reaches every process of its foreground group, the worker too: it
+    # must neither die with a KeyboardInterrupt traceback nor break the pool; the hub stops it.
+    worker = ReportWorker(month.config, db)
+    try:
+        await worker.run(job(month))
+        [process] = worker._pool._processes.values()  # type: ignore[union-attr]
+        os.kill(process.pid, signal.SIGINT)
+        await asyncio.sleep(0.3)  # delivered while the worker waits for a job
+        for _ in range(3):
+            data, _ = await worker.run(job(month))
+            assert data["total"]["issued"] > 0
+    finally:
+        await worker.close()
+    assert process.exitcode == 0
+    assert "KeyboardInterrupt" not in capfd.readouterr().err
