@@ -22,7 +22,6 @@ from qcall.errors import QcallError
 from qcall.model import DayType, Role
 from qcall.web.catalog import N_
 from qcall.web.security import NAVIGATION, NavItem, WebContext, guarded
-from qcall.web.staff import PAGES
 
 ADMIN_PAGES: Final = {
     "/admin/": ADMINS,
@@ -30,7 +29,6 @@ ADMIN_PAGES: Final = {
     "/admin/tokens": ADMINS,
     "/admin/audit": ADMINS,
 }
-PAGES.update(ADMIN_PAGES)  # a sign-in may return to them
 NAVIGATION.extend(
     [
         NavItem("/admin/", N_("Settings"), ADMINS),
