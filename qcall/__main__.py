@@ -17,12 +17,14 @@ from typing import Final
 from zoneinfo import ZoneInfo
 
 from qcall import __version__
+from qcall.cli_db import add_db_parsers as _db_parsers
 from qcall.cli_reports import add_report_parsers as _report_parsers
 from qcall.cli_simulate import add_simulate_parser as _simulate_parser
 from qcall.config import CenterConfig, load_config
 from qcall.errors import ConfigError, DatabaseCorrupt, DatabaseInUse, StorageError
 from qcall.model import Role
 from qcall.pin_policy import pin_problem
+from qcall.sdnotify import Notifier
 from qcall.store import Store
 
 _LOGGER = logging.getLogger("qcall")
@@ -35,6 +37,9 @@ EXIT_USAGE: Final = 2  # bad input on the command line or stdin: nothing was cha
 EXIT_CORRUPT: Final = 3
 # Long enough for open event streams to be told goodbye; short enough for systemd.
 SHUTDOWN_TIMEOUT_S: Final = 5.0
+# Under systemd (Type=notify) READY=1 waits until the hub answers its own /health this long.
+READY_PROBE_TIMEOUT_S: Final = 10.0
+READY_PROBE_RETRY_S: Final = 0.1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -198,6 +203,7 @@ def _parser() -> argparse.ArgumentParser:
     revoke.set_defaults(handler=_token_revoke)
 
     _report_parsers(sub)
+    _db_parsers(sub)
     _simulate_parser(sub)
 
     emulate = sub.add_parser(
@@ -555,6 +561,14 @@ async def _run_hub(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    notifier = Notifier.from_env()
+    if notifier.enabled:
+        if not await _answers(host, port):
+            _LOGGER.error("the hub does not answer its own /health: not telling systemd ready")
+            await runner.cleanup()
+            return EXIT_FAILURE
+        notifier.ready(f"serving on {host}:{port}")
+        hub.create_task(notifier.watchdog(lambda: not hub.fatal.is_set()), "watchdog")
     if ready is not None:
         ready()
     stopper = asyncio.ensure_future(stop.wait())
@@ -562,11 +576,37 @@ async def _run_hub(
     await asyncio.wait({stopper, fatal}, return_when=asyncio.FIRST_COMPLETED)
     for waiter in (stopper, fatal):
         waiter.cancel()
+    notifier.stopping("shutting down")
     if before_stop is not None:  # the demo's clients leave while the hub still answers
         await before_stop()
     _LOGGER.info("shutting down")
     await runner.cleanup()
     return EXIT_FAILURE if hub.fatal.is_set() else EXIT_OK
+
+
+async def _answers(host: str, port: int) -> bool:
+    """Whether the hub's HTTP API answers ``/health`` with 200 on ``host:port`` (retried)."""
+    import aiohttp
+
+    # A wildcard listen address is reached on the loopback of the same family.
+    probe = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)  # noqa: S104
+    if ":" in probe:
+        probe = f"[{probe}]"
+    url = f"http://{probe}:{port}/api/v1/health"
+    timeout = aiohttp.ClientTimeout(total=READY_PROBE_TIMEOUT_S)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + READY_PROBE_TIMEOUT_S
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        while True:
+            try:
+                async with session.get(url) as response:
+                    if response.status == 200:
+                        return True
+            except (aiohttp.ClientError, TimeoutError) as err:
+                _LOGGER.debug("readiness probe: %s", err)
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(READY_PROBE_RETRY_S)
 
 
 def _demo(args: argparse.Namespace) -> int:
