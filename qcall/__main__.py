@@ -128,6 +128,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(handler=_serve)
 
+    config_cmd = sub.add_parser("config", help="有效配置 / the effective configuration")
+    config_sub = config_cmd.add_subparsers(metavar="ACTION", required=True)
+    export = config_sub.add_parser(
+        "export",
+        help="导出配置文件加管理页面中的修改 / write the TOML file with the admin's edits applied",
+    )
+    _config_db(export)
+    export.add_argument(
+        "--out", type=Path, help="输出文件（默认标准输出）/ output file (default stdout)"
+    )
+    export.set_defaults(handler=_config_export)
+
     check = sub.add_parser("check-config", help="检查配置文件 / validate a configuration file")
     check.add_argument("file", type=Path)
     check.add_argument(
@@ -272,6 +284,27 @@ def _check_config(args: argparse.Namespace) -> int:
             print(  # noqa: T201
                 f"{args.db}: 重启不会改变任何号码或窗口 / a restart changes no ticket or window"
             )
+    return EXIT_OK
+
+
+def _config_export(args: argparse.Namespace) -> int:
+    from qcall import settings
+    from qcall.events import EventType
+
+    opened = _open_existing(args)
+    if opened is None:
+        return _no_database(args)
+    config, store = opened
+    try:
+        changes = store.iter_events(0, (EventType.SETTINGS_CHANGED,))
+        text = settings.export_toml(settings.effective(config, settings.overrides_of(changes)))
+    finally:
+        store.close()
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        args.out.write_text(text, encoding="utf-8")
+        print(f"已导出 / exported: {args.out}")  # noqa: T201
     return EXIT_OK
 
 

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
+from qcall import settings
 from qcall.config import CenterConfig, Service
 from qcall.errors import BadRequest, Conflict, Forbidden, NotFound, ServiceUnavailable
 from qcall.events import Event, EventType
@@ -198,7 +199,9 @@ class Engine:
         token_factory: Callable[[], str] = _default_token,
         code_factory: Callable[[], str] = _default_code,
     ) -> None:
-        self.config = config
+        self.base_config = config
+        self.config = config  # the effective one: base plus the admin's overrides
+        self.overrides: dict[str, Any] = {}
         self.tz = ZoneInfo(config.center.timezone)
         self._token_factory = token_factory
         self._code_factory = code_factory
@@ -264,6 +267,39 @@ class Engine:
         self._apply(event)
         self._pending.append(event)
         return event
+
+    # ----------------------------------------------------------------- settings and audit
+
+    def change_setting(self, now: dt.datetime, actor: str, key: str, value: Any) -> Any:
+        """Set a day-to-day setting (see ``qcall.settings``); return its new value.
+
+        Refused with ``BadRequest`` (nothing changes) when the key or value is not valid;
+        an edit that changes nothing emits nothing.
+        """
+        self.tick(now)
+        before = settings.current_value(self.config, key)
+        after = settings.checked(self.base_config, self.overrides, key, value)
+        if after != before:
+            self._emit(
+                now,
+                EventType.SETTINGS_CHANGED,
+                {"actor": actor, "key": key, "before": before, "after": after},
+            )
+        return after
+
+    def audit(
+        self, now: dt.datetime, actor: str, action: str, target: str, before: Any, after: Any
+    ) -> None:
+        """Record an admin's change kept outside the engine (accounts, tokens) in the log."""
+        self._emit(
+            now,
+            EventType.AUDIT_RECORDED,
+            {"actor": actor, "action": action, "target": target, "before": before, "after": after},
+        )
+
+    def _reconfigure(self) -> None:
+        self.config = settings.effective(self.base_config, self.overrides)
+        self._services = {s.id: s for s in self.config.services}
 
     # ----------------------------------------------------------------- day
 
@@ -1036,6 +1072,7 @@ class Engine:
             "alerts": dict(self.alerts),
             "day_closed": self.day_closed,
             "order": self._order,
+            "overrides": dict(self.overrides),
         }
 
     def load_snapshot(self, snap: Mapping[str, Any]) -> None:
@@ -1052,6 +1089,8 @@ class Engine:
         self.alerts = dict(snap.get("alerts", {}))  # older snapshots have none
         self.day_closed = bool(snap.get("day_closed", False))
         self._order = int(snap["order"])
+        self.overrides = dict(snap.get("overrides", {}))
+        self._reconfigure()
         for raw in snap["windows"]:
             self.windows[raw["number"]] = WindowRun(**raw)
         for raw in snap["cases"]:
@@ -1684,6 +1723,10 @@ class Engine:
     def _apply_nothing(self, event: Event, data: Mapping[str, Any]) -> None:
         return
 
+    def _apply_settings_changed(self, event: Event, data: Mapping[str, Any]) -> None:
+        self.overrides[str(data["key"])] = data["after"]
+        self._reconfigure()
+
     def _apply_device_state(self, event: Event, data: Mapping[str, Any]) -> None:
         self.devices[data["device"]] = {
             "state": data["state"],
@@ -1723,6 +1766,8 @@ _APPLY: Final[dict[EventType, Callable[[Engine, Event, Mapping[str, Any]], None]
     EventType.DEVICE_STATE: Engine._apply_device_state,
     EventType.ALERT_RAISED: Engine._apply_alert_raised,
     EventType.ALERT_CLEARED: Engine._apply_alert_cleared,
+    EventType.SETTINGS_CHANGED: Engine._apply_settings_changed,
+    EventType.AUDIT_RECORDED: Engine._apply_nothing,
 }
 
 _STATE_ZH: Final = {

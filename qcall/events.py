@@ -45,6 +45,12 @@ class EventType(StrEnum):
     DAY_CLOSED = "day.closed"
     ALERT_RAISED = "alert.raised"
     ALERT_CLEARED = "alert.cleared"
+    SETTINGS_CHANGED = "settings.changed"
+    AUDIT_RECORDED = "audit.recorded"
+
+
+# The events the admin's audit log lists (who, when, what, before -> after).
+AUDIT_TYPES: Final = (EventType.SETTINGS_CHANGED, EventType.AUDIT_RECORDED)
 
 
 @dataclass(frozen=True, slots=True)

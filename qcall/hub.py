@@ -77,7 +77,7 @@ class Hub:
         accept_data_loss: bool = False,
         config_path: str | Path | None = None,
     ) -> None:
-        self.config = config
+        self.base_config = config  # the TOML file; ``config`` adds the admin's overrides
         self.db_path = Path(db_path)
         self.tz = ZoneInfo(config.center.timezone)
         self.clock = clock or (lambda: dt.datetime.now(self.tz))
@@ -123,6 +123,11 @@ class Hub:
         self.lobby = LobbySource(config.lobby, Path(config_path) if config_path else None)
         self.screens = ScreenRegistry(self)
         self.figures = FiguresCache()
+
+    @property
+    def config(self) -> CenterConfig:
+        """The effective configuration: the TOML file with the settings edited in the pages."""
+        return self.engine.config
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -294,7 +299,7 @@ class Hub:
             self.store.close()
             self.recovered = self.store.recover(err.message_en)
             self.store.close()
-            self.engine = Engine(self.config)
+            self.engine = Engine(self.base_config)
             self._open_and_replay()
         self.committed_seq = self.engine.seq
         self.now.start_after(self.store.last_event_at())
@@ -303,7 +308,7 @@ class Hub:
     def _open_and_replay(self) -> None:
         """Open the writer and rebuild the state; only real damage counts as corruption."""
         self.store.open_writer()
-        self.engine = rebuild_engine(self.config, self.store)
+        self.engine = rebuild_engine(self.base_config, self.store)
 
     # ----------------------------------------------------------------- commands
 
@@ -561,6 +566,12 @@ class Hub:
             self._token_cache.pop(token, None)
         for callback in list(self._revoke_watchers.get(token, ())):
             callback()
+
+    async def auth_changed(self) -> None:
+        """Apply at once a change this process made to accounts or tokens (admin pages)."""
+        self._revocations += 1
+        self._token_cache.clear()
+        await self._close_revoked_streams()
 
     async def _sweep_sessions(self) -> None:
         while True:

@@ -602,6 +602,23 @@ class Store:
             raise
         return bool(found)
 
+    def set_staff_details(self, staff_id: str, name: str, role: Role) -> bool:
+        """Rename an account or change its role (its sessions end). False if unknown."""
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            found = db.execute(
+                "UPDATE staff SET name = ?, role = ? WHERE id = ?", (name, str(role), staff_id)
+            ).rowcount
+            if found:
+                db.execute("UPDATE tokens SET revoked = 1 WHERE staff_id = ?", (staff_id,))
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return bool(found)
+
     def set_pin(self, staff_id: str, pin: str) -> bool:
         """Give an account a new PIN (which must meet the policy) and clear its lockout."""
         check_pin_policy(staff_id, pin)

@@ -25,6 +25,7 @@ from qcall.i18n import pick_language, text
 from qcall.lobby import lobby_view, public_figures
 from qcall.model import WINDOW_ROLES, Outcome, Role
 from qcall.reports.worker import Job
+from qcall.settings import LOBBY_NOTICES
 from qcall.store import Principal
 from qcall.validation import problems_of
 
@@ -760,7 +761,10 @@ async def state(ctx: Context) -> web.StreamResponse:
 async def lobby(ctx: Context) -> web.StreamResponse:
     """Center names, windows, service groups, notices and announcement settings."""
     hub = ctx.hub
-    return json_response(lobby_view(hub.config, await hub.lobby.current()))
+    lobby = await hub.lobby.current()
+    if LOBBY_NOTICES in hub.engine.overrides:  # edited in the admin pages: the log wins
+        lobby = lobby.model_copy(update={"notices": hub.config.lobby.notices})
+    return json_response(lobby_view(hub.config, lobby))
 
 
 @route(

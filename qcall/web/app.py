@@ -12,7 +12,7 @@ from aiohttp import web
 from aiohttp_session import session_middleware
 
 from qcall.hub import Hub
-from qcall.web import bridge, public, staff, supervisor
+from qcall.web import admin, bridge, public, staff, supervisor
 from qcall.web.catalog import LANGUAGES, translations
 from qcall.web.security import JINJA_KEYS, WEB_KEY, SessionCookies, WebState, install_key
 
@@ -40,6 +40,7 @@ def setup_web(app: web.Application, hub: Hub) -> None:
     staff.setup_routes(app)
     supervisor.setup_routes(app)
     public.setup_routes(app)
+    admin.setup_routes(app)
     bridge.mount(app)
     app.on_startup.append(install_key)
 

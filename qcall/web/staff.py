@@ -35,7 +35,7 @@ _LOGGER = logging.getLogger(__name__)
 HOME: Final[dict[Role, str]] = {
     Role.CLERK: "/staff/",
     Role.SUPERVISOR: "/supervisor/",
-    Role.ADMIN: "/staff/",
+    Role.ADMIN: "/admin/",
 }
 # The pages a sign-in may return to.
 PAGES: Final[dict[str, frozenset[Role]]] = {
@@ -76,6 +76,13 @@ def setup_routes(app: web.Application) -> None:
     router.add_get("/backoffice/fragment", backoffice_fragment)
 
 
+def _login_targets() -> dict[str, frozenset[Role]]:
+    """The pages a sign-in may return to: the staff pages and the admin pages."""
+    from qcall.web.admin import ADMIN_PAGES  # admin pages load after these (import cycle)
+
+    return PAGES | ADMIN_PAGES
+
+
 async def _slash(request: web.Request) -> web.StreamResponse:
     raise web.HTTPPermanentRedirect(request.path + "/")
 
@@ -87,7 +94,7 @@ async def _slash(request: web.Request) -> web.StreamResponse:
 async def login_page(ctx: WebContext) -> web.StreamResponse:
     """``GET /login``: staff id and PIN."""
     query = ctx.request.query
-    target = safe_next(query.get("next"), PAGES, "")
+    target = safe_next(query.get("next"), _login_targets(), "")
     if ctx.user is not None and ctx.user.role in HOME:
         raise web.HTTPSeeOther(target or HOME[ctx.user.role])
     notice = ""
@@ -105,7 +112,7 @@ async def login_submit(ctx: WebContext) -> web.StreamResponse:
     form = await ctx.request.post()
     staff_id = str(form.get("staff", "")).strip()[:40]
     pin = str(form.get("pin", ""))
-    target = safe_next(str(form.get("next", "")), PAGES, "")
+    target = safe_next(str(form.get("next", "")), _login_targets(), "")
     if not staff_id or not pin:
         error = ctx.gettext("Enter your staff id and PIN.")
         return ctx.render(
