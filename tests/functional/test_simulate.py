@@ -1,9 +1,9 @@
 """``qcall simulate``: simulated days on a real hub (real SQLite log), then the log is audited.
 
-The soak test runs two consecutive days with ``faults`` (a hub restart in the middle of each
-day) and checks what the issue asks: every acknowledged ticket is in the log, numbers never
-repeat within a day, the event log replays gap-free into a new hub, and the report's figures
-match the log.
+The soak test runs two consecutive days with ``faults`` (a clean hub restart in the morning and
+a SIGKILL of the hub's process in the afternoon of each day) and checks what the issue asks:
+every acknowledged ticket is in the log, numbers never repeat within a day, the event log
+replays gap-free into a new hub, and the report's figures match the log.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
 from typing import Final
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -27,6 +28,7 @@ from qcall.hub import Hub
 from qcall.model import WindowType
 from qcall.simulate import (
     HOURLY_PROFILE,
+    KILL_AT,
     SimClock,
     _Day,
     arrivals,
@@ -131,7 +133,17 @@ def test_soak_two_days_with_faults(config: CenterConfig, tmp_path: Path) -> None
     assert [r.day for r in runs] == days
     wall = time.perf_counter() - started
     print(f"soak: 2 days, {wall:.1f} s")
-    assert all(r.restarts == 1 for r in runs)
+    # Each day: a clean hub restart in the morning and a SIGKILL of the hub's process in the
+    # afternoon, after which a new process resumed the day on the same database.
+    assert all(r.restarts == 1 and r.kills == 1 for r in runs)
+    for run in runs:
+        assert run.killed_at is not None
+        assert run.killed_at.astimezone(ZoneInfo(config.center.timezone)).time() == KILL_AT
+        before = [t for t in run.issued if t.issued_at <= run.killed_at]
+        after = [t for t in run.issued if t.issued_at > run.killed_at]
+        print(f"{run.day}: {len(before)} tickets acknowledged before the kill, {len(after)} after")
+        assert before
+        assert after
     assert all(r.speedup > 1 for r in runs)
 
     store = Store(db)
