@@ -180,6 +180,8 @@ class DayRun:
     restarts: int = 0
     kills: int = 0
     killed_at: dt.datetime | None = None
+    # The Idempotency-Key of the ticket request under way when the hub process was killed.
+    in_flight: str | None = None
     simulated_s: float = 0.0
     wall_s: float = 0.0
     report: Report | None = None
@@ -327,6 +329,7 @@ class _Day:
         # Acknowledged results are appended here as they happen (a child process's record
         # that survives its SIGKILL); with a journal, ``faults`` also kills the process.
         self.journal = journal
+        self.kill_armed = False
         self.db = db
         self.day = day
         self.rng = random.Random(seed + 1)  # noqa: S311 - a simulation, not security
@@ -389,8 +392,8 @@ class _Day:
             for number in self.window_numbers():
                 await self._sign_in(number)
                 self.push(opened, Kind.FREE, number)
-            for arrival in residents:
-                self.push(arrival.at, Kind.ARRIVE, arrival.service)
+            for index, arrival in enumerate(residents):
+                self.push(arrival.at, Kind.ARRIVE, (arrival.service, self._key(index)))
             # Residents whose cases were ready on earlier days come back this morning.
             for code in pickups:
                 self.push(
@@ -445,9 +448,11 @@ class _Day:
                 if self._lunch_due(number, at):
                     self.lunched.add(number)
                 await self._resume_window(engine, number)
-            for arrival in residents:
+            # Residents from the kill's time on come (again): one whose ticket request was
+            # under way when the hub died asks again with the same Idempotency-Key.
+            for index, arrival in enumerate(residents):
                 if arrival.at >= at:
-                    self.push(arrival.at, Kind.ARRIVE, arrival.service)
+                    self.push(arrival.at, Kind.ARRIVE, (arrival.service, self._key(index)))
             for case in list(engine.cases.values()):
                 later = at + dt.timedelta(seconds=self.rng.uniform(600, 2 * 3600))
                 if case.state is CaseState.OPEN:
@@ -511,7 +516,7 @@ class _Day:
             self.clock.advance_to(at)
             match Kind(kind):
                 case Kind.ARRIVE:
-                    await self._arrive(str(data))
+                    await self._arrive(*data)
                 case Kind.PICKUP:
                     await self._pickup(str(data))
                 case Kind.READY:
@@ -525,9 +530,8 @@ class _Day:
                     await self.start_hub()
                     self._count("restarts")
                 case Kind.KILL:
-                    self._note(("kill", self.clock.now))
-                    # A real SIGKILL: no hub stop, no final snapshot, nothing flushed.
-                    os.kill(os.getpid(), signal.SIGKILL)
+                    # The hub dies during the next resident's ticket request.
+                    self.kill_armed = True
 
     async def _pace(self, at: dt.datetime) -> None:
         """With ``speed``: wait until ``at`` is due at that many times real time."""
@@ -542,23 +546,36 @@ class _Day:
         if delay > 0:
             await asyncio.sleep(delay)
 
-    async def _issue(self, service: str, case_code: str | None = None) -> Ticket | None:
+    def _key(self, index: int) -> str:
+        """The Idempotency-Key of the day's ``index``-th resident's ticket request."""
+        return f"sim-{self.day:%Y%m%d}-{index:05d}"
+
+    async def _issue(
+        self, service: str, case_code: str | None = None, key: str | None = None
+    ) -> Ticket | None:
+        if self.kill_armed and key is not None:
+            # The request is under way when the process dies: the resident gets no answer.
+            self._note(("kill", self.clock.now, key))
         try:
             ticket = await self.exec(
                 lambda now: self.hub_engine().issue(
-                    now, service, channel="kiosk", case_code=case_code
+                    now, service, channel="kiosk", case_code=case_code, idempotency_key=key
                 )
             )
         except QcallError:
             self._count("refused")
             return None
+        if self.kill_armed and key is not None:
+            # A real SIGKILL once the ticket is committed, before it is acknowledged: no hub
+            # stop, no final snapshot.
+            os.kill(os.getpid(), signal.SIGKILL)
         assert isinstance(ticket, Ticket)
         self.run.issued.append(ticket)
         self._note(("issued", ticket))
         return ticket
 
-    async def _arrive(self, service: str) -> None:
-        await self._issue(service)
+    async def _arrive(self, service: str, key: str) -> None:
+        await self._issue(service, key=key)
 
     async def _pickup(self, code: str) -> None:
         pickup = next((s.id for s in self.config.services if s.kind is ServiceKind.PICKUP), None)
@@ -780,7 +797,7 @@ def _day_with_kill(
         first.kill()
         raise RuntimeError(f"the simulated hub process ended with {first.exitcode}, not killed")
     records = _read_journal(journal)
-    killed_at = next(r[1] for r in records if r[0] == "kill")
+    _, killed_at, in_flight = [r for r in records if r[0] == "kill"][-1]
     second = spawn.Process(
         target=_child_resume,
         args=(hall, db, day, windows, seed, residents, journal, killed_at),
@@ -790,11 +807,14 @@ def _day_with_kill(
     if second.exitcode != 0:
         second.kill()
         raise RuntimeError(f"the resumed hub process ended with {second.exitcode}")
-    run = DayRun(day, windows, kills=1, killed_at=killed_at)
+    run = DayRun(day, windows, kills=1, killed_at=killed_at, in_flight=in_flight)
     carry: list[str] = []
     still_open: list[str] = []
+    acked: set[str] = set()
     for record in _read_journal(journal):
-        if record[0] == "issued":
+        if record[0] == "issued" and record[1].id not in acked:
+            # A retried request answers the same ticket: the resident holds it once.
+            acked.add(record[1].id)
             run.issued.append(record[1])
         elif record[0] == "count":
             setattr(run, record[1], getattr(run, record[1]) + 1)
