@@ -107,6 +107,9 @@ SIGN_IN_EARLY_S: Final = 10 * 60.0
 RESTART_AT: Final = dt.time(10, 40)
 # The hub process is SIGKILLed at this local time in ``faults``, and a new one resumes.
 KILL_AT: Final = dt.time(14, 10)
+# The device fault phase (``qcall.simulate_faults``, a few real seconds) of ``faults`` runs at
+# this local time, in the process that resumed after the kill.
+DEVICE_FAULTS_AT: Final = dt.time(15, 30)
 # A simulated half day in a child process is a few seconds; the bound catches a hang.
 CHILD_TIMEOUT_S: Final = 300.0
 # A hub start or stop (database open, replay, final snapshot) takes about a second.
@@ -141,6 +144,7 @@ class Kind(IntEnum):
     READY = 3
     FREE = 4
     KILL = 5
+    DEVICES = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +186,9 @@ class DayRun:
     killed_at: dt.datetime | None = None
     # The Idempotency-Key of the ticket request under way when the hub process was killed.
     in_flight: str | None = None
+    # The device fault phase: each fault's outcome, and whether every device was ready after.
+    device_faults: list[Any] = field(default_factory=list)
+    devices_ready: bool | None = None
     simulated_s: float = 0.0
     wall_s: float = 0.0
     report: Report | None = None
@@ -459,10 +466,23 @@ class _Day:
                     self.push(later, Kind.READY, case.id)
                 elif case.state is CaseState.READY and case.pickup_ticket is None:
                     self.push(later, Kind.PICKUP, case.pickup_code)
+            if self.faults:
+                self.push(dt.datetime.combine(self.day, DEVICE_FAULTS_AT, self.tz), Kind.DEVICES)
             await self._close_day()
         finally:
             await self.stop_hub()
         return self._ended(opened, wall)
+
+    async def _device_faults(self) -> None:
+        from qcall.simulate_faults import device_fault_phase
+
+        await self.stop_hub()
+        faults, ready = await device_fault_phase(
+            self.config, self.db, self.clock, self.clock.monotonic
+        )
+        self.run.device_faults, self.run.devices_ready = faults, ready
+        self._note(("devices", faults, ready))
+        await self.start_hub()
 
     async def _resume_window(self, engine: Engine, number: int) -> None:
         now = self.clock.now
@@ -529,6 +549,8 @@ class _Day:
                     await self.stop_hub()
                     await self.start_hub()
                     self._count("restarts")
+                case Kind.DEVICES:
+                    await self._device_faults()
                 case Kind.KILL:
                     # The hub dies during the next resident's ticket request.
                     self.kill_armed = True
@@ -818,6 +840,8 @@ def _day_with_kill(
             run.issued.append(record[1])
         elif record[0] == "count":
             setattr(run, record[1], getattr(run, record[1]) + 1)
+        elif record[0] == "devices":
+            run.device_faults, run.devices_ready = record[1], record[2]
         elif record[0] == "end":
             carry, still_open, run.simulated_s = record[1], record[2], record[3]
     run.wall_s = time.perf_counter() - wall

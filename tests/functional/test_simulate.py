@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import itertools
 import subprocess
 import sys
 import time
@@ -41,6 +42,8 @@ from qcall.store import Store
 from tests.common import standalone_demo_config
 
 ROOT: Final = Path(__file__).resolve().parents[2]
+# The fault phase's devices (the hub's names without "bus:").
+DEVICES: Final = ("counter_display@11", "keypad@12", "rating_pad@13")
 # Weekdays in the demo calendar (a Tuesday and a Wednesday).
 DAY: Final = dt.date(2026, 12, 1)
 # One simulated day is a few seconds here; the bound only catches a hung simulation.
@@ -166,6 +169,25 @@ def test_soak_two_days_with_faults(config: CenterConfig, tmp_path: Path) -> None
         assert len(keyed) == 1
         assert keyed[0].data["id"] in {t.id for t in run.issued}
         assert keyed[0].at == run.killed_at
+        # The device fault phase: each fault took the keypad offline, clearing it brought it
+        # back, and every device ended ready, as the log says too.
+        print(f"{run.day}: device faults {run.device_faults}")
+        assert [f.fault for f in run.device_faults] == ["no_reply", "noise", "unplug"]
+        # A silent or unplugged keypad goes offline; noise may be ridden out by retries.
+        assert [f.went_offline for f in run.device_faults if f.fault != "noise"] == [True, True]
+        assert all(f.came_back for f in run.device_faults)
+        assert run.devices_ready is True
+        states: dict[str, list[str]] = {}
+        for e in per_day[run.day]:
+            if e.type is EventType.DEVICE_STATE:
+                states.setdefault(e.data["device"], []).append(e.data["state"])
+        # The line itself ("bus") and each device on it.
+        assert set(states) == {"bus", *(f"bus:{r}" for r in DEVICES)}
+        # Ready when the phase ended (stopping its hub disconnects the line last).
+        assert all(seen[-2:] == ["ready", "disconnected"] for seen in states.values())
+        keypad = states[run.device_faults[0].device]
+        pairs = list(itertools.pairwise(keypad))
+        assert pairs.count(("offline", "ready")) >= 2
 
     for run in runs:
         log = per_day[run.day]
