@@ -141,11 +141,13 @@ def run_summary(one: DayRun, lang: str) -> str:
         lang,
         f"模拟 {one.day}：取号 {len(one.issued)}，拒绝 {one.refused}，过号 {one.no_shows}，"
         f"转移 {one.transfers}，转后台 {one.back_office}，取件 {one.pickups}，评价 {one.ratings}，"
-        f"重启 {one.restarts} 次；模拟 {one.simulated_s / 3600:.1f} 小时用时 {one.wall_s:.1f} 秒"
+        f"重启 {one.restarts} 次，强杀 {one.kills} 次；"
+        f"模拟 {one.simulated_s / 3600:.1f} 小时用时 {one.wall_s:.1f} 秒"
         f"（{one.speedup:.0f} 倍速）",
         f"Simulated {one.day}: {len(one.issued)} issued, {one.refused} refused, "
         f"{one.no_shows} no-shows, {one.transfers} transfers, {one.back_office} back-office, "
-        f"{one.pickups} pickups, {one.ratings} ratings, {one.restarts} hub restarts; "
+        f"{one.pickups} pickups, {one.ratings} ratings, {one.restarts} hub restarts, "
+        f"{one.kills} hub kills; "
         f"{one.simulated_s / 3600:.1f} h in {one.wall_s:.1f} s ({one.speedup:.0f}x real time)",
     )
 

@@ -14,10 +14,15 @@ service the configured comprehensive windows serve, plus the configured dedicate
 windows as they are. The staffing comparison runs the same arrivals (same seed) with other
 counts of comprehensive windows, each on its own database.
 
-Faults (``faults=True``): the hub is stopped in the middle of the day and a new hub is started
-on the same database (the day, its numbering and every window's current ticket resume).
-Device faults (printer paper end, bus noise, a silent device, a lobby screen disconnect) and
-a SIGKILL of a hub process are not simulated here.
+Faults (``faults=True``): each day runs in a child process. In the morning its hub is stopped
+cleanly and a new hub is started on the same database (the day, its numbering and every
+window's current ticket resume); in the afternoon the child process SIGKILLs itself (no hub
+stop, no final snapshot) and the parent starts a new child on the same database, which resumes
+the hall from the hub's recovered state: windows' current tickets, pauses, open and ready
+cases, and the residents still to come. What the simulation saw acknowledged is journaled by
+the child as it happens, so the parent knows every ticket acknowledged before the kill.
+Device faults (printer paper end, bus noise, a silent device, a lobby screen disconnect) are
+not simulated here.
 """
 
 from __future__ import annotations
@@ -26,7 +31,11 @@ import asyncio
 import datetime as dt
 import heapq
 import math
+import multiprocessing
+import os
+import pickle
 import random
+import signal
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -39,7 +48,15 @@ from qcall.config import CenterConfig, Devices, Window
 from qcall.engine import Case, Engine, Ticket
 from qcall.errors import QcallError
 from qcall.hub import Hub
-from qcall.model import CaseState, DayType, Outcome, Position, ServiceKind, WindowType
+from qcall.model import (
+    CaseState,
+    DayType,
+    Outcome,
+    Position,
+    ServiceKind,
+    WindowState,
+    WindowType,
+)
 from qcall.reports import Report, report_from_store
 from qcall.store import Store
 
@@ -88,6 +105,13 @@ LAST_CALL: Final = dt.time(22, 0)
 SIGN_IN_EARLY_S: Final = 10 * 60.0
 # The hub restart of ``faults`` happens at this local time.
 RESTART_AT: Final = dt.time(10, 40)
+# The hub process is SIGKILLed at this local time in ``faults``, and a new one resumes.
+KILL_AT: Final = dt.time(14, 10)
+# The device fault phase (``qcall.simulate_faults``, a few real seconds) of ``faults`` runs at
+# this local time, in the process that resumed after the kill.
+DEVICE_FAULTS_AT: Final = dt.time(15, 30)
+# A simulated half day in a child process is a few seconds; the bound catches a hang.
+CHILD_TIMEOUT_S: Final = 300.0
 # A hub start or stop (database open, replay, final snapshot) takes about a second.
 HUB_STOP_TIMEOUT_S: Final = 30.0
 
@@ -119,6 +143,8 @@ class Kind(IntEnum):
     PICKUP = 2
     READY = 3
     FREE = 4
+    KILL = 5
+    DEVICES = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +182,13 @@ class DayRun:
     pickups: int = 0
     ratings: int = 0
     restarts: int = 0
+    kills: int = 0
+    killed_at: dt.datetime | None = None
+    # The Idempotency-Key of the ticket request under way when the hub process was killed.
+    in_flight: str | None = None
+    # The device fault phase: each fault's outcome, and whether every device was ready after.
+    device_faults: list[Any] = field(default_factory=list)
+    devices_ready: bool | None = None
     simulated_s: float = 0.0
     wall_s: float = 0.0
     report: Report | None = None
@@ -297,8 +330,13 @@ class _Day:
         *,
         faults: bool,
         speed: float | None = None,
+        journal: Path | None = None,
     ) -> None:
         self.config = config
+        # Acknowledged results are appended here as they happen (a child process's record
+        # that survives its SIGKILL); with a journal, ``faults`` also kills the process.
+        self.journal = journal
+        self.kill_armed = False
         self.db = db
         self.day = day
         self.rng = random.Random(seed + 1)  # noqa: S311 - a simulation, not security
@@ -318,6 +356,17 @@ class _Day:
         self.closed: set[int] = set()
         self.last_out: dt.datetime | None = None  # when the last clerk signed out
         self.finish_by = dt.datetime.combine(day, LAST_CALL, self.tz)
+
+    def _note(self, record: tuple[Any, ...]) -> None:
+        if self.journal is None:
+            return
+        with self.journal.open("ab") as out:
+            pickle.dump(record, out)
+            out.flush()
+
+    def _count(self, name: str) -> None:
+        setattr(self.run, name, getattr(self.run, name) + 1)
+        self._note(("count", name))
 
     def push(self, at: dt.datetime, kind: Kind, data: Any = None) -> None:
         self._order += 1
@@ -350,8 +399,8 @@ class _Day:
             for number in self.window_numbers():
                 await self._sign_in(number)
                 self.push(opened, Kind.FREE, number)
-            for arrival in residents:
-                self.push(arrival.at, Kind.ARRIVE, arrival.service)
+            for index, arrival in enumerate(residents):
+                self.push(arrival.at, Kind.ARRIVE, (arrival.service, self._key(index)))
             # Residents whose cases were ready on earlier days come back this morning.
             for code in pickups:
                 self.push(
@@ -368,18 +417,94 @@ class _Day:
                 )
             if self.faults:
                 self.push(dt.datetime.combine(self.day, RESTART_AT, self.tz), Kind.RESTART)
-            await self._loop()
-            for number in self.window_numbers():
-                if number not in self.closed:
-                    await self._sign_out(number)
-            cases = list(self.hub_engine().cases.values())
-            self.open_cases = [c.id for c in cases if c.state is CaseState.OPEN]
+                if self.journal is not None:
+                    self.push(dt.datetime.combine(self.day, KILL_AT, self.tz), Kind.KILL)
+            await self._close_day()
         finally:
             await self.stop_hub()
+        return self._ended(opened, wall)
+
+    async def _close_day(self) -> None:
+        await self._loop()
+        for number in self.window_numbers():
+            if number not in self.closed:
+                await self._sign_out(number)
+        cases = list(self.hub_engine().cases.values())
+        self.open_cases = [c.id for c in cases if c.state is CaseState.OPEN]
+
+    def _ended(self, opened: dt.datetime, wall: float) -> DayRun:
         # The hall's working day: the first sign-in to the last sign-out.
         self.run.simulated_s = ((self.last_out or self.clock.now) - opened).total_seconds()
         self.run.wall_s = time.perf_counter() - wall
+        self._note(("end", self.carry, self.open_cases, self.run.simulated_s))
         return self.run
+
+    async def resume(self, at: dt.datetime, residents: Sequence[Arrival]) -> DayRun:
+        """Go on with the day from ``at`` on a hub recovered from the database alone.
+
+        After a hub process died, the hall carries on from what the hub remembers: windows'
+        current tickets, pauses, open and ready cases; residents arriving from ``at`` come.
+        """
+        wall = time.perf_counter()
+        opened = self.opening()
+        self.clock.advance_to(at)
+        await self.start_hub()
+        try:
+            engine = self.hub_engine()
+            for number in self.window_numbers():
+                if self._lunch_due(number, at):
+                    self.lunched.add(number)
+                await self._resume_window(engine, number)
+            # Residents from the kill's time on come (again): one whose ticket request was
+            # under way when the hub died asks again with the same Idempotency-Key.
+            for index, arrival in enumerate(residents):
+                if arrival.at >= at:
+                    self.push(arrival.at, Kind.ARRIVE, (arrival.service, self._key(index)))
+            for case in list(engine.cases.values()):
+                later = at + dt.timedelta(seconds=self.rng.uniform(600, 2 * 3600))
+                if case.state is CaseState.OPEN:
+                    self.push(later, Kind.READY, case.id)
+                elif case.state is CaseState.READY and case.pickup_ticket is None:
+                    self.push(later, Kind.PICKUP, case.pickup_code)
+            if self.faults:
+                self.push(dt.datetime.combine(self.day, DEVICE_FAULTS_AT, self.tz), Kind.DEVICES)
+            await self._close_day()
+        finally:
+            await self.stop_hub()
+        return self._ended(opened, wall)
+
+    async def _device_faults(self) -> None:
+        from qcall.simulate_faults import device_fault_phase
+
+        await self.stop_hub()
+        faults, ready = await device_fault_phase(
+            self.config, self.db, self.clock, self.clock.monotonic
+        )
+        self.run.device_faults, self.run.devices_ready = faults, ready
+        self._note(("devices", faults, ready))
+        await self.start_hub()
+
+    async def _resume_window(self, engine: Engine, number: int) -> None:
+        now = self.clock.now
+        state = engine.window_state(number)
+        current = engine.windows[number].current
+        if state is WindowState.CLOSED:
+            await self._sign_in(number)
+            self.push(now, Kind.FREE, number)
+        elif state is WindowState.PAUSED:
+            self.paused.add(number)
+            self.push(now, Kind.FREE, number)
+        elif state is WindowState.IDLE:
+            self.push(now, Kind.FREE, number)
+        elif state is WindowState.CALLING:
+            assert current is not None
+            ticket = engine.tickets[current]
+            await self._later(now + dt.timedelta(seconds=WALK_S), number, "start", ticket)
+        else:
+            assert current is not None
+            ticket = engine.tickets[current]
+            handle = dt.timedelta(seconds=self._handle_s(ticket.service))
+            self.push(now + handle, Kind.FREE, _Step(number, "finish", ticket))
 
     def closing(self) -> dt.datetime:
         return hall_hours(self.config, self.day)[1]
@@ -411,7 +536,7 @@ class _Day:
             self.clock.advance_to(at)
             match Kind(kind):
                 case Kind.ARRIVE:
-                    await self._arrive(str(data))
+                    await self._arrive(*data)
                 case Kind.PICKUP:
                     await self._pickup(str(data))
                 case Kind.READY:
@@ -423,7 +548,12 @@ class _Day:
                 case Kind.RESTART:
                     await self.stop_hub()
                     await self.start_hub()
-                    self.run.restarts += 1
+                    self._count("restarts")
+                case Kind.DEVICES:
+                    await self._device_faults()
+                case Kind.KILL:
+                    # The hub dies during the next resident's ticket request.
+                    self.kill_armed = True
 
     async def _pace(self, at: dt.datetime) -> None:
         """With ``speed``: wait until ``at`` is due at that many times real time."""
@@ -438,22 +568,36 @@ class _Day:
         if delay > 0:
             await asyncio.sleep(delay)
 
-    async def _issue(self, service: str, case_code: str | None = None) -> Ticket | None:
+    def _key(self, index: int) -> str:
+        """The Idempotency-Key of the day's ``index``-th resident's ticket request."""
+        return f"sim-{self.day:%Y%m%d}-{index:05d}"
+
+    async def _issue(
+        self, service: str, case_code: str | None = None, key: str | None = None
+    ) -> Ticket | None:
+        if self.kill_armed and key is not None:
+            # The request is under way when the process dies: the resident gets no answer.
+            self._note(("kill", self.clock.now, key))
         try:
             ticket = await self.exec(
                 lambda now: self.hub_engine().issue(
-                    now, service, channel="kiosk", case_code=case_code
+                    now, service, channel="kiosk", case_code=case_code, idempotency_key=key
                 )
             )
         except QcallError:
-            self.run.refused += 1
+            self._count("refused")
             return None
+        if self.kill_armed and key is not None:
+            # A real SIGKILL once the ticket is committed, before it is acknowledged: no hub
+            # stop, no final snapshot.
+            os.kill(os.getpid(), signal.SIGKILL)
         assert isinstance(ticket, Ticket)
         self.run.issued.append(ticket)
+        self._note(("issued", ticket))
         return ticket
 
-    async def _arrive(self, service: str) -> None:
-        await self._issue(service)
+    async def _arrive(self, service: str, key: str) -> None:
+        await self._issue(service, key=key)
 
     async def _pickup(self, code: str) -> None:
         pickup = next((s.id for s in self.config.services if s.kind is ServiceKind.PICKUP), None)
@@ -461,7 +605,7 @@ class _Day:
         if pickup is None or self.clock.now >= self.closing():
             self.carry.append(code)
         elif await self._issue(pickup, code) is not None:
-            self.run.pickups += 1
+            self._count("pickups")
         else:
             self.carry.append(code)  # refused (outside its hours): another day
 
@@ -540,7 +684,7 @@ class _Day:
         now = self.clock.now
         if step.step == "no_show":
             await self.exec(lambda t: self.hub_engine().no_show(t, number, staff))
-            self.run.no_shows += 1
+            self._count("no_shows")
             self.push(now, Kind.FREE, number)
         elif step.step == "start":
             assert step.ticket is not None
@@ -562,13 +706,13 @@ class _Day:
                     t, number, staff, service_id=target, position=Position.FIRST
                 )
             )
-            self.run.transfers += 1
+            self._count("transfers")
             return
         if kind is ServiceKind.INTAKE and roll < TRANSFER_SHARE + BACK_OFFICE_SHARE:
             done = await self.exec(
                 lambda t: self.hub_engine().finish(t, number, staff, Outcome.BACK_OFFICE)
             )
-            self.run.back_office += 1
+            self._count("back_office")
             case_id = next(c.id for c in self.hub_engine().cases.values() if c.ticket == done.id)
             hours = self.rng.uniform(*CASE_READY_H)
             self.push(self.clock.now + dt.timedelta(hours=hours), Kind.READY, case_id)
@@ -577,7 +721,7 @@ class _Day:
         if self.rng.random() < RATING_SHARE:
             score = self.rng.choices(range(1, 6), RATING_WEIGHTS)[0]
             await self.exec(lambda t: self.hub_engine().rate(t, number, staff, score))
-            self.run.ratings += 1
+            self._count("ratings")
 
     def _kind(self, service: str) -> ServiceKind:
         found = self.config.service(service)
@@ -633,12 +777,116 @@ async def simulate_days(
     open_cases: list[str] = []
     for index, day in enumerate(days):
         residents = arrivals(config, day, seed + index, hall)
-        one = _Day(hall, db, day, windows, seed + index, faults=faults, speed=speed)
-        run = await one.simulate(residents, pickups, open_cases)
-        pickups, open_cases = one.carry, one.open_cases
+        if faults:
+            run, pickups, open_cases = await asyncio.to_thread(
+                _day_with_kill, hall, db, day, windows, seed + index, residents, pickups, open_cases
+            )
+        else:
+            one = _Day(hall, db, day, windows, seed + index, faults=faults, speed=speed)
+            run = await one.simulate(residents, pickups, open_cases)
+            pickups, open_cases = one.carry, one.open_cases
         run.report = read_report(hall, db, day)
         runs.append(run)
     return runs
+
+
+def _day_with_kill(
+    hall: CenterConfig,
+    db: Path,
+    day: dt.date,
+    windows: int,
+    seed: int,
+    residents: list[Arrival],
+    pickups: list[str],
+    open_cases: list[str],
+) -> tuple[DayRun, list[str], list[str]]:
+    """One day in child processes: the first is SIGKILLed mid-day, a second one resumes.
+
+    The parent learns what was acknowledged only from the children's journal, as a client
+    of a crashed hub would only know what it was answered.
+    """
+    wall = time.perf_counter()
+    journal = db.with_name(f"{db.name}.{day.isoformat()}.journal")
+    journal.unlink(missing_ok=True)
+    spawn = multiprocessing.get_context("spawn")
+    first = spawn.Process(
+        target=_child_day,
+        args=(hall, db, day, windows, seed, residents, pickups, open_cases, journal),
+    )
+    first.start()
+    first.join(CHILD_TIMEOUT_S)
+    if first.exitcode != -signal.SIGKILL:
+        first.kill()
+        raise RuntimeError(f"the simulated hub process ended with {first.exitcode}, not killed")
+    records = _read_journal(journal)
+    _, killed_at, in_flight = [r for r in records if r[0] == "kill"][-1]
+    second = spawn.Process(
+        target=_child_resume,
+        args=(hall, db, day, windows, seed, residents, journal, killed_at),
+    )
+    second.start()
+    second.join(CHILD_TIMEOUT_S)
+    if second.exitcode != 0:
+        second.kill()
+        raise RuntimeError(f"the resumed hub process ended with {second.exitcode}")
+    run = DayRun(day, windows, kills=1, killed_at=killed_at, in_flight=in_flight)
+    carry: list[str] = []
+    still_open: list[str] = []
+    acked: set[str] = set()
+    for record in _read_journal(journal):
+        if record[0] == "issued" and record[1].id not in acked:
+            # A retried request answers the same ticket: the resident holds it once.
+            acked.add(record[1].id)
+            run.issued.append(record[1])
+        elif record[0] == "count":
+            setattr(run, record[1], getattr(run, record[1]) + 1)
+        elif record[0] == "devices":
+            run.device_faults, run.devices_ready = record[1], record[2]
+        elif record[0] == "end":
+            carry, still_open, run.simulated_s = record[1], record[2], record[3]
+    run.wall_s = time.perf_counter() - wall
+    journal.unlink()
+    return run, carry, still_open
+
+
+def _read_journal(journal: Path) -> list[tuple[Any, ...]]:
+    records: list[tuple[Any, ...]] = []
+    with journal.open("rb") as source:
+        while True:
+            try:
+                records.append(pickle.load(source))  # noqa: S301 - our own child's journal
+            except EOFError:
+                return records
+
+
+def _child_day(
+    hall: CenterConfig,
+    db: Path,
+    day: dt.date,
+    windows: int,
+    seed: int,
+    residents: list[Arrival],
+    pickups: list[str],
+    open_cases: list[str],
+    journal: Path,
+) -> None:
+    one = _Day(hall, db, day, windows, seed, faults=True, journal=journal)
+    asyncio.run(one.simulate(residents, pickups, open_cases))
+
+
+def _child_resume(
+    hall: CenterConfig,
+    db: Path,
+    day: dt.date,
+    windows: int,
+    seed: int,
+    residents: list[Arrival],
+    journal: Path,
+    at: dt.datetime,
+) -> None:
+    # Another seed: the resumed hall does not replay the killed one's draws.
+    one = _Day(hall, db, day, windows, seed + 7919, faults=True, journal=journal)
+    asyncio.run(one.resume(at, residents))
 
 
 def read_report(config: CenterConfig, db: Path, day: dt.date) -> Report:

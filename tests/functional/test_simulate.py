@@ -1,9 +1,9 @@
 """``qcall simulate``: simulated days on a real hub (real SQLite log), then the log is audited.
 
-The soak test runs two consecutive days with ``faults`` (a hub restart in the middle of each
-day) and checks what the issue asks: every acknowledged ticket is in the log, numbers never
-repeat within a day, the event log replays gap-free into a new hub, and the report's figures
-match the log.
+The soak test runs two consecutive days with ``faults`` (a clean hub restart in the morning and
+a SIGKILL of the hub's process in the afternoon of each day) and checks what the issue asks:
+every acknowledged ticket is in the log, numbers never repeat within a day, the event log
+replays gap-free into a new hub, and the report's figures match the log.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import itertools
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
 from typing import Final
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -27,6 +29,7 @@ from qcall.hub import Hub
 from qcall.model import WindowType
 from qcall.simulate import (
     HOURLY_PROFILE,
+    KILL_AT,
     SimClock,
     _Day,
     arrivals,
@@ -39,6 +42,8 @@ from qcall.store import Store
 from tests.common import standalone_demo_config
 
 ROOT: Final = Path(__file__).resolve().parents[2]
+# The fault phase's devices (the hub's names without "bus:").
+DEVICES: Final = ("counter_display@11", "keypad@12", "rating_pad@13")
 # Weekdays in the demo calendar (a Tuesday and a Wednesday).
 DAY: Final = dt.date(2026, 12, 1)
 # One simulated day is a few seconds here; the bound only catches a hung simulation.
@@ -131,7 +136,9 @@ def test_soak_two_days_with_faults(config: CenterConfig, tmp_path: Path) -> None
     assert [r.day for r in runs] == days
     wall = time.perf_counter() - started
     print(f"soak: 2 days, {wall:.1f} s")
-    assert all(r.restarts == 1 for r in runs)
+    # Each day: a clean hub restart in the morning and a SIGKILL of the hub's process in the
+    # afternoon, after which a new process resumed the day on the same database.
+    assert all(r.restarts == 1 and r.kills == 1 for r in runs)
     assert all(r.speedup > 1 for r in runs)
 
     store = Store(db)
@@ -143,6 +150,44 @@ def test_soak_two_days_with_faults(config: CenterConfig, tmp_path: Path) -> None
         store.close()
     # The log is gap-free from seq 1.
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    for run in runs:
+        assert run.killed_at is not None
+        assert run.killed_at.astimezone(ZoneInfo(config.center.timezone)).time() >= KILL_AT
+        before = [t for t in run.issued if t.issued_at < run.killed_at]
+        after = [t for t in run.issued if t.issued_at > run.killed_at]
+        print(f"{run.day}: {len(before)} tickets acknowledged before the kill, {len(after)} after")
+        assert before
+        assert after
+        # The request under way at the kill was committed but not answered; the resident
+        # asked again with the same Idempotency-Key and holds that one ticket.
+        keyed = [
+            e
+            for e in per_day[run.day]
+            if e.type is EventType.TICKET_ISSUED and e.data.get("idempotency_key") == run.in_flight
+        ]
+        assert run.in_flight is not None
+        assert len(keyed) == 1
+        assert keyed[0].data["id"] in {t.id for t in run.issued}
+        assert keyed[0].at == run.killed_at
+        # The device fault phase: each fault took the keypad offline, clearing it brought it
+        # back, and every device ended ready, as the log says too.
+        print(f"{run.day}: device faults {run.device_faults}")
+        assert [f.fault for f in run.device_faults] == ["no_reply", "noise", "unplug"]
+        # A silent or unplugged keypad goes offline; noise may be ridden out by retries.
+        assert [f.went_offline for f in run.device_faults if f.fault != "noise"] == [True, True]
+        assert all(f.came_back for f in run.device_faults)
+        assert run.devices_ready is True
+        states: dict[str, list[str]] = {}
+        for e in per_day[run.day]:
+            if e.type is EventType.DEVICE_STATE:
+                states.setdefault(e.data["device"], []).append(e.data["state"])
+        # The line itself ("bus") and each device on it.
+        assert set(states) == {"bus", *(f"bus:{r}" for r in DEVICES)}
+        # Ready when the phase ended (stopping its hub disconnects the line last).
+        assert all(seen[-2:] == ["ready", "disconnected"] for seen in states.values())
+        keypad = states[run.device_faults[0].device]
+        pairs = list(itertools.pairwise(keypad))
+        assert pairs.count(("offline", "ready")) >= 2
 
     for run in runs:
         log = per_day[run.day]
