@@ -303,9 +303,21 @@ def _recent(b: _Builder, model: LobbyModel, rect: Rect, columns: int, rows: int,
     calls = [c for c in model.recent if c is not model.featured][: columns * rows]
     row_h = (h - title_h) // rows
     col_w = (w - 2 * pad) // columns
+    # Columns are kept apart by a rule in the hall's background colour with a pad either side,
+    # so "H003 → 5号窗口" never reads into the next call.
+    rule = max(2, b.px(4))
+    for col in range(1, columns):
+        bound = x + pad + col * col_w
+        b.panel(
+            f"recent.rule[{col}]",
+            (bound - rule // 2, y + title_h, rule, h - title_h - pad),
+            BACKGROUND,
+        )
     for index in range(columns * rows):
         col, row = divmod(index, rows)
-        cell = (x + pad + col * col_w, y + title_h + row * row_h, col_w - pad, row_h)
+        left = x + pad + col * col_w + (pad if col else 0)
+        right = x + pad + (col + 1) * col_w - (pad if col < columns - 1 else 0)
+        cell = (left, y + title_h + row * row_h, right - left, row_h)
         text = ""
         if index < len(calls):
             call = calls[index]

@@ -13,11 +13,8 @@ from kiosk.catalog import Lang, ServiceItem
 from kiosk.model import Act, Action, KioskModel, Screen
 from kiosk.scene import Element, Kind, Line, Rect, Scene, Style
 from kiosk.texts import t
+from qcall.linebreak import NO_LINE_END, NO_LINE_START, mend_widow, units
 
-# Characters that must not start a line (Chinese line-breaking rule, 避头点).
-_NO_LINE_START: Final = frozenset("，。、；：？！）》」』】〕”’·…,.;:?!)]}%")
-# Characters that must not end a line (避尾点): opening brackets and quotes.
-_NO_LINE_END: Final = frozenset("（《「『【〔“‘([{")
 # Line spacing of every text (MIIT: ≥1.3).
 LINE_FACTOR: Final = 1.3
 
@@ -88,26 +85,10 @@ def wrap(text: str, width: int, size: int, measure: Measure, bold: bool = False)
     return lines or [""]
 
 
-def _tokens(text: str) -> list[str]:
-    tokens: list[str] = []
-    word = ""
-    for ch in text:
-        if ch != " " and ord(ch) < 0x80:
-            word += ch
-            continue
-        if word:
-            tokens.append(word)
-            word = ""
-        tokens.append(ch)
-    if word:
-        tokens.append(word)
-    return tokens
-
-
 def _wrap_paragraph(text: str, width: int, size: int, measure: Measure, bold: bool) -> list[str]:
     lines: list[str] = []
     current = ""
-    for token in _tokens(text):
+    for token in units(text):
         candidate = current + token
         if not current or measure.width(candidate.rstrip(), size, bold) <= width:
             current = candidate
@@ -116,12 +97,12 @@ def _wrap_paragraph(text: str, width: int, size: int, measure: Measure, bold: bo
             lines.append(current.rstrip())
             current = ""
             continue
-        if token in _NO_LINE_START and len(current) > 1:
+        if token in NO_LINE_START and len(current) > 1:
             # Carry the last character down with the punctuation.
             lines.append(current[:-1].rstrip())
             current = current[-1] + token
             continue
-        if current[-1] in _NO_LINE_END and len(current) > 1:
+        if current[-1] in NO_LINE_END and len(current) > 1:
             # Carry the opening bracket down with what it opens.
             lines.append(current[:-1].rstrip())
             current = current[-1] + token
@@ -137,7 +118,7 @@ def _wrap_paragraph(text: str, width: int, size: int, measure: Measure, bold: bo
         current = token.lstrip()
     if current.strip():
         lines.append(current.rstrip())
-    return lines
+    return mend_widow(lines, lambda line: measure.width(line, size, bold) <= width)
 
 
 @dataclass

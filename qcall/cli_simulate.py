@@ -123,7 +123,10 @@ def _simulate(args: argparse.Namespace) -> int:
     for one in runs:
         assert one.report is not None
         sys.stdout.write(to_table(one.report, lang))
-        sys.stdout.write("\n" + run_summary(one, lang) + "\n\n")
+        sys.stdout.write("\n" + run_summary(one, lang) + "\n")
+        if one.device_faults:
+            sys.stdout.write(fault_summary(one, lang) + "\n")
+        sys.stdout.write("\n")
     if not args.no_compare:
         counts = staffing_counts(windows)
         rows = asyncio.run(compare_staffing(config, out, day, counts, seed=args.seed))
@@ -150,6 +153,53 @@ def run_summary(one: DayRun, lang: str) -> str:
         f"{one.kills} hub kills; "
         f"{one.simulated_s / 3600:.1f} h in {one.wall_s:.1f} s ({one.speedup:.0f}x real time)",
     )
+
+
+# The injected device faults, as people call them.
+_FAULT_NAMES: dict[str, tuple[str, str]] = {
+    "paper_end": ("打印机缺纸", "printer paper end"),
+    "disconnect": ("大厅屏断网", "lobby screen disconnected"),
+    "no_reply": ("设备无应答", "silent device"),
+    "noise": ("总线干扰", "bus noise"),
+    "unplug": ("设备拔线", "device unplugged"),
+}
+
+
+def fault_summary(one: DayRun, lang: str) -> str:
+    """One line per injected device fault: noticed (offline) and recovered, or not."""
+    lines = []
+    for fault in one.device_faults:
+        zh, en = _FAULT_NAMES.get(fault.fault, (fault.fault, fault.fault))
+        offline = fault.went_offline
+        back = fault.came_back
+        detail = f" ({fault.detail})" if fault.detail else ""
+        if fault.gap_free is not None:
+            detail = pick(
+                lang,
+                f"（自 seq {fault.after_seq} 起补收 {fault.replayed} 条事件至 seq "
+                f"{fault.last_seq}，{'无缺漏' if fault.gap_free else '有缺漏！'}）",
+                f" (after seq {fault.after_seq}: {fault.replayed} events replayed up to seq "
+                f"{fault.last_seq}, {'gap-free' if fault.gap_free else 'NOT gap-free!'})",
+            )
+        lines.append(
+            pick(
+                lang,
+                f"  {zh} {fault.device}：{'判为离线' if offline else '未离线'}，"
+                f"{'已恢复' if back else '未恢复！'}{detail}",
+                f"  {en} {fault.device}: {'went offline' if offline else 'stayed online'}, "
+                f"{'back' if back else 'NOT back!'}{detail}",
+            )
+        )
+    if one.devices_ready is not None:
+        ready = one.devices_ready
+        lines.append(
+            pick(
+                lang,
+                "  设备全部就绪" if ready else "  有设备未就绪！",
+                "  every device ready" if ready else "  a device is NOT ready!",
+            )
+        )
+    return "\n".join(lines)
 
 
 def _num(value: float | None) -> str:

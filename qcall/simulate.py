@@ -21,8 +21,8 @@ stop, no final snapshot) and the parent starts a new child on the same database,
 the hall from the hub's recovered state: windows' current tickets, pauses, open and ready
 cases, and the residents still to come. What the simulation saw acknowledged is journaled by
 the child as it happens, so the parent knows every ticket acknowledged before the kill.
-Device faults (printer paper end, bus noise, a silent device, a lobby screen disconnect) are
-not simulated here.
+Device faults (printer paper end, a lobby screen disconnect, a silent device, bus noise, a
+pulled plug) happen in a few real seconds with real devices: ``qcall.simulate_faults``.
 """
 
 from __future__ import annotations

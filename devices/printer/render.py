@@ -16,6 +16,7 @@ from devices.printer import commands as cmd
 from devices.printer.commands import Align
 from devices.printer.escpos_backend import OWN_COMMANDS, CommandSet
 from devices.printer.fonts import FONT_LOCK, cjk_font
+from qcall.linebreak import NO_LINE_START, mend_widow, units
 
 Paper = Literal[58, 80]
 Repertoire = Literal["gb2312", "gbk", "gb18030"]
@@ -25,7 +26,6 @@ NUMBER_MAGNIFICATION: Final[dict[int, int]] = {80: 5, 58: 4}
 # QR module size in dots: 0.75 mm (80 mm) / 0.6 mm (58 mm) modules scan well on phones.
 QR_MODULE: Final[dict[int, int]] = {80: 6, 58: 5}
 # Characters that must not start a line (Chinese line-breaking rule, 避头点).
-_NO_LINE_START: Final = frozenset("，。、；：？！）》」』】〕”’·…,.;:?!)]}%")
 _TIME_FORMAT: Final = "%Y-%m-%d %H:%M"
 _Size = tuple[int, int]
 
@@ -70,23 +70,6 @@ def clean_text(text: str) -> str:
     return "".join(" " if unicodedata.category(ch)[0] == "C" else ch for ch in text).strip()
 
 
-def _tokens(text: str) -> list[str]:
-    """Split into breakable units: ASCII words, single spaces, single non-ASCII characters."""
-    tokens: list[str] = []
-    word = ""
-    for ch in text:
-        if ch != " " and ord(ch) < 0x80:
-            word += ch
-            continue
-        if word:
-            tokens.append(word)
-            word = ""
-        tokens.append(ch)
-    if word:
-        tokens.append(word)
-    return tokens
-
-
 def wrap(text: str, columns: int, indent: int = 0) -> list[str]:
     """Wrap ``text`` to ``columns`` display columns; continuation lines get ``indent`` spaces."""
     if columns < 2 or indent >= columns - 1:
@@ -99,7 +82,7 @@ def wrap(text: str, columns: int, indent: int = 0) -> list[str]:
         lines.append([" " * indent] if indent else [])
         used = indent
 
-    for token in _tokens(text):
+    for token in units(text):
         width = display_width(token)
         if token.isspace():
             if lines[-1] and lines[-1][-1].strip() and used + width <= columns:
@@ -118,7 +101,7 @@ def wrap(text: str, columns: int, indent: int = 0) -> list[str]:
                 used += 1
             continue
         carry: list[str] = []
-        if token in _NO_LINE_START:
+        if token in NO_LINE_START:
             # Pull the previous character down with the punctuation, unless it stands alone.
             previous = lines[-1]
             fits = indent + display_width(previous[-1]) + width <= columns if previous else False
@@ -128,7 +111,8 @@ def wrap(text: str, columns: int, indent: int = 0) -> list[str]:
         for piece in [*carry, token]:
             lines[-1].append(piece)
             used += display_width(piece)
-    return ["".join(parts).rstrip() for parts in lines if "".join(parts).strip()]
+    wrapped = ["".join(parts).rstrip() for parts in lines if "".join(parts).strip()]
+    return mend_widow(wrapped, lambda line: display_width(line) <= columns)
 
 
 class _Writer:

@@ -95,6 +95,22 @@ def test_call_is_the_largest_text_and_nothing_is_tiny(size: tuple[int, int]) -> 
     assert min(sizes) >= 28 * scale
 
 
+@pytest.mark.parametrize("size", SIZES)
+def test_recent_calls_columns_are_kept_apart_by_a_rule(size: tuple[int, int]) -> None:
+    scene = layout(busy_hall(), size, "zh", WALL, 100.0)
+    [rule] = [p for p in scene.panels if p.label.startswith("recent.rule")]
+    cells = [e for e in scene.elements if e.label.startswith("recent[") and e.text]
+    assert len(cells) == 4
+    clearance = 12 * min(size) / 1080
+    left = [e for e in cells if e.rect[0] < rule.rect[0]]
+    right = [e for e in cells if e.rect[0] > rule.rect[0]]
+    assert len(left) == len(right) == 2
+    assert all(e.rect[0] + e.rect[2] + clearance <= rule.rect[0] for e in left)
+    assert all(rule.rect[0] + rule.rect[2] + clearance <= e.rect[0] for e in right)
+    # The rule spans the rows it separates.
+    assert all(rule.rect[1] <= e.rect[1] < rule.rect[1] + rule.rect[3] for e in cells)
+
+
 def test_windows_are_paged_eight_at_a_time_at_1080p() -> None:
     model = busy_hall(16)
     first = layout(model, (1920, 1080), "zh", WALL, 0.0)

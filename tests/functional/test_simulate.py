@@ -1,9 +1,11 @@
 """``qcall simulate``: simulated days on a real hub (real SQLite log), then the log is audited.
 
-The soak test runs two consecutive days with ``faults`` (a clean hub restart in the morning and
-a SIGKILL of the hub's process in the afternoon of each day) and checks what the issue asks:
-every acknowledged ticket is in the log, numbers never repeat within a day, the event log
-replays gap-free into a new hub, and the report's figures match the log.
+The soak test runs two consecutive days with ``faults`` (a clean hub restart in the morning, a
+SIGKILL of the hub's process in the afternoon, then the device fault phase: printer paper end,
+a lobby screen disconnect, a silent, noisy and unplugged keypad) and checks what the issue
+asks: every acknowledged ticket is in the log, numbers never repeat within a day, every device
+came back online, the event log replays gap-free into a new hub (and into the lobby screen
+after its disconnect), and the report's figures match the log.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from qcall.cli_simulate import fault_summary
 from qcall.config import CenterConfig, load_config
 from qcall.events import EventType
 from qcall.hub import Hub
@@ -30,6 +33,7 @@ from qcall.model import WindowType
 from qcall.simulate import (
     HOURLY_PROFILE,
     KILL_AT,
+    DayRun,
     SimClock,
     _Day,
     arrivals,
@@ -38,12 +42,16 @@ from qcall.simulate import (
     simulate_days,
     staffing_counts,
 )
+from qcall.simulate_faults import DeviceFault
 from qcall.store import Store
 from tests.common import standalone_demo_config
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 # The fault phase's devices (the hub's names without "bus:").
 DEVICES: Final = ("counter_display@11", "keypad@12", "rating_pad@13")
+# The fault phase's kiosk printer and lobby screen, as the hub names them.
+PRINTER: Final = "kiosk:sim-kiosk/printer"
+SCREEN: Final = "screen:sim-lobby"
 # Weekdays in the demo calendar (a Tuesday and a Wednesday).
 DAY: Final = dt.date(2026, 12, 1)
 # One simulated day is a few seconds here; the bound only catches a hung simulation.
@@ -169,25 +177,41 @@ def test_soak_two_days_with_faults(config: CenterConfig, tmp_path: Path) -> None
         assert len(keyed) == 1
         assert keyed[0].data["id"] in {t.id for t in run.issued}
         assert keyed[0].at == run.killed_at
-        # The device fault phase: each fault took the keypad offline, clearing it brought it
+        # The device fault phase: each fault took its device offline, clearing it brought it
         # back, and every device ended ready, as the log says too.
         print(f"{run.day}: device faults {run.device_faults}")
-        assert [f.fault for f in run.device_faults] == ["no_reply", "noise", "unplug"]
+        faults = {f.fault: f for f in run.device_faults}
+        assert list(faults) == ["paper_end", "no_reply", "noise", "unplug", "disconnect"]
         # A silent or unplugged keypad goes offline; noise may be ridden out by retries.
-        assert [f.went_offline for f in run.device_faults if f.fault != "noise"] == [True, True]
-        assert all(f.came_back for f in run.device_faults)
+        offline = [k for k in faults if k != "noise"]
+        assert all(faults[k].went_offline for k in offline), run.device_faults
+        assert all(f.came_back for f in run.device_faults), run.device_faults
         assert run.devices_ready is True
+        # The kiosk saw the paper end in the printer's status and the hub was told.
+        assert faults["paper_end"].device == PRINTER
+        assert "缺纸" in faults["paper_end"].detail
+        # The lobby screen replayed what happened while it was away, gap-free.
+        assert faults["disconnect"].device == SCREEN
+        screen = faults["disconnect"]
+        assert screen.gap_free is True
+        assert screen.replayed > 0
+        assert screen.after_seq is not None
+        assert screen.last_seq == screen.after_seq + screen.replayed
         states: dict[str, list[str]] = {}
         for e in per_day[run.day]:
             if e.type is EventType.DEVICE_STATE:
                 states.setdefault(e.data["device"], []).append(e.data["state"])
-        # The line itself ("bus") and each device on it.
-        assert set(states) == {"bus", *(f"bus:{r}" for r in DEVICES)}
+        # The line itself ("bus"), each device on it, the kiosk's printer and the screen.
+        assert set(states) == {"bus", *(f"bus:{r}" for r in DEVICES), PRINTER, SCREEN}
         # Ready when the phase ended (stopping its hub disconnects the line last).
-        assert all(seen[-2:] == ["ready", "disconnected"] for seen in states.values())
-        keypad = states[run.device_faults[0].device]
-        pairs = list(itertools.pairwise(keypad))
-        assert pairs.count(("offline", "ready")) >= 2
+        bus = [seen for device, seen in states.items() if device.startswith("bus")]
+        assert all(seen[-2:] == ["ready", "disconnected"] for seen in bus)
+        keypad = states[faults["no_reply"].device]
+        assert list(itertools.pairwise(keypad)).count(("offline", "ready")) >= 2
+        # The printer and the screen: offline, then ready (the first day starts them ready).
+        for device in (PRINTER, SCREEN):
+            assert ("offline", "ready") in itertools.pairwise(states[device]), states[device]
+            assert states[device][-1] == "ready"
 
     for run in runs:
         log = per_day[run.day]
@@ -343,3 +367,28 @@ def test_cli_day_report_and_staffing(config: CenterConfig, tmp_path: Path) -> No
     )
     assert daily.returncode == 0, daily.stderr
     assert '"issued"' in daily.stdout
+
+
+def test_fault_summary_says_each_outcome_in_both_languages() -> None:
+    run = DayRun(DAY, 6)
+    run.device_faults = [
+        DeviceFault(PRINTER, "paper_end", True, True, "缺纸 / Paper end"),
+        DeviceFault("bus:keypad@12", "noise", False, True),
+        DeviceFault("bus:keypad@12", "unplug", True, False),
+        DeviceFault(
+            SCREEN, "disconnect", True, True, after_seq=40, replayed=7, last_seq=47, gap_free=True
+        ),
+    ]
+    run.devices_ready = False
+    zh = fault_summary(run, "zh").splitlines()
+    assert zh == [
+        f"  打印机缺纸 {PRINTER}：判为离线，已恢复 (缺纸 / Paper end)",
+        "  总线干扰 bus:keypad@12：未离线，已恢复",
+        "  设备拔线 bus:keypad@12：判为离线，未恢复！",
+        f"  大厅屏断网 {SCREEN}：判为离线，已恢复（自 seq 40 起补收 7 条事件至 seq 47，无缺漏）",
+        "  有设备未就绪！",
+    ]
+    en = fault_summary(run, "en").splitlines()
+    assert en[2] == "  device unplugged bus:keypad@12: went offline, NOT back!"
+    assert en[3].endswith("(after seq 40: 7 events replayed up to seq 47, gap-free)")
+    assert en[-1] == "  a device is NOT ready!"

@@ -254,6 +254,12 @@ def test_wrap_keeps_brackets_and_punctuation_with_their_words(fonts: FontBook) -
     )
 
 
+def test_wrap_leaves_no_chinese_character_alone_on_the_last_line(fonts: FontBook) -> None:
+    width = fonts.width("社会保障卡申领及挂失补换", 44)
+    lines = wrap("社会保障卡申领及挂失补换卡", width, 44, fonts)
+    assert lines == ["社会保障卡申领及挂失补", "换卡"]
+
+
 async def test_welcome_says_when_tickets_are_issued_again(
     catalog: KioskCatalog, fonts: FontBook
 ) -> None:

@@ -197,6 +197,16 @@ def test_wrap_breaks_words_and_keeps_punctuation_off_line_starts() -> None:
     assert wrap("x" * 10, 4) == ["xxxx", "xxxx", "xx"]
 
 
+def test_wrap_leaves_no_chinese_character_alone_on_the_last_line() -> None:
+    # 13 characters at 12 a line: the last one takes the one before it along.
+    assert wrap("社会保障卡申领及挂失补换卡", 24) == ["社会保障卡申领及挂失补", "换卡"]
+    assert wrap("社会保障卡申领及挂失补换卡。", 24) == ["社会保障卡申领及挂失补", "换卡。"]
+    assert wrap("一二三四五六七八九十甲乙丙", 24, indent=2) == ["一二三四五六七八九十甲", "  乙丙"]
+    # An English word alone is fine, and so is a line that only had two characters.
+    assert wrap("社会保障卡申领及挂失补换 card", 24) == ["社会保障卡申领及挂失补换", "card"]
+    assert wrap("一二三", 4) == ["一二", "三"]
+
+
 _TEXT = st.text(
     alphabet=st.sampled_from(
         list("abcXYZ019 ,.-'") + list("前面还有人等候，。（）【】社区") + ["𠀀"]
