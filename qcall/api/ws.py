@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import json
 import logging
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Final
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from qcall.api.routes import DISPLAY_PLUS, HUB_KEY, authorize, bearer, error_response
 from qcall.errors import BadRequest, Conflict, QcallError
-from qcall.events import Event
+from qcall.events import Event, EventType
 from qcall.hub import Hub
 from qcall.i18n import pick_language
 from qcall.lobby import ScreenSession
@@ -42,13 +44,24 @@ ENCODED_CACHE: Final = 256
 STREAMS_KEY: Final = web.AppKey("event_streams", set[web.WebSocketResponse])
 
 
+# Who reads what an admin changed (the actor, staff accounts, token names: the audit log).
+# Other streams (lobby screens, clerks' panels) get those events with their seq, type and what
+# kind of change it was only: the stream stays gap-free and a lobby machine never holds staff
+# accounts.
+AUDIT_READERS: Final = frozenset({Role.SUPERVISOR, Role.ADMIN, Role.INTEGRATION})
+# What of an audit event the other streams see (by type).
+_AUDIT_KEPT: Final = {EventType.SETTINGS_CHANGED: "key", EventType.AUDIT_RECORDED: "action"}
+
+
 class EncodedEvents:
     """Each event is encoded once, however many clients receive it (one cache per hub)."""
 
     def __init__(self) -> None:
         self._cache: OrderedDict[int, str] = OrderedDict()
 
-    def __call__(self, event: Event) -> str:
+    def __call__(self, event: Event, *, redact: bool = False) -> str:
+        if redact and event.type in _AUDIT_KEPT:
+            return _redacted(event).to_json()  # rare (admin changes): not cached
         text = self._cache.get(event.seq)
         if text is None:
             text = event.to_json()
@@ -56,6 +69,12 @@ class EncodedEvents:
             if len(self._cache) > ENCODED_CACHE:
                 self._cache.popitem(last=False)
         return text
+
+
+def _redacted(event: Event) -> Event:
+    """An audit event as a stream outside ``AUDIT_READERS`` sees it."""
+    kept = _AUDIT_KEPT[event.type]
+    return Event(event.seq, event.type, event.at, {kept: event.data.get(kept), "redacted": True})
 
 
 ENCODED_KEY: Final = web.AppKey("encoded_events", EncodedEvents)
@@ -115,7 +134,10 @@ async def events_ws(request: web.Request) -> web.StreamResponse:
     if principal.role is Role.DISPLAY:
         screen = hub.screens.connected(principal.name, request.remote or "")
     try:
-        await _stream(hub, ws, subscription, after, reader, request.app[ENCODED_KEY], screen)
+        encode = functools.partial(
+            request.app[ENCODED_KEY], redact=principal.role not in AUDIT_READERS
+        )
+        await _stream(hub, ws, subscription, after, reader, encode, screen)
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:
@@ -175,7 +197,7 @@ async def _stream(
     subscription: object,
     after: int | None,
     reader: asyncio.Task[None],
-    encode: EncodedEvents,
+    encode: Callable[[Event], str],
     screen: ScreenSession | None = None,
 ) -> None:
     from qcall.events import Subscription
@@ -220,7 +242,7 @@ async def _replay(
     hub: Hub,
     ws: web.WebSocketResponse,
     after: int,
-    encode: EncodedEvents,
+    encode: Callable[[Event], str],
     upto: int | None = None,
 ) -> int:
     """Send logged events after ``after`` (up to ``upto``); return the last seq sent."""

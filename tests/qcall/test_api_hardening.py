@@ -262,3 +262,40 @@ async def test_the_login_route_limits_failures_per_real_caller(serve: Serve) -> 
             assert "10 minutes" in error["message"]
         async with session.post(url, json={"staff": "c1", "pin": PIN}, headers=clerk) as response:
             assert response.status == 200
+
+
+async def test_audit_events_reach_lobby_screens_and_clerks_without_staff_details(
+    serve: Serve,
+) -> None:
+    from qcall import admin
+
+    served = await serve()
+    hub = served.hub
+    streams = {role: await served.token(role) for role in (Role.DISPLAY, Role.ADMIN)}
+    async with aiohttp.ClientSession() as session:
+        opened = {role: await open_stream(session, served, t) for role, t in streams.items()}
+        for ws in opened.values():
+            assert json.loads((await receive(ws)).data)["type"] == "snapshot"
+        await admin.add_staff(hub, "a1", "c7", "李四", "clerk")
+        await admin.change_setting(
+            hub, "a1", "lobby.notices", [{"zh": "今日下午停电检修", "en": "Power work today"}]
+        )
+        await hub.execute(lambda now: hub.engine.open_window(now, 2, "c7"))
+        seen = {
+            role: [json.loads((await receive(ws)).data) for _ in range(3)]
+            for role, ws in opened.items()
+        }
+        for ws in opened.values():
+            await ws.close()
+    full, lobby = seen[Role.ADMIN], seen[Role.DISPLAY]
+    # The same events, gap-free, in both streams.
+    assert [e["seq"] for e in lobby] == [e["seq"] for e in full]
+    assert [e["type"] for e in lobby] == ["audit.recorded", "settings.changed", "window.opened"]
+    # The admin's stream carries who did what; the lobby screen's only what kind of change.
+    assert full[0]["data"]["actor"] == "a1"
+    assert full[0]["data"]["after"]["name"] == "李四"
+    assert lobby[0]["data"] == {"action": "staff.added", "redacted": True}
+    assert lobby[1]["data"] == {"key": "lobby.notices", "redacted": True}
+    assert "李四" not in json.dumps(lobby, ensure_ascii=False)
+    # Everything else is the same, byte for byte.
+    assert lobby[2] == full[2]
