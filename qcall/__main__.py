@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import functools
 import gc
@@ -11,7 +12,7 @@ import getpass
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Final
 from zoneinfo import ZoneInfo
@@ -79,6 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     try:
         return handler(args)
+    except _NoDatabase as err:
+        return _fail(f"找不到数据库 {err.db}", f"no database at {err.db}")
     except ConfigError as err:
         print(err.report(), file=sys.stderr)  # noqa: T201
         return EXIT_CONFIG
@@ -291,15 +294,9 @@ def _config_export(args: argparse.Namespace) -> int:
     from qcall import settings
     from qcall.events import EventType
 
-    opened = _open_existing(args)
-    if opened is None:
-        return _no_database(args)
-    config, store = opened
-    try:
+    with _existing(args) as (config, store):
         changes = store.iter_events(0, (EventType.SETTINGS_CHANGED,))
         text = settings.export_toml(settings.effective(config, settings.overrides_of(changes)))
-    finally:
-        store.close()
     if args.out is None:
         sys.stdout.write(text)
     else:
@@ -320,15 +317,24 @@ def _fail(zh: str, en: str) -> int:
     return EXIT_USAGE
 
 
-def _open_existing(args: argparse.Namespace) -> tuple[CenterConfig, Store] | None:
+class _NoDatabase(Exception):
+    """The command needs a database that is not there."""
+
+    def __init__(self, db: Path) -> None:
+        super().__init__(str(db))
+        self.db = db
+
+
+@contextlib.contextmanager
+def _existing(args: argparse.Namespace) -> Iterator[tuple[CenterConfig, Store]]:
     """Open a database that must exist already (a typo must not create an empty one)."""
     if not args.db.exists():
-        return None
-    return _open_store(args)
-
-
-def _no_database(args: argparse.Namespace) -> int:
-    return _fail(f"找不到数据库 {args.db}", f"no database at {args.db}")
+        raise _NoDatabase(args.db)
+    config, store = _open_store(args)
+    try:
+        yield config, store
+    finally:
+        store.close()
 
 
 def _read_pin(staff_id: str) -> str | tuple[str, str]:
@@ -362,15 +368,9 @@ def _staff_add(args: argparse.Namespace) -> int:
 
 
 def _staff_list(args: argparse.Namespace) -> int:
-    opened = _open_existing(args)
-    if opened is None:
-        return _no_database(args)
-    _config, store = opened
-    try:
+    with _existing(args) as (_config, store):
         members = store.list_staff()
         locked = store.locked_staff(dt.datetime.now(dt.UTC))
-    finally:
-        store.close()
     print(f"{'工号 id':<12} {'角色 role':<12} {'状态 state':<16} 姓名 name")  # noqa: T201
     for member in members:
         if not member.active:
@@ -386,14 +386,8 @@ def _staff_list(args: argparse.Namespace) -> int:
 def _staff_change(
     args: argparse.Namespace, change: Callable[[Store], bool], done_zh: str, done_en: str
 ) -> int:
-    opened = _open_existing(args)
-    if opened is None:
-        return _no_database(args)
-    _config, store = opened
-    try:
+    with _existing(args) as (_config, store):
         found = change(store)
-    finally:
-        store.close()
     if not found:
         return _fail(f"没有工号为 {args.id} 的工作人员", f"no staff member with id {args.id}")
     print(f"{args.id}: {done_zh} / {done_en}")  # noqa: T201
@@ -417,7 +411,7 @@ def _staff_enable(args: argparse.Namespace) -> int:
 
 def _staff_reset_pin(args: argparse.Namespace) -> int:
     if not args.db.exists():
-        return _no_database(args)
+        raise _NoDatabase(args.db)
     pin = _read_pin(args.id)
     if isinstance(pin, tuple):
         return _fail(*pin)
@@ -451,14 +445,8 @@ def _token_create(args: argparse.Namespace) -> int:
 
 
 def _token_list(args: argparse.Namespace) -> int:
-    opened = _open_existing(args)
-    if opened is None:
-        return _no_database(args)
-    config, store = opened
-    try:
+    with _existing(args) as (config, store):
         found = store.list_tokens(include_revoked=args.all)
-    finally:
-        store.close()
     now = dt.datetime.now(dt.UTC)
     if not args.all:
         found = [t for t in found if t.expires_at is None or t.expires_at > now]
@@ -487,14 +475,8 @@ def _token_list(args: argparse.Namespace) -> int:
 
 
 def _token_revoke(args: argparse.Namespace) -> int:
-    opened = _open_existing(args)
-    if opened is None:
-        return _no_database(args)
-    _config, store = opened
-    try:
+    with _existing(args) as (_config, store):
         matched = store.revoke_token_id(args.id)
-    finally:
-        store.close()
     if len(matched) != 1:
         return _fail(
             f"没有编号为 {args.id} 的令牌（编号见 qcall token list）",

@@ -17,7 +17,7 @@ import random
 import urllib.parse
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from types import TracebackType
-from typing import Any, Final, Literal, NotRequired, Self, TypedDict, cast, overload
+from typing import Any, Final, Literal, NotRequired, Self, TypedDict, Unpack, cast, overload
 
 import aiohttp
 
@@ -389,6 +389,15 @@ OpenApiDocument = dict[str, Any]
 
 
 # --------------------------------------------------------------------------- client
+
+
+class _Send(TypedDict, total=False):
+    """How a request is sent (``QcallClient._bytes``' options)."""
+
+    auth: bool
+    params: Mapping[str, str] | None
+    root: bool
+    extra_headers: Mapping[str, str] | None
 
 
 class QcallClient:
@@ -841,57 +850,21 @@ class QcallClient:
         data = await self._json("POST", f"/windows/{window}/{action}", body)
         return cast(WindowView, data["window"])
 
-    async def _json(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        *,
-        auth: bool = True,
-        params: Mapping[str, str] | None = None,
-    ) -> Any:
-        data = await self._request(method, path, body, auth=auth, params=params)
+    async def _json(self, method: str, path: str, body: Any = None, **send: Unpack[_Send]) -> Any:
+        data = await self._request(method, path, body, **send)
         if data is None:
             raise QcallApiError(204, "no_content", f"{method} {path} returned no content")
         return data
 
     async def _request(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        *,
-        auth: bool = True,
-        params: Mapping[str, str] | None = None,
-        extra_headers: Mapping[str, str] | None = None,
+        self, method: str, path: str, body: Any = None, **send: Unpack[_Send]
     ) -> Any:
         """Send a request; return the decoded JSON body, or None for 204."""
-        text = await self._text(
-            method, path, body, auth=auth, params=params, extra_headers=extra_headers
-        )
+        text = await self._text(method, path, body, **send)
         return json.loads(text) if text else None
 
-    async def _text(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        *,
-        auth: bool = True,
-        params: Mapping[str, str] | None = None,
-        root: bool = False,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> str:
-        raw = await self._bytes(
-            method,
-            path,
-            body,
-            auth=auth,
-            params=params,
-            root=root,
-            extra_headers=extra_headers,
-        )
-        return raw.decode("utf-8")
+    async def _text(self, method: str, path: str, body: Any = None, **send: Unpack[_Send]) -> str:
+        return (await self._bytes(method, path, body, **send)).decode("utf-8")
 
     async def _bytes(
         self,

@@ -29,6 +29,7 @@ import pytest
 
 from qcall.client import QcallClient
 from tests.common import standalone_demo_config
+from tests.functional.staffweb import WebSession
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 # The console script of the interpreter running the tests (the venv's), else one on PATH.
@@ -292,6 +293,26 @@ async def kiosk(connect: Connect, hub: HubProcess) -> QcallClient:
 async def display(connect: Connect, hub: HubProcess) -> QcallClient:
     """A client with the display token."""
     return await connect(hub.token("display"))
+
+
+# ``await web("c1")``: a browser-like session signed in as that staff member (None: anonymous).
+OpenWeb = Callable[..., Awaitable[WebSession]]
+
+
+@pytest.fixture
+async def web(hub: HubProcess) -> AsyncIterator[OpenWeb]:
+    """Browser-like sessions on the module's hub, closed after the test."""
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def make(staff: str | None = None) -> WebSession:
+            session = WebSession(hub.url)
+            stack.push_async_callback(session.close)
+            if staff is not None:
+                status, _ = await session.login(staff, PIN)
+                assert status == 303
+            return session
+
+        yield make
 
 
 def waiting_total(state: dict[str, Any] | Any) -> int:

@@ -6,14 +6,12 @@ from __future__ import annotations
 import contextlib
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
-import pytest
 
-from tests.functional.conftest import PIN, HubProcess
-from tests.functional.staffweb import WebSession, admin_account
+from tests.functional.conftest import HubProcess, OpenWeb
+from tests.functional.staffweb import admin_account
 
 PAGES = ("/admin/", "/admin/services/social_card", "/admin/staff", "/admin/tokens", "/admin/audit")
 # Every state-changing action, with a body that would be accepted from an admin.
@@ -26,23 +24,6 @@ ACTIONS: tuple[tuple[str, dict[str, str]], ...] = (
     ("/admin/tokens", {"name": "lobby-3", "role": "display"}),
     ("/admin/tokens/0123456789ab/revoke", {}),
 )
-Open = Callable[..., Awaitable[WebSession]]
-
-
-@pytest.fixture
-async def web(hub: HubProcess) -> AsyncIterator[Open]:
-    """``await web("c1")``: a browser-like session signed in as that staff member."""
-    async with contextlib.AsyncExitStack() as stack:
-
-        async def make(staff: str | None = None) -> WebSession:
-            session = WebSession(hub.url)
-            stack.push_async_callback(session.close)
-            if staff is not None:
-                status, _ = await session.login(staff, PIN)
-                assert status == 303
-            return session
-
-        yield make
 
 
 def _audit_count(db: Path) -> int:
@@ -63,7 +44,7 @@ async def _api_status(hub: HubProcess, token: str) -> int:
 
 
 async def test_every_admin_page_and_action_with_each_role_and_none(
-    web: Open, hub: HubProcess
+    web: OpenWeb, hub: HubProcess
 ) -> None:
     admin = await web(admin_account(hub))
     before = _audit_count(hub.db)
@@ -101,7 +82,7 @@ async def test_every_admin_page_and_action_with_each_role_and_none(
 
 
 async def test_state_changes_without_the_csrf_token_or_from_another_origin_are_refused(
-    web: Open, hub: HubProcess
+    web: OpenWeb, hub: HubProcess
 ) -> None:
     admin = await web(admin_account(hub))
     await admin.get("/admin/")
@@ -124,7 +105,7 @@ async def test_state_changes_without_the_csrf_token_or_from_another_origin_are_r
 
 
 async def test_a_new_token_works_and_a_revoked_one_is_refused_at_once(
-    web: Open, hub: HubProcess
+    web: OpenWeb, hub: HubProcess
 ) -> None:
     admin = await web(admin_account(hub))
     await admin.get("/admin/tokens")
@@ -157,7 +138,7 @@ async def test_a_new_token_works_and_a_revoked_one_is_refused_at_once(
 
 
 async def test_accounts_added_disabled_and_reset_and_the_audit_names_who(
-    web: Open, hub: HubProcess
+    web: OpenWeb, hub: HubProcess
 ) -> None:
     admin_id = admin_account(hub)
     admin = await web(admin_id)
@@ -211,7 +192,7 @@ async def test_accounts_added_disabled_and_reset_and_the_audit_names_who(
 
 
 async def test_calendar_overrides_and_lobby_notices_round_trip_and_reach_the_lobby(
-    web: Open, hub: HubProcess
+    web: OpenWeb, hub: HubProcess
 ) -> None:
     admin = await web(admin_account(hub))
     _, page, _ = await admin.get("/admin/")

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 import pytest
 
 from qcall.client import QcallApiError, QcallClient
 from qcall.web.bridge import bridged_routes
-from tests.functional.conftest import PIN, Connect, HubProcess
+from tests.functional.conftest import PIN, Connect, HubProcess, OpenWeb
 from tests.functional.staffweb import (
-    WebSession,
     admin_account,
     forge_cookie,
     read_cookie,
@@ -23,23 +20,6 @@ from tests.functional.staffweb import (
 
 PAGES = ("/staff/", "/desk/", "/backoffice/")
 FRAGMENTS = ("/staff/panel", "/desk/fragment", "/backoffice/fragment")
-Open = Callable[..., Awaitable[WebSession]]
-
-
-@pytest.fixture
-async def web(hub: HubProcess) -> AsyncIterator[Open]:
-    """``await web("c1")``: a browser-like session signed in as that staff member."""
-    async with contextlib.AsyncExitStack() as stack:
-
-        async def make(staff: str | None = None) -> WebSession:
-            session = WebSession(hub.url)
-            stack.push_async_callback(session.close)
-            if staff is not None:
-                status, _ = await session.login(staff, PIN)
-                assert status == 303
-            return session
-
-        yield make
 
 
 def _concrete(path: str) -> str:
@@ -49,7 +29,7 @@ def _concrete(path: str) -> str:
 
 
 async def test_without_a_session_pages_send_to_sign_in_and_fetches_are_refused(
-    web: Open,
+    web: OpenWeb,
 ) -> None:
     anonymous = await web()
     for page in PAGES:
@@ -70,7 +50,7 @@ async def test_without_a_session_pages_send_to_sign_in_and_fetches_are_refused(
         assert body["error"]["code"] == "unauthorized"
 
 
-async def test_a_bearer_token_does_not_open_the_pages(web: Open, hub: HubProcess) -> None:
+async def test_a_bearer_token_does_not_open_the_pages(web: OpenWeb, hub: HubProcess) -> None:
     anonymous = await web()
     for role in ("kiosk", "display", "integration", "admin"):
         headers = {"Authorization": f"Bearer {hub.token(role)}"}
@@ -88,7 +68,7 @@ async def test_a_bearer_token_does_not_open_the_pages(web: Open, hub: HubProcess
                 assert response.status == 401, (role, entry.path)
 
 
-async def test_each_staff_role_on_every_page_and_action(web: Open, hub: HubProcess) -> None:
+async def test_each_staff_role_on_every_page_and_action(web: OpenWeb, hub: HubProcess) -> None:
     admin = await web(admin_account(hub))
     supervisor = await web("sup1")
     clerk = await web("c6")
@@ -121,7 +101,7 @@ async def test_each_staff_role_on_every_page_and_action(web: Open, hub: HubProce
 
 
 async def test_state_changes_without_the_csrf_token_are_refused(
-    web: Open, connect: Connect
+    web: OpenWeb, connect: Connect
 ) -> None:
     clerk = await web("c6")
     good = clerk.csrf
@@ -160,7 +140,7 @@ async def test_state_changes_without_the_csrf_token_are_refused(
 
 
 async def test_a_clerk_cannot_act_at_another_clerks_window_from_the_page(
-    web: Open, kiosk: QcallClient
+    web: OpenWeb, kiosk: QcallClient
 ) -> None:
     owner = await web("c3")
     intruder = await web("c2")
@@ -182,7 +162,7 @@ async def test_a_clerk_cannot_act_at_another_clerks_window_from_the_page(
 
 
 async def test_five_wrong_pins_lock_the_account_on_the_page_and_the_api(
-    web: Open, hub: HubProcess
+    web: OpenWeb, hub: HubProcess
 ) -> None:
     page = await web()
     await page.get("/login")
@@ -199,7 +179,7 @@ async def test_five_wrong_pins_lock_the_account_on_the_page_and_the_api(
         assert refused.value.status == 429
 
 
-async def test_idle_sessions_end_and_their_token_is_revoked(web: Open, hub: HubProcess) -> None:
+async def test_idle_sessions_end_and_their_token_is_revoked(web: OpenWeb, hub: HubProcess) -> None:
     clerk = await web("c4")
     token = read_cookie(hub.db, clerk.cookie())["token"]
     async with QcallClient(hub.url, token) as api:
@@ -222,7 +202,7 @@ async def test_idle_sessions_end_and_their_token_is_revoked(web: Open, hub: HubP
         assert refused.value.status == 401
 
 
-async def test_sign_out_revokes_the_session(web: Open, hub: HubProcess) -> None:
+async def test_sign_out_revokes_the_session(web: OpenWeb, hub: HubProcess) -> None:
     clerk = await web("c4")
     token = read_cookie(hub.db, clerk.cookie())["token"]
     status, _, response = await clerk.form("/logout", {})
@@ -235,7 +215,7 @@ async def test_sign_out_revokes_the_session(web: Open, hub: HubProcess) -> None:
 
 
 async def test_cookie_is_encrypted_httponly_strict_and_no_secret_reaches_a_page_or_log(
-    web: Open, hub: HubProcess
+    web: OpenWeb, hub: HubProcess
 ) -> None:
     clerk = await web()
     await clerk.get("/login")
@@ -263,7 +243,7 @@ async def test_cookie_is_encrypted_httponly_strict_and_no_secret_reaches_a_page_
 
 
 async def test_the_pages_event_stream_needs_the_session_and_the_same_origin(
-    web: Open, hub: HubProcess
+    web: OpenWeb, hub: HubProcess
 ) -> None:
     anonymous = await web()
     with pytest.raises(aiohttp.WSServerHandshakeError) as refused:

@@ -2,36 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from tests.functional.conftest import HubProcess, OpenWeb
+from tests.functional.staffweb import admin_account
 
-import pytest
-
-from tests.functional.conftest import PIN, HubProcess
-from tests.functional.staffweb import WebSession, admin_account
-
-Open = Callable[..., Awaitable[WebSession]]
 CLOSE = "/supervisor/windows/1/close"
 MOVE = "/web/api/v1/tickets/T-none/move"
 
 
-@pytest.fixture
-async def web(hub: HubProcess) -> AsyncIterator[Open]:
-    async with contextlib.AsyncExitStack() as stack:
-
-        async def make(staff: str | None = None) -> WebSession:
-            session = WebSession(hub.url)
-            stack.push_async_callback(session.close)
-            if staff is not None:
-                status, _ = await session.login(staff, PIN)
-                assert status == 303
-            return session
-
-        yield make
-
-
 async def test_each_role_and_none_on_the_supervisor_page_and_its_action(
-    web: Open, hub: HubProcess
+    web: OpenWeb, hub: HubProcess
 ) -> None:
     anonymous = await web()
     status, _, response = await anonymous.get("/supervisor/")
@@ -81,7 +60,7 @@ async def test_each_role_and_none_on_the_supervisor_page_and_its_action(
 
 
 async def test_the_supervisors_action_needs_the_csrf_token_and_the_same_origin(
-    web: Open, hub: HubProcess
+    web: OpenWeb, hub: HubProcess
 ) -> None:
     supervisor = await web("sup1")
     await supervisor.get("/supervisor/")
@@ -98,7 +77,7 @@ async def test_the_supervisors_action_needs_the_csrf_token_and_the_same_origin(
         assert (await response.json())["error"]["code"] == "bad_origin"
 
 
-async def test_the_public_page_is_open_to_all_without_a_cookie(web: Open) -> None:
+async def test_the_public_page_is_open_to_all_without_a_cookie(web: OpenWeb) -> None:
     anonymous = await web()
     for lang, heading in (("zh", "信息公开"), ("en", "Information disclosure")):
         status, text, response = await anonymous.get(f"/public/?lang={lang}")
