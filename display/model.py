@@ -241,16 +241,26 @@ class LobbyModel:
         if self.settings is None:
             return []
         by_service = {s["id"]: s["department"] for s in self.settings["services"]}
+        served = self._zone_services()
         counts: dict[str, int] = {}
         for service, count in self.waiting.items():
             group = by_service.get(service)
-            if group is not None:
+            if group is not None and (served is None or service in served):
                 counts[group] = counts.get(group, 0) + count
         return [
             (d["name_zh"], d["name_en"], counts.get(d["id"], 0))
             for d in self.settings["departments"]
             if d["id"] in counts
         ]
+
+    def _zone_services(self) -> frozenset[str] | None:
+        """Services the zone's windows serve (None: the whole hall, or a hub that does not say)."""
+        if self.zone is None or self.settings is None:
+            return None
+        windows = [w for w in self.settings["windows"] if self.shows(int(w["number"]))]
+        if any("services" not in w for w in windows):
+            return None
+        return frozenset(str(s) for w in windows for s in w["services"])
 
     # ----------------------------------------------------------------- internals
 

@@ -74,7 +74,10 @@ def lobby_view(config: CenterConfig, lobby: Lobby) -> dict[str, Any]:
     body: dict[str, Any] = {
         "center": {"name_zh": config.center.name_zh, "name_en": config.center.name_en},
         "timezone": config.center.timezone,
-        "windows": [{"number": w.number, "type": str(w.type)} for w in config.windows],
+        "windows": [
+            {"number": w.number, "type": str(w.type), "services": [r.id for r in w.services]}
+            for w in config.windows
+        ],
         "departments": [
             {"id": d.id, "name_zh": d.name_zh, "name_en": d.name_en} for d in config.departments
         ],

@@ -177,6 +177,42 @@ def test_waiting_groups_by_department() -> None:
     assert model.version == version
 
 
+def test_a_zone_counts_only_what_its_windows_serve() -> None:
+    settings: dict[str, Any] = {
+        "version": "v1",
+        "center": {"name_zh": "中心", "name_en": "Center"},
+        "timezone": "Asia/Shanghai",
+        "windows": [
+            {"number": 1, "type": "comprehensive", "services": ["social", "pension"]},
+            {"number": 2, "type": "comprehensive", "services": ["social"]},
+            {"number": 3, "type": "dedicated", "services": ["medical"]},
+        ],
+        "departments": [
+            {"id": "hr", "name_zh": "人社", "name_en": "HR"},
+            {"id": "md", "name_zh": "医保", "name_en": "Medical"},
+        ],
+        "services": [
+            {"id": "social", "department": "hr"},
+            {"id": "pension", "department": "hr"},
+            {"id": "medical", "department": "md"},
+        ],
+        "lobby": {},
+    }
+    waiting = {"social": 4, "pension": 2, "medical": 1}
+    upstairs = LobbyModel(zone=frozenset({2}))
+    upstairs.set_settings(settings)  # type: ignore[arg-type]
+    upstairs.set_waiting(waiting)
+    assert upstairs.waiting_groups() == [("人社", "HR", 4)]
+    medical = LobbyModel(zone=frozenset({3}))
+    medical.set_settings(settings)  # type: ignore[arg-type]
+    medical.set_waiting(waiting)
+    assert medical.waiting_groups() == [("医保", "Medical", 1)]
+    hall = LobbyModel()
+    hall.set_settings(settings)  # type: ignore[arg-type]
+    hall.set_waiting(waiting)
+    assert hall.waiting_groups() == [("人社", "HR", 6), ("医保", "Medical", 1)]
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [("1-4,8", {1, 2, 3, 4, 8}), ("7", {7}), (" 2 , 5-6 ", {2, 5, 6})],

@@ -112,6 +112,11 @@ def test_views_carry_no_personal_data() -> None:
         "version",
     }
     assert lobby_view(config, config.lobby)["version"] == view["version"]
+    # Each window says what it serves (a zone's screen counts only its own lines).
+    assert [w["services"] for w in view["windows"]] == [
+        [r.id for r in w.services] for w in config.windows
+    ]
+    assert any(w["services"] for w in view["windows"])
 
 
 def test_public_figures_from_a_real_day() -> None:
