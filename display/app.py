@@ -23,7 +23,7 @@ from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from display.announcer import Announcer, MixerPlayer, Spoken, templates_from, volume_at
-from display.layout import PAGE_S, Scene, layout, needed_call_px
+from display.layout import PAGE_S, Scene, best_call_px, hall_depth, layout, needed_call_px
 from display.model import LobbyModel
 from display.voice import DEFAULT_TEMPLATES, ClipLibrary, Templates, build_cache, required_clips
 from qcall.client import QcallApiError, QcallClient, QcallConnectionError
@@ -198,9 +198,9 @@ class LobbyScreen:
         if settings is None or settings["version"] == self._legibility_checked:
             return
         self._legibility_checked = settings["version"]
-        depth = float(settings["lobby"].get("hall_depth_m", 10.0))
+        depth = hall_depth(self.model)
         needed = needed_call_px(depth, scene.size)
-        size = scene.find("call.line1").size
+        size = best_call_px(self.model, scene.size, dt.datetime.now(self._tz()))
         if size < needed:
             _LOGGER.warning(
                 "the called number is %d px tall type; a %g m hall needs about %d px "

@@ -31,6 +31,10 @@ GREEN: Final[RGB] = (124, 227, 139)
 ORANGE: Final[RGB] = (255, 183, 77)
 GREY: Final[RGB] = (176, 190, 197)
 
+# The hall's depth until the lobby settings arrive (the config's default).
+DEFAULT_HALL_DEPTH_M: Final = 10.0
+# The popup call's largest type (at 1080 lines; the screen's width usually limits it first).
+POPUP_LINE_PX: Final = 360
 # Pages of windows and waiting groups turn this often (ui.md rule 2: ≥ 8 s a page).
 PAGE_S: Final = 8.0
 # Window rows this far apart on a 1080-line screen: 8 rows a page beside the call (ui.md rule 2).
@@ -190,10 +194,42 @@ def needed_call_px(hall_depth_m: float, size: tuple[int, int]) -> int:
     return math.ceil(23.5 * hall_depth_m * min(size) / 1080)
 
 
+def hall_depth(model: LobbyModel) -> float:
+    """The hall's depth in metres (``[lobby] hall_depth_m``; 10 until the settings arrive)."""
+    if model.settings is None:
+        return DEFAULT_HALL_DEPTH_M
+    return float(model.settings["lobby"].get("hall_depth_m", DEFAULT_HALL_DEPTH_M))
+
+
 def layout(
     model: LobbyModel, size: tuple[int, int], lang: str, wall: dt.datetime, mono: float
 ) -> Scene:
-    """Turn the model into a scene for a screen of ``size`` (landscape or portrait)."""
+    """Turn the model into a scene for a screen of ``size`` (landscape or portrait).
+
+    While a new call flashes, and the hall is deeper than the usual layout's call can be read
+    from (ui.md rule 1), the call covers everything between the header and the ticker (弹窗
+    叫号) whenever that makes it larger; the windows and recent calls come back with the
+    steady call.
+    """
+    normal = _regular(model, size, lang, wall, mono)
+    if not model.flashing(mono):
+        return normal
+    shown = normal.find("call.line1").size
+    if shown >= needed_call_px(hall_depth(model), size):
+        return normal
+    popup = _popup(model, size, lang, wall, mono)
+    return popup if popup.find("call.line1").size > shown else normal
+
+
+def best_call_px(model: LobbyModel, size: tuple[int, int], wall: dt.datetime) -> int:
+    """The largest type a call gets on this screen (the popup's, when it is larger)."""
+    regular = _regular(model, size, "zh", wall, 0.0).find("call.line1").size
+    return max(regular, _popup(model, size, "zh", wall, 0.0).find("call.line1").size)
+
+
+def _regular(
+    model: LobbyModel, size: tuple[int, int], lang: str, wall: dt.datetime, mono: float
+) -> Scene:
     width, height = size
     if height > width:
         return _portrait(model, size, lang, wall, mono)
@@ -274,7 +310,13 @@ def _header(
     )
 
 
-def _call_card(b: _Builder, model: LobbyModel, rect: Rect, mono: float) -> None:
+def _call_card(
+    b: _Builder,
+    model: LobbyModel,
+    rect: Rect,
+    mono: float,
+    largest: tuple[float, float, float] = (250, 190, 46),
+) -> None:
     x, y, w, h = rect
     on = model.flash_on(mono)
     bg = FLASH_BG if on else CARD
@@ -288,9 +330,11 @@ def _call_card(b: _Builder, model: LobbyModel, rect: Rect, mono: float) -> None:
     inner = w - 2 * pad
     h1, h2 = int(h * 0.47), int(h * 0.41)
     h3 = h - h1 - h2
-    b.text("call.line1", (x + pad, y, inner, h1), line1, 250, fg, bg, "center")
-    b.text("call.line2", (x + pad, y + h1, inner, h2), line2, 190, fg, bg, "center")
-    b.text("call.en", (x + pad, y + h1 + h2, inner, h3 - pad // 2), english, 46, sub, bg, "center")
+    big, window, small = largest
+    b.text("call.line1", (x + pad, y, inner, h1), line1, big, fg, bg, "center")
+    b.text("call.line2", (x + pad, y + h1, inner, h2), line2, window, fg, bg, "center")
+    english_rect = (x + pad, y + h1 + h2, inner, h3 - pad // 2)
+    b.text("call.en", english_rect, english, small, sub, bg, "center")
 
 
 def _recent(b: _Builder, model: LobbyModel, rect: Rect, columns: int, rows: int, lang: str) -> None:
@@ -412,15 +456,40 @@ def _band(b: _Builder, model: LobbyModel, rect: Rect) -> Band | None:
     return Band(rect, text, fit("国", rect[2], rect[3], b.px(54)), BAND_SPEED * b.k)
 
 
+def _frame(
+    model: LobbyModel, size: tuple[int, int], lang: str, wall: dt.datetime
+) -> tuple[_Builder, tuple[int, int, int, int]]:
+    """Background and header of either orientation; returns the heights of the header, the
+    ticker band and the waiting line, and the gap between panels."""
+    width, height = size
+    portrait = height > width
+    base = (1080, 1920) if portrait else (1920, 1080)
+    b = _Builder(size, min(width / base[0], height / base[1]))
+    px = b.px
+    b.panel("background", (0, 0, width, height), BACKGROUND)
+    header_h = px(160) if portrait else px(110)
+    _header(b, model, wall, (0, 0, width, header_h), portrait, lang)
+    return b, (header_h, px(92), px(90) if portrait else px(84), px(14))
+
+
+def _popup(
+    model: LobbyModel, size: tuple[int, int], lang: str, wall: dt.datetime, mono: float
+) -> Scene:
+    """The call over the whole body of the screen (header and ticker stay)."""
+    width, height = size
+    b, (header_h, band_h, _waiting_h, gap) = _frame(model, size, lang, wall)
+    top = header_h + gap
+    card = (gap * 2, top, width - gap * 4, height - band_h - gap - top)
+    _call_card(b, model, card, mono, largest=(POPUP_LINE_PX, POPUP_LINE_PX, 60))
+    band = _band(b, model, (0, height - band_h, width, band_h))
+    return b.scene(band)
+
+
 def _landscape(
     model: LobbyModel, size: tuple[int, int], lang: str, wall: dt.datetime, mono: float
 ) -> Scene:
     width, height = size
-    b = _Builder(size, min(width / 1920, height / 1080))
-    px = b.px
-    b.panel("background", (0, 0, width, height), BACKGROUND)
-    header_h, band_h, waiting_h, gap = px(110), px(92), px(84), px(14)
-    _header(b, model, wall, (0, 0, width, header_h), False, lang)
+    b, (header_h, band_h, waiting_h, gap) = _frame(model, size, lang, wall)
     body_top = header_h + gap
     body_bottom = height - band_h - waiting_h
     left_w = int(width * 0.6)
@@ -446,11 +515,8 @@ def _portrait(
     model: LobbyModel, size: tuple[int, int], lang: str, wall: dt.datetime, mono: float
 ) -> Scene:
     width, height = size
-    b = _Builder(size, min(width / 1080, height / 1920))
+    b, (header_h, band_h, waiting_h, gap) = _frame(model, size, lang, wall)
     px = b.px
-    b.panel("background", (0, 0, width, height), BACKGROUND)
-    header_h, band_h, waiting_h, gap = px(160), px(92), px(90), px(14)
-    _header(b, model, wall, (0, 0, width, header_h), True, lang)
     top = header_h + gap
     card_h = px(500)
     _call_card(b, model, (gap * 2, top, width - gap * 4, card_h), mono)

@@ -8,12 +8,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol
 
+from devices.printer.linebreak import NO_LINE_END, NO_LINE_START, mend_widow, units
 from kiosk import texts
 from kiosk.catalog import Lang, ServiceItem
 from kiosk.model import Act, Action, KioskModel, Screen
 from kiosk.scene import Element, Kind, Line, Rect, Scene, Style
 from kiosk.texts import t
-from qcall.linebreak import NO_LINE_END, NO_LINE_START, mend_widow, units
 
 # Line spacing of every text (MIIT: ≥1.3).
 LINE_FACTOR: Final = 1.3

@@ -16,7 +16,7 @@ from devices.printer import commands as cmd
 from devices.printer.commands import Align
 from devices.printer.escpos_backend import OWN_COMMANDS, CommandSet
 from devices.printer.fonts import FONT_LOCK, cjk_font
-from qcall.linebreak import NO_LINE_START, mend_widow, units
+from devices.printer.linebreak import NO_LINE_START, mend_widow, units
 
 Paper = Literal[58, 80]
 Repertoire = Literal["gb2312", "gbk", "gb18030"]

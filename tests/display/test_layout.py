@@ -8,7 +8,7 @@ from itertools import combinations
 import pygame
 import pytest
 
-from display.layout import Scene, clock_text, layout
+from display.layout import Scene, best_call_px, clock_text, layout, needed_call_px
 from display.model import Call, LobbyModel, WindowStatus
 from display.render import Renderer, find_cjk_font
 
@@ -113,8 +113,9 @@ def test_recent_calls_columns_are_kept_apart_by_a_rule(size: tuple[int, int]) ->
 
 def test_windows_are_paged_eight_at_a_time_at_1080p() -> None:
     model = busy_hall(16)
-    first = layout(model, (1920, 1080), "zh", WALL, 0.0)
-    second = layout(model, (1920, 1080), "zh", WALL, 8.5)
+    # A steady call (no popup); the page turns every 8 s.
+    first = layout(model, (1920, 1080), "zh", WALL, 100.0)
+    second = layout(model, (1920, 1080), "zh", WALL, 108.5)
     shown = [e.text for e in first.elements if e.label.endswith(".window") and e.text]
     later = [e.text for e in second.elements if e.label.endswith(".window") and e.text]
     assert shown == [f"{n}号窗口" for n in range(1, 9)]
@@ -139,6 +140,41 @@ def test_offline_mark_and_flash() -> None:
     assert steady.bg == dim.bg
 
 
+def test_a_new_call_pops_up_over_the_hall_when_the_hall_is_deep() -> None:
+    model = busy_hall()
+    model.featured_since = 100.0
+    size = (1920, 1080)
+    regular = layout(model, size, "zh", WALL, 120.0)  # steady: the usual layout
+    assert regular.find("call.line1").size < needed_call_px(10.0, size)
+    popup = layout(model, size, "zh", WALL, 100.2)  # flashing, in a 10 m hall
+    line1, line2 = popup.find("call.line1"), popup.find("call.line2")
+    assert (line1.text, line2.text) == ("请 A012 号", "到 13 号窗口")
+    # Number and window digit large enough for the back of a 10 m hall (ui.md rule 1).
+    assert min(line1.size, line2.size) >= needed_call_px(10.0, size)
+    labels = {e.label for e in popup.elements}
+    assert not any(label.startswith(("row[", "recent[", "waiting")) for label in labels)
+    assert {"header.center", "header.clock", "call.en"} <= labels
+    assert popup.band is not None
+    assert all(inside(e.rect, size) for e in popup.elements)
+    assert not any(overlap(popup.band.rect, e.rect) for e in popup.elements)
+    assert best_call_px(model, size, WALL) == line1.size
+    # The windows come back with the steady call.
+    assert any(label.startswith("row[") for label in (e.label for e in regular.elements))
+
+
+def test_no_popup_where_the_usual_call_is_large_enough_or_it_would_not_grow() -> None:
+    model = busy_hall()
+    model.featured_since = 100.0
+    assert model.settings is not None
+    model.settings["lobby"]["hall_depth_m"] = 6.0  # 141 px is enough
+    near = layout(model, (1920, 1080), "zh", WALL, 100.2)
+    assert any(e.label.startswith("row[") for e in near.elements)
+    model.settings["lobby"]["hall_depth_m"] = 10.0
+    # A portrait screen's call is as wide as the screen already: nothing to gain.
+    portrait = layout(model, (1080, 1920), "zh", WALL, 100.2)
+    assert any(e.label.startswith("row[") for e in portrait.elements)
+
+
 def test_band_carries_notices_and_public_figures() -> None:
     scene = layout(busy_hall(), (1920, 1080), "zh", WALL, 0.0)
     assert scene.band is not None
@@ -150,7 +186,7 @@ def test_band_carries_notices_and_public_figures() -> None:
 
 
 def test_scene_dump_is_json_ready() -> None:
-    dump = layout(busy_hall(), (1366, 768), "zh", WALL, 0.0).dump()
+    dump = layout(busy_hall(), (1366, 768), "zh", WALL, 100.0).dump()
     assert dump["size"] == [1366, 768]
     labels = {e["label"] for e in dump["elements"]}
     assert {"call.line1", "header.clock", "waiting", "row[0].window"} <= labels
@@ -190,6 +226,28 @@ def test_renderer_draws_only_what_changed(size: tuple[int, int]) -> None:
             tuple(surface.get_at((x, middle)))[:3] for x in range(card[0], card[0] + card[2])
         }
         assert len(colours) > 2
+    finally:
+        pygame.display.quit()
+
+
+def test_after_the_popup_the_hall_is_drawn_whole_again() -> None:
+    size = (1920, 1080)
+    pygame.display.init()
+    try:
+        surface = pygame.display.set_mode(size)
+        renderer = Renderer(surface, find_cjk_font())
+        model = busy_hall()
+        model.featured_since = 100.0
+        steady = layout(model, size, "zh", WALL, 120.0)
+        _render(steady, renderer, 120.0)
+        expected = pygame.image.tobytes(surface, "RGB")
+        popup = layout(model, size, "zh", WALL, 100.2)
+        assert not any(e.label.startswith("row[") for e in popup.elements)
+        assert _render(popup, renderer, 120.0)[0] == pygame.Rect(0, 0, *size)
+        assert pygame.image.tobytes(surface, "RGB") != expected
+        _render(steady, renderer, 120.0)
+        # Pixel for pixel the steady hall (the band is at the same offset: same mono).
+        assert pygame.image.tobytes(surface, "RGB") == expected
     finally:
         pygame.display.quit()
 

@@ -1,4 +1,4 @@
-"""Line breaking for mixed Chinese and English text (the kiosk's screen, the printed ticket).
+"""Line breaking for mixed Chinese and English text (the printed ticket, the kiosk's screen).
 
 Chinese breaks between any two characters, English only at spaces; closing punctuation never
 starts a line and opening brackets never end one (the usual 避头尾 rules); and a last line
