@@ -186,6 +186,7 @@ class LobbyModel:
             self._update(int(window), open=True, paused=False)
         elif kind == "window.closed":
             self._update(int(window), open=False, paused=False, current=None, current_id=None)
+            self._unfeature(int(window), mono)
         elif kind == "window.paused":
             self._update(int(window), paused=True)
         elif kind == "window.resumed":
@@ -198,6 +199,7 @@ class LobbyModel:
         elif kind == "day.closed":
             for number in data.get("closed_windows", []):
                 self._update(int(number), open=False, paused=False, current=None, current_id=None)
+                self._unfeature(int(number), mono)
         return calls
 
     def tick(self, mono: float) -> bool:
@@ -293,7 +295,11 @@ class LobbyModel:
         ]
         self.recent = deque(recent[:RECENT_CALLS], maxlen=RECENT_CALLS)
         self.queued.clear()
-        self.featured = recent[0] if recent else None
+        # The newest call whose window still has that ticket (a closed window's call is over).
+        self.featured = next(
+            (c for c in recent if c.number == getattr(windows.get(c.window), "current", None)),
+            None,
+        )
         self.featured_since = float("-inf")
         self.version += 1
 
@@ -315,6 +321,14 @@ class LobbyModel:
         if updated != known:
             self.windows[number] = updated
             self.version += 1
+
+    def _unfeature(self, number: int, mono: float) -> None:
+        """A closed window's call is over: the next queued call, or the welcome text."""
+        if self.featured is None or self.featured.window != number:
+            return
+        self.featured = self.queued.popleft() if self.queued else None
+        self.featured_since = mono if self.featured is not None else float("-inf")
+        self.version += 1
 
     def _clear(self, number: int, ticket_id: str | None) -> None:
         known = self.windows.get(number)

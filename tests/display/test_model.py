@@ -225,3 +225,30 @@ def test_parse_zone(text: str, expected: set[int]) -> None:
 def test_parse_zone_refuses_nonsense(text: str) -> None:
     with pytest.raises(ValueError, match=r"."):
         parse_zone(text)
+
+
+def test_a_closed_windows_call_is_not_featured() -> None:
+    # After a restart: window 2 still serves A001 (featured); window 3's B007 is over.
+    model = LobbyModel()
+    model.apply(snapshot(), 0.0, T0)
+    assert model.featured is not None
+    assert model.featured.number == "A001"
+    closed = snapshot(
+        windows=[{"number": 2, "type": "comprehensive", "state": "closed", "current": None}]
+    )
+    model.apply(closed, 1.0, T0)
+    assert model.featured is None  # the welcome card, not a call to a closed window
+    assert [c.number for c in model.recent] == ["A001", "B007"]  # history stays
+    # Live: the clerk closes the window right after calling; a queued call takes the card.
+    model.apply(event(11, "window.opened", window=2, staff="c2"), 2.0, T0)
+    model.apply(event(12, "ticket.called", id="a", number="A002", window=2), 3.0, T0)
+    model.apply(event(13, "window.opened", window=1, staff="c1"), 3.5, T0)
+    model.apply(event(14, "ticket.called", id="b", number="A003", window=1), 4.0, T0)
+    assert model.featured is not None
+    assert model.featured.number == "A002"
+    model.apply(event(15, "window.closed", window=2, staff="c2", requeued=["a"]), 5.0, T0)
+    assert model.featured is not None
+    assert model.featured.number == "A003"
+    assert model.featured_since == 5.0
+    model.apply(event(16, "window.closed", window=1, staff="c1", requeued=["b"]), 6.0, T0)
+    assert model.featured is None
