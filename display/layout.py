@@ -358,7 +358,7 @@ def _recent(b: _Builder, model: LobbyModel, rect: Rect, columns: int, rows: int,
             BACKGROUND,
         )
     for index in range(columns * rows):
-        col, row = divmod(index, rows)
+        row, col = divmod(index, columns)  # newest first, read left to right
         left = x + pad + col * col_w + (pad if col else 0)
         right = x + pad + (col + 1) * col_w - (pad if col < columns - 1 else 0)
         cell = (left, y + title_h + row * row_h, right - left, row_h)

@@ -107,6 +107,9 @@ def test_recent_calls_columns_are_kept_apart_by_a_rule(size: tuple[int, int]) ->
     assert len(left) == len(right) == 2
     assert all(e.rect[0] + e.rect[2] + clearance <= rule.rect[0] for e in left)
     assert all(rule.rect[0] + rule.rect[2] + clearance <= e.rect[0] for e in right)
+    # Newest first, read as Chinese is: left to right, then the next row.
+    order = sorted(cells, key=lambda e: (e.rect[1], e.rect[0]))
+    assert [e.label for e in order] == [f"recent[{i}]" for i in range(4)]
     # The rule spans the rows it separates.
     assert all(rule.rect[1] <= e.rect[1] < rule.rect[1] + rule.rect[3] for e in cells)
 
