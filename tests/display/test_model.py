@@ -150,43 +150,13 @@ def test_lag_is_measured_against_the_hub_clock_offset() -> None:
     assert replayed[0].lag_s == pytest.approx(90.0)
 
 
-def test_waiting_groups_by_department() -> None:
-    model = LobbyModel()
-    model.set_settings(
-        {
-            "version": "v1",
-            "center": {"name_zh": "中心", "name_en": "Center"},
-            "timezone": "Asia/Shanghai",
-            "windows": [{"number": 1, "type": "comprehensive"}],
-            "departments": [
-                {"id": "hr", "name_zh": "人社", "name_en": "HR"},
-                {"id": "md", "name_zh": "医保", "name_en": "Medical"},
-            ],
-            "services": [
-                {"id": "social", "department": "hr"},
-                {"id": "pension", "department": "hr"},
-                {"id": "medical", "department": "md"},
-            ],
-            "lobby": {},
-        }
-    )
-    model.set_waiting({"social": 4, "pension": 2, "medical": 1})
-    assert model.waiting_groups() == [("人社", "HR", 6), ("医保", "Medical", 1)]
-    version = model.version
-    assert not model.set_waiting({"social": 4, "pension": 2, "medical": 1})
-    assert model.version == version
-
-
-def test_a_zone_counts_only_what_its_windows_serve() -> None:
-    settings: dict[str, Any] = {
+def hall_settings(windows: list[dict[str, Any]]) -> Any:
+    """Lobby settings of a small hall: two departments, three services."""
+    return {
         "version": "v1",
         "center": {"name_zh": "中心", "name_en": "Center"},
         "timezone": "Asia/Shanghai",
-        "windows": [
-            {"number": 1, "type": "comprehensive", "services": ["social", "pension"]},
-            {"number": 2, "type": "comprehensive", "services": ["social"]},
-            {"number": 3, "type": "dedicated", "services": ["medical"]},
-        ],
+        "windows": windows,
         "departments": [
             {"id": "hr", "name_zh": "人社", "name_en": "HR"},
             {"id": "md", "name_zh": "医保", "name_en": "Medical"},
@@ -198,17 +168,37 @@ def test_a_zone_counts_only_what_its_windows_serve() -> None:
         ],
         "lobby": {},
     }
+
+
+def test_waiting_groups_by_department() -> None:
+    model = LobbyModel()
+    model.set_settings(hall_settings([{"number": 1, "type": "comprehensive"}]))
+    model.set_waiting({"social": 4, "pension": 2, "medical": 1})
+    assert model.waiting_groups() == [("人社", "HR", 6), ("医保", "Medical", 1)]
+    version = model.version
+    assert not model.set_waiting({"social": 4, "pension": 2, "medical": 1})
+    assert model.version == version
+
+
+def test_a_zone_counts_only_what_its_windows_serve() -> None:
+    settings = hall_settings(
+        [
+            {"number": 1, "type": "comprehensive", "services": ["social", "pension"]},
+            {"number": 2, "type": "comprehensive", "services": ["social"]},
+            {"number": 3, "type": "dedicated", "services": ["medical"]},
+        ]
+    )
     waiting = {"social": 4, "pension": 2, "medical": 1}
     upstairs = LobbyModel(zone=frozenset({2}))
-    upstairs.set_settings(settings)  # type: ignore[arg-type]
+    upstairs.set_settings(settings)
     upstairs.set_waiting(waiting)
     assert upstairs.waiting_groups() == [("人社", "HR", 4)]
     medical = LobbyModel(zone=frozenset({3}))
-    medical.set_settings(settings)  # type: ignore[arg-type]
+    medical.set_settings(settings)
     medical.set_waiting(waiting)
     assert medical.waiting_groups() == [("医保", "Medical", 1)]
     hall = LobbyModel()
-    hall.set_settings(settings)  # type: ignore[arg-type]
+    hall.set_settings(settings)
     hall.set_waiting(waiting)
     assert hall.waiting_groups() == [("人社", "HR", 6), ("医保", "Medical", 1)]
 
