@@ -82,7 +82,7 @@ def public_view(hub: Hub, now: dt.datetime, figures: dict[str, Any] | None) -> P
         center_zh=config.center.name_zh,
         center_en=config.center.name_en,
         date=local.date().isoformat(),
-        hours=f"{hours.start:%H:%M}–{hours.end:%H:%M}" if hours else "",
+        hours=hours.label() if hours else "",
         services=tuple(rows),
         served=int(figures["served"]) if figures else None,
         wait_mean_min=None if mean is None else round(mean / 60),

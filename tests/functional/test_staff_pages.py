@@ -109,6 +109,15 @@ async def test_a_clerks_day_in_the_panel_back_office_reply_window_and_desk(
     await press(page, "F2")  # 重呼
     await expect(page.locator(".ticket-state")).to_contain_text("已重呼 1 次")
     await shot(page, "zh-panel-calling")
+    # With a long notice sheet, every button still fits a 1366×768 screen without scrolling.
+    assert page.viewport_size == WINDOW_1366
+    for name in ("叫号", "过号", "办结", "转后台"):
+        box = await button(page, name).bounding_box()
+        assert box is not None
+        assert box["y"] + box["height"] <= WINDOW_1366["height"], name
+    notice = await page.locator(".notice-card").bounding_box()
+    assert notice is not None
+    assert notice["y"] > box["y"]  # the notice sheet comes after the buttons
 
     await press(page, "F7")  # 挂起
     await expect(current).to_have_text("—")
