@@ -16,6 +16,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    field_serializer,
     field_validator,
     model_validator,
 )
@@ -34,11 +35,34 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
 
 
+# "24:00" as an end: until midnight (a service open around the clock has no gap at 23:59).
+END_OF_DAY: Final = dt.time.max
+_MIDNIGHT_END: Final = frozenset({"24:00", "24:00:00"})
+
+
+def hhmm(at: dt.time) -> str:
+    """``HH:MM``, the end of the day written 24:00."""
+    return "24:00" if at == END_OF_DAY else f"{at:%H:%M}"
+
+
 class Hours(_Frozen):
-    """An opening interval within one day, local time."""
+    """An opening interval within one day, local time (``end`` may be ``"24:00"``)."""
 
     start: dt.time
     end: dt.time
+
+    @field_validator("end", mode="before")
+    @classmethod
+    def _midnight(cls, end: Any) -> Any:
+        return END_OF_DAY if isinstance(end, str) and end.strip() in _MIDNIGHT_END else end
+
+    @field_serializer("end", when_used="json")
+    def _end_text(self, end: dt.time) -> str:
+        return "24:00" if end == END_OF_DAY else end.isoformat()
+
+    def label(self) -> str:
+        """``09:00–16:30`` (or ``00:00–24:00``)."""
+        return f"{hhmm(self.start)}–{hhmm(self.end)}"
 
     @field_validator("end")
     @classmethod

@@ -16,7 +16,7 @@ from typing import Any, Final
 from zoneinfo import ZoneInfo
 
 from qcall import settings
-from qcall.config import CenterConfig, Service
+from qcall.config import CenterConfig, Service, hhmm
 from qcall.errors import BadRequest, Conflict, Forbidden, NotFound, ServiceUnavailable
 from qcall.events import Event, EventType
 from qcall.model import (
@@ -373,7 +373,7 @@ class Engine:
             "day": day.isoformat(),
             "day_type": str(day_type),
             "opens": hours.start.isoformat("minutes") if hours else None,
-            "closes": hours.end.isoformat("minutes") if hours else None,
+            "closes": hhmm(hours.end) if hours else None,
         }
 
     def reconcile(self, now: dt.datetime) -> list[Event]:
@@ -449,10 +449,8 @@ class Engine:
             return Availability(
                 False,
                 UnavailableReason.OUTSIDE_HOURS,
-                f"“{service.name_zh}”取号时间为 {hours.start:%H:%M}–{hours.end:%H:%M}。"
-                f"{_opens_zh(opens)}",
-                f"Tickets for {service.name_en} are issued {hours.start:%H:%M}–"
-                f"{hours.end:%H:%M}. {_opens_en(opens)}",
+                f"“{service.name_zh}”取号时间为 {hours.label()}。{_opens_zh(opens)}",
+                f"Tickets for {service.name_en} are issued {hours.label()}. {_opens_en(opens)}",
                 opens,
             )
         if not new_day and self.issued.get(service.id, 0) >= service.daily_cap:

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from qcall.config import CenterConfig, parse_config
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
-ALL_DAY = {"start": "00:00", "end": "23:59"}
+ALL_DAY = {"start": "00:00", "end": "24:00"}  # until midnight
 OFFICE = {"start": "08:30", "end": "16:30"}
 
 

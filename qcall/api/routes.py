@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 from qcall import __version__
 from qcall.api import schemas
 from qcall.auth import client_address
+from qcall.config import hhmm
 from qcall.engine import Ticket
 from qcall.errors import AuthError, BadRequest, Forbidden, QcallError
 from qcall.hub import Hub
@@ -378,7 +379,7 @@ def _catalog(hub: Hub) -> dict[str, Any]:
             "date": local_day.isoformat(),
             "day_type": str(config.calendar.day_type(local_day)),
             "opens": hours.start.isoformat("minutes") if hours else None,
-            "closes": hours.end.isoformat("minutes") if hours else None,
+            "closes": hhmm(hours.end) if hours else None,
         },
         "departments": [d.model_dump() for d in config.departments],
         "services": services,

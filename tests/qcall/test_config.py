@@ -11,12 +11,15 @@ from collections import Counter
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
+from pydantic import ValidationError
 
-from qcall.config import CenterConfig, load_config
+from qcall.config import END_OF_DAY, CenterConfig, Hours, load_config
 from qcall.errors import ConfigError
 from qcall.model import DayType, ServiceKind, WindowType
+from tests.common import make_config
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 EXAMPLE = CONFIG_DIR / "center.example.toml"
@@ -564,3 +567,28 @@ def test_references_to_an_item_that_failed_are_not_reported_again(
     # … so its own error is reported, not an "unknown service" where a window names it.
     assert [where for where, _ in problems if where.endswith("prefix")]
     assert not [msg for _, msg in problems if msg.startswith("unknown service")]
+
+
+def test_24_00_ends_a_day_at_midnight_without_a_gap() -> None:
+    hours = Hours.model_validate({"start": "00:00", "end": "24:00"})
+    assert hours.end == END_OF_DAY
+    assert hours.contains(dt.time(23, 59, 30))
+    assert hours.contains(dt.time(0, 0))
+    assert hours.label() == "00:00–24:00"
+    # Written back as it was written (the admin's export, the API).
+    assert hours.model_dump(mode="json") == {"start": "00:00:00", "end": "24:00"}
+    assert Hours.model_validate(hours.model_dump(mode="json")) == hours
+    assert Hours.model_validate({"start": "09:00", "end": "16:30"}).label() == "09:00–16:30"
+    for bad in ({"start": "24:00", "end": "24:00"}, {"start": "00:00", "end": "24:30"}):
+        with pytest.raises(ValidationError):
+            Hours.model_validate(bad)
+
+
+def test_a_center_open_until_midnight_issues_in_its_last_minute() -> None:
+    from qcall.engine import Engine
+
+    engine = Engine(make_config())  # the test center: 00:00–24:00 every day
+    late = dt.datetime(2026, 11, 26, 23, 59, 40, tzinfo=ZoneInfo("Asia/Shanghai"))
+    engine.open_window(late, 1, "s1")
+    ticket = engine.issue(late, "social")
+    assert ticket.number == "A001"

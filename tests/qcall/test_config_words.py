@@ -33,7 +33,7 @@ EDITS: Final = (
     ("port = 8080", "port = 99999"),
     ("ratio = 3", "ratio = 0"),
     ('timezone = "Asia/Shanghai"', 'timezone = "Asia/Shanghay"'),
-    ('weekday = { start = "00:00", end = "23:59" }',
+    ('weekday = { start = "00:00", end = "24:00" }',
      'weekday = { start = "09:00", end = "08:00" }'),
     ("date = 2027-02-20", "date = 2027-01-31"),
     ('[[windows]]\nnumber = 1\ntype = "comprehensive"',

@@ -137,7 +137,7 @@ def test_numbers_run_per_prefix(clock: Clock) -> None:
         "day": "2026-11-26",
         "day_type": "weekday",
         "opens": "00:00",
-        "closes": "23:59",
+        "closes": "24:00",
     }
     a1 = engine.issue(clock.advance(seconds=1), "social")
     a2 = engine.issue(clock.advance(seconds=1), "social", channel="desk")
