@@ -254,14 +254,19 @@ def _service_form(
         service_id=service_id,
         name=service.name_zh if ctx.lang == "zh" else service.name_en,
         daily_cap=value["daily_cap"],
-        hours={
-            d: {k: v[:5] for k, v in (value["hours"].get(d) or {"start": "", "end": ""}).items()}
-            for d in OPEN_DAY_TYPES
-        },
+        hours={d: _form_hours(value["hours"].get(d)) for d in OPEN_DAY_TYPES},
         text_fields={f: notice[f] for f in TEXT_FIELDS},
         line_fields={f: "\n".join(notice[f]) for f in LINE_FIELDS},
         day_type_labels=DAY_TYPE_LABELS,
     )
+
+
+def _form_hours(hours: Mapping[str, str] | None) -> dict[str, str]:
+    """Hours as the form's time fields show them (``HH:MM``; midnight as the end: 00:00)."""
+    if not hours:
+        return {"start": "", "end": ""}
+    end = hours["end"][:5]
+    return {"start": hours["start"][:5], "end": "00:00" if end == "24:00" else end}
 
 
 @guarded(ADMINS)
@@ -274,7 +279,8 @@ async def service_save(ctx: WebContext) -> web.StreamResponse:
     for day_type in OPEN_DAY_TYPES:
         start, end = _text(form, f"start_{day_type}", 5), _text(form, f"end_{day_type}", 5)
         if start or end:
-            hours[str(day_type)] = {"start": start, "end": end}
+            # A time field cannot say 24:00: "until 00:00" is until midnight.
+            hours[str(day_type)] = {"start": start, "end": "24:00" if end == "00:00" else end}
     notice: dict[str, Any] = {f: _text(form, f) for f in TEXT_FIELDS}
     notice |= {f: _lines(_text(form, f)) for f in LINE_FIELDS}
     value: dict[str, Any] = {

@@ -52,6 +52,8 @@ async def test_an_admin_edits_a_notice_sheet_and_a_cap_and_the_kiosk_sees_them_a
     await page.locator(f"#service-{SERVICE}").get_by_role("link").click()
     await expect(page).to_have_url(f"{hub.url}/admin/services/{SERVICE}")
     await shot(page, "admin-service-zh")
+    # The demo's hours end at 24:00; a time field says that as "until 00:00".
+    await expect(page.locator("#end_weekday")).to_have_value("00:00")
     await page.get_by_label("每日号源（每天可取号数）").fill("37")
     await page.get_by_role("button", name="保存", exact=True).click()
     await expect(page.locator("#flash")).to_have_text("事项设置已保存。")
@@ -104,6 +106,7 @@ async def test_an_admin_edits_a_notice_sheet_and_a_cap_and_the_kiosk_sees_them_a
     assert '"daily_cap": 37' in cap_row
     assert '"daily_cap": 150' in cap_row  # before → after
     assert "phone" not in cap_row
+    assert "hours" not in cap_row  # saved unchanged: still until midnight
     await shot(page, "admin-audit-zh")
     assert page.errors == []
 
