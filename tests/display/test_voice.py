@@ -38,6 +38,27 @@ POLL_S: Final = 0.02
 SHORT = Templates(DEFAULT_TEMPLATES.zh, DEFAULT_TEMPLATES.en, english=False, repeat=1, chime=False)
 
 
+# "请 A012 号 到 13 号窗口办理" as clips and pauses (s): letters and digits one by one, the
+# window as a number.
+ZH_A012_W13: Final[list[str | float]] = [
+    "zh/phrase_请",
+    0.1,
+    "letter_A",
+    0.05,
+    "zh/digit_0",
+    0.05,
+    "zh/digit_1",
+    0.05,
+    "zh/digit_2",
+    0.1,
+    "zh/phrase_号_到",
+    0.1,
+    "zh/number_13",
+    0.1,
+    "zh/phrase_号窗口办理",
+]
+
+
 async def until(predicate: Callable[[], bool], what: str) -> None:
     deadline = time.monotonic() + SPOKEN_TIMEOUT_S
     while not predicate():
@@ -101,23 +122,7 @@ def test_words() -> None:
         "please go to counter",
         "{window}",
     ]
-    assert voice.sentence("zh", "请 {number} 号 到 {window} 号窗口办理", "A012", 13) == [
-        "zh/phrase_请",
-        0.1,
-        "letter_A",
-        0.05,
-        "zh/digit_0",
-        0.05,
-        "zh/digit_1",
-        0.05,
-        "zh/digit_2",
-        0.1,
-        "zh/phrase_号_到",
-        0.1,
-        "zh/number_13",
-        0.1,
-        "zh/phrase_号窗口办理",
-    ]
+    assert voice.sentence("zh", "请 {number} 号 到 {window} 号窗口办理", "A012", 13) == ZH_A012_W13
     # A window beyond 99 is read digit by digit.
     assert voice.sentence("en", "{window}", "A1", 105) == [
         "en/digit_1",
@@ -158,23 +163,7 @@ async def test_announcement_wav_holds_the_pieces_in_order(
     await until(lambda: len(announcer.history) == 1, "the announcement")
     path = tmp_path / "000001-A012-w13.wav"
     assert announcer.history[0].path == path
-    zh = [
-        "zh/phrase_请",
-        0.1,
-        "letter_A",
-        0.05,
-        "zh/digit_0",
-        0.05,
-        "zh/digit_1",
-        0.05,
-        "zh/digit_2",
-        0.1,
-        "zh/phrase_号_到",
-        0.1,
-        "zh/number_13",
-        0.1,
-        "zh/phrase_号窗口办理",
-    ]
+    zh = ZH_A012_W13
     en = [
         "en/phrase_Number",
         0.1,
