@@ -37,6 +37,9 @@ DEFAULT_HALL_DEPTH_M: Final = 10.0
 POPUP_LINE_PX: Final = 360
 # Pages of windows and waiting groups turn this often (ui.md rule 2: ≥ 8 s a page).
 PAGE_S: Final = 8.0
+# Window rows' largest type (at 1080 lines), and the space between their columns.
+ROW_TEXT_PX: Final = 60
+ROW_GAP: Final = 20
 # Window rows this far apart on a 1080-line screen: 8 rows a page beside the call (ui.md rule 2).
 ROW_PITCH: Final = 86
 # The scrolling band moves this many pixels a second on a 1080-line screen.
@@ -383,44 +386,40 @@ def _windows(b: _Builder, model: LobbyModel, rect: Rect, mono: float, lang: str)
     b.text("windows.title", (x + pad, y, w - 2 * pad, title_h), title, 40, SOFT, PANEL)
     row_h = (h - title_h) // per_page
     inner = w - 2 * pad
+    gap = b.px(ROW_GAP)
     name_w, ticket_w = int(inner * 0.36), int(inner * 0.30)
-    state_w = inner - name_w - ticket_w
+    widths = (name_w - gap, ticket_w - gap, inner - name_w - ticket_w)
     visible = shown[index * per_page : (index + 1) * per_page]
+    rows = [_row_texts(status, lang) for status in visible]
+    # One type size for the whole page: the largest at which every cell fits its column.
+    largest = b.px(ROW_TEXT_PX)
+    fits = [
+        fit(text, width, row_h, largest)
+        for texts in rows
+        for text, width in zip(texts[:3], widths, strict=True)
+        if text
+    ]
+    size = min(fits, default=largest)
     for slot in range(per_page):
         top = y + title_h + slot * row_h
-        status = visible[slot] if slot < len(visible) else None
-        _window_row(b, slot, status, (x + pad, top, name_w, ticket_w, state_w, row_h), lang)
+        name, ticket, state, color = rows[slot] if slot < len(rows) else ("", "", "", WHITE)
+        left = x + pad
+        cells = (
+            ("window", (left, top, widths[0], row_h), name, WHITE, "left"),
+            ("ticket", (left + name_w, top, widths[1], row_h), ticket, YELLOW, "left"),
+            ("state", (left + name_w + ticket_w, top, widths[2], row_h), state, color, "right"),
+        )
+        for part, cell, text, colour, align in cells:
+            label = f"row[{slot}].{part}"
+            b.elements.append(Element(label, cell, text, size, colour, PANEL, align))
 
 
-def _window_row(
-    b: _Builder,
-    slot: int,
-    status: WindowStatus | None,
-    geometry: tuple[int, int, int, int, int, int],
-    lang: str,
-) -> None:
-    left, top, name_w, ticket_w, state_w, row_h = geometry
-    name = ticket = state = ""
-    color = WHITE
-    if status is not None:
-        name = f"{status.number}号窗口" if lang != "en" else f"Counter {status.number}"
-        zh, en, color = STATE_WORDS[status.state]
-        state = zh if lang != "en" else en
-        ticket = status.current or "—" if status.state not in ("closed", "paused") else ""
-    size = 60
-    b.text(f"row[{slot}].window", (left, top, name_w, row_h), name, size, WHITE, PANEL)
-    b.text(
-        f"row[{slot}].ticket", (left + name_w, top, ticket_w, row_h), ticket, size, YELLOW, PANEL
-    )
-    b.text(
-        f"row[{slot}].state",
-        (left + name_w + ticket_w, top, state_w, row_h),
-        state,
-        size,
-        color,
-        PANEL,
-        "right",
-    )
+def _row_texts(status: WindowStatus, lang: str) -> tuple[str, str, str, RGB]:
+    """A window's row: its name, its current number (— when idle), its state as a word."""
+    name = f"{status.number}号窗口" if lang != "en" else f"Counter {status.number}"
+    zh, en, color = STATE_WORDS[status.state]
+    ticket = status.current or "—" if status.state not in ("closed", "paused") else ""
+    return name, ticket, zh if lang != "en" else en, color
 
 
 def _waiting(b: _Builder, model: LobbyModel, rect: Rect, mono: float, lang: str) -> None:

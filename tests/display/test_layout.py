@@ -8,7 +8,14 @@ from itertools import combinations
 import pygame
 import pytest
 
-from display.layout import Scene, best_call_px, clock_text, layout, needed_call_px
+from display.layout import (
+    Scene,
+    best_call_px,
+    clock_text,
+    layout,
+    needed_call_px,
+    text_em,
+)
 from display.model import Call, LobbyModel, WindowStatus
 from display.render import Renderer, find_cjk_font
 
@@ -112,6 +119,20 @@ def test_recent_calls_columns_are_kept_apart_by_a_rule(size: tuple[int, int]) ->
     assert [e.label for e in order] == [f"recent[{i}]" for i in range(4)]
     # The rule spans the rows it separates.
     assert all(rule.rect[1] <= e.rect[1] < rule.rect[1] + rule.rect[3] for e in cells)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_window_rows_share_one_size_and_keep_their_columns_apart(size: tuple[int, int]) -> None:
+    scene = layout(busy_hall(16), size, "zh", WALL, 108.5)  # page 2: windows 9-16
+    rows = [e for e in scene.elements if e.label.startswith("row[") and e.text]
+    assert "16号窗口" in {e.text for e in rows}
+    assert len({e.size for e in rows}) == 1
+    gap = 12 * min(size) / 1080
+    for slot in {e.label.split(".")[0] for e in rows}:
+        name, ticket = scene.find(f"{slot}.window"), scene.find(f"{slot}.ticket")
+        assert name.rect[0] + name.rect[2] + gap <= ticket.rect[0]
+        # The two-digit window's name fits its cell at that size (it never runs into the ticket).
+        assert name.size * text_em(name.text) <= name.rect[2]
 
 
 def test_windows_are_paged_eight_at_a_time_at_1080p() -> None:
