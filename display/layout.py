@@ -45,6 +45,11 @@ ROW_PITCH: Final = 86
 # The scrolling band moves this many pixels a second on a 1080-line screen.
 BAND_SPEED: Final = 120.0
 WEEKDAYS_ZH: Final = ("星期一", "星期二", "星期三", "星期四", "星期五", "星期六", "星期日")
+# Spelled out here, not by the locale (a lobby PC's locale is whatever it was installed with).
+WEEKDAYS_EN: Final = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+MONTHS_EN: Final = (
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"
+)  # fmt: skip
 STATE_WORDS: Final[dict[str, tuple[str, str, RGB]]] = {
     "calling": ("呼叫中", "Calling", YELLOW),
     "serving": ("办理中", "Serving", GREEN),
@@ -149,8 +154,10 @@ def call_lines(call: Call | None) -> tuple[str, str, str]:
     )
 
 
-def clock_text(wall: dt.datetime) -> str:
-    """``11月30日 星期一 14:05``."""
+def clock_text(wall: dt.datetime, lang: str = "zh") -> str:
+    """``11月30日 星期一 14:05`` (English: ``Mon 30 Nov 14:05``)."""
+    if lang == "en":
+        return f"{WEEKDAYS_EN[wall.weekday()]} {wall.day} {MONTHS_EN[wall.month - 1]} {wall:%H:%M}"
     return f"{wall.month}月{wall.day}日 {WEEKDAYS_ZH[wall.weekday()]} {wall:%H:%M}"
 
 
@@ -287,7 +294,14 @@ def _header(
         row = h // 2
         b.text("header.center", (x + pad, y, w - 2 * pad, row), name, 56, WHITE, HEADER)
         clock_w = (w - 2 * pad) * 2 // 3
-        b.text("header.clock", (x + pad, y + row, clock_w, row), clock_text(wall), 44, SOFT, HEADER)
+        b.text(
+            "header.clock",
+            (x + pad, y + row, clock_w, row),
+            clock_text(wall, lang),
+            44,
+            SOFT,
+            HEADER,
+        )
         b.text(
             "header.offline",
             (x + pad + clock_w, y + row, w - 2 * pad - clock_w, row),
@@ -305,7 +319,7 @@ def _header(
     b.text(
         "header.clock",
         (x + name_w + off_w, y, w - name_w - off_w - pad, h),
-        clock_text(wall),
+        clock_text(wall, lang),
         52,
         SOFT,
         HEADER,
@@ -368,7 +382,8 @@ def _recent(b: _Builder, model: LobbyModel, rect: Rect, columns: int, rows: int,
         text = ""
         if index < len(calls):
             call = calls[index]
-            text = f"{call.number}  →  {call.window}号窗口"
+            where = f"{call.window}号窗口" if lang != "en" else f"Counter {call.window}"
+            text = f"{call.number}  →  {where}"
         b.text(f"recent[{index}]", cell, text, 64, WHITE, PANEL)
 
 
@@ -441,7 +456,7 @@ def _waiting(b: _Builder, model: LobbyModel, rect: Rect, mono: float, lang: str)
     index, _pages = page(len(items), per_page, mono)
     shown = items[index * max(per_page, 1) : (index + 1) * max(per_page, 1)]
     if shown:
-        text = f"{label}：" + "   ".join(shown)
+        text = f"{label}{'：' if lang != 'en' else ': '}" + "   ".join(shown)
     else:
         text = "当前无人等候  No one waiting" if lang != "en" else "No one waiting"
     b.text("waiting", (x + pad, y, w - 2 * pad, h), text, 44, WHITE, BACKGROUND)

@@ -199,6 +199,24 @@ def test_no_popup_where_the_usual_call_is_large_enough_or_it_would_not_grow() ->
     assert any(e.label.startswith("row[") for e in portrait.elements)
 
 
+def test_an_english_screen_says_date_waiting_and_recent_calls_in_english() -> None:
+    assert clock_text(WALL, "en") == "Mon 30 Nov 14:05"
+    scene = layout(busy_hall(), (1920, 1080), "en", WALL, 112.0)  # page 1, steady
+    texts = scene.texts()
+    assert texts["header.clock"] == "Mon 30 Nov 14:05"
+    assert texts["header.center"] == "Wutong Center"
+    assert texts["waiting"].startswith("Waiting: ")
+    assert texts["recent[0]"] == "B015  →  Counter 15"
+    assert texts["row[0].window"] == "Counter 1"
+    # Only the call itself stays Chinese first (the hall's language), with its English line.
+    cjk = [
+        label
+        for label, text in texts.items()
+        if any("\u4e00" <= ch <= "\u9fff" for ch in text) and not label.startswith("call.")
+    ]
+    assert cjk == []
+
+
 def test_band_carries_notices_and_public_figures() -> None:
     scene = layout(busy_hall(), (1920, 1080), "zh", WALL, 0.0)
     assert scene.band is not None
