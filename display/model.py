@@ -203,13 +203,29 @@ class LobbyModel:
         return calls
 
     def tick(self, mono: float) -> bool:
-        """Feature the next queued call once the current one had its time; return if changed."""
-        if self.queued and mono - self.featured_since >= FEATURE_MIN_S:
-            self.featured = self.queued.popleft()
-            self.featured_since = mono
-            self.version += 1
-            return True
-        return False
+        """Feature the next queued call once the current one had its time; return if changed.
+
+        A queued call whose window has moved on (served, no-show, the next call) is skipped:
+        the card never sends residents to a window for a number it no longer has.
+        """
+        if not self.queued or mono - self.featured_since < FEATURE_MIN_S:
+            return False
+        upcoming = self._next_live()
+        if upcoming is None:
+            return False
+        self.featured = upcoming
+        self.featured_since = mono
+        self.version += 1
+        return True
+
+    def _next_live(self) -> Call | None:
+        """The oldest queued call still current at its window (stale ones are dropped)."""
+        while self.queued:
+            call = self.queued.popleft()
+            known = self.windows.get(call.window)
+            if known is None or known.current == call.number:
+                return call
+        return None
 
     # ----------------------------------------------------------------- derived
 
@@ -326,7 +342,7 @@ class LobbyModel:
         """A closed window's call is over: the next queued call, or the welcome text."""
         if self.featured is None or self.featured.window != number:
             return
-        self.featured = self.queued.popleft() if self.queued else None
+        self.featured = self._next_live()
         self.featured_since = mono if self.featured is not None else float("-inf")
         self.version += 1
 

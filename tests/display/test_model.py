@@ -86,6 +86,21 @@ def test_calls_faster_than_the_feature_time_queue_in_order() -> None:
     assert [c.number for c in model.recent][:2] == ["A003", "A002"]
 
 
+def test_a_queued_call_its_window_has_moved_on_from_is_not_featured() -> None:
+    model = LobbyModel()
+    model.apply(snapshot(), 0.0, T0)
+    model.apply(event(11, "ticket.called", id="x", number="A002", window=1), 100.0, T0)
+    model.apply(event(12, "ticket.called", id="y", number="A003", window=4), 101.0, T0)
+    model.apply(event(13, "ticket.no_show", id="y", number="A003", window=4), 102.0, T0)
+    model.apply(event(14, "ticket.called", id="z", number="A004", window=4), 103.0, T0)
+    assert [c.number for c in model.queued] == ["A003", "A004"]
+    assert model.tick(100.0 + FEATURE_MIN_S)
+    assert model.featured is not None
+    assert model.featured.number == "A004"  # window 4 no longer has A003
+    assert not model.queued
+    assert [c.number for c in model.recent][:3] == ["A004", "A003", "A002"]  # history stays
+
+
 def test_a_busy_hall_skips_the_oldest_waiting_feature() -> None:
     model = LobbyModel()
     model.apply(snapshot(), 0.0, T0)
