@@ -200,7 +200,7 @@ class LobbyScreen:
         self._legibility_checked = settings["version"]
         depth = hall_depth(self.model)
         needed = needed_call_px(depth, scene.size)
-        size = best_call_px(self.model, scene.size, dt.datetime.now(self._tz()))
+        size = best_call_px(self.model, scene.size)
         if size < needed:
             _LOGGER.warning(
                 "the called number is %d px tall type; a %g m hall needs about %d px "

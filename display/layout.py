@@ -33,6 +33,14 @@ GREY: Final[RGB] = (176, 190, 197)
 
 # The hall's depth until the lobby settings arrive (the config's default).
 DEFAULT_HALL_DEPTH_M: Final = 10.0
+# The call card: its lines' largest type (at 1080 lines), its padding, the first line's share
+# of its height; where it stands (landscape: a share of the left column, portrait: a height).
+CARD_LINES_PX: Final = (250, 190, 46)
+CARD_PAD_PX: Final = 24
+CARD_LINE1_SHARE: Final = 0.47
+LANDSCAPE_LEFT_SHARE: Final = 0.6
+LANDSCAPE_CARD_SHARE: Final = 0.62
+PORTRAIT_CARD_PX: Final = 500
 # The popup call's largest type (at 1080 lines; the screen's width usually limits it first).
 POPUP_LINE_PX: Final = 360
 # Pages of windows and waiting groups turn this often (ui.md rule 2: ≥ 8 s a page).
@@ -221,20 +229,32 @@ def layout(
     叫号) whenever that makes it larger; the windows and recent calls come back with the
     steady call.
     """
-    normal = _regular(model, size, lang, wall, mono)
-    if not model.flashing(mono):
-        return normal
-    shown = normal.find("call.line1").size
-    if shown >= needed_call_px(hall_depth(model), size):
-        return normal
-    popup = _popup(model, size, lang, wall, mono)
-    return popup if popup.find("call.line1").size > shown else normal
+    if model.flashing(mono) and _popup_helps(model, size):
+        return _popup(model, size, lang, wall, mono)
+    return _regular(model, size, lang, wall, mono)
 
 
-def best_call_px(model: LobbyModel, size: tuple[int, int], wall: dt.datetime) -> int:
+def best_call_px(model: LobbyModel, size: tuple[int, int]) -> int:
     """The largest type a call gets on this screen (the popup's, when it is larger)."""
-    regular = _regular(model, size, "zh", wall, 0.0).find("call.line1").size
-    return max(regular, _popup(model, size, "zh", wall, 0.0).find("call.line1").size)
+    line1 = call_lines(model.featured)[0]
+    return max(_line1_px(line1, size, popup=False), _line1_px(line1, size, popup=True))
+
+
+def _popup_helps(model: LobbyModel, size: tuple[int, int]) -> bool:
+    """Whether the usual call is too small for the hall and the popup's is larger."""
+    line1 = call_lines(model.featured)[0]
+    shown = _line1_px(line1, size, popup=False)
+    if shown >= needed_call_px(hall_depth(model), size):
+        return False
+    return _line1_px(line1, size, popup=True) > shown
+
+
+def _line1_px(line1: str, size: tuple[int, int], *, popup: bool) -> int:
+    """The type size of the call's first line in the usual layout or the popup (no scene)."""
+    k, (_x, _y, w, h) = _card_rect(size, popup=popup)
+    pad = round(CARD_PAD_PX * k)
+    largest = POPUP_LINE_PX if popup else CARD_LINES_PX[0]
+    return fit(line1, w - 2 * pad, int(h * CARD_LINE1_SHARE), round(largest * k))
 
 
 def _regular(
@@ -332,7 +352,7 @@ def _call_card(
     model: LobbyModel,
     rect: Rect,
     mono: float,
-    largest: tuple[float, float, float] = (250, 190, 46),
+    largest: tuple[float, float, float] = CARD_LINES_PX,
 ) -> None:
     x, y, w, h = rect
     on = model.flash_on(mono)
@@ -343,9 +363,9 @@ def _call_card(
     line1, line2, english = call_lines(model.featured)
     # The whole card flashes: an empty element under the lines fills it.
     b.elements.append(Element("call.card", rect, "", 0, fg, bg))
-    pad = b.px(24)
+    pad = b.px(CARD_PAD_PX)
     inner = w - 2 * pad
-    h1, h2 = int(h * 0.47), int(h * 0.41)
+    h1, h2 = int(h * CARD_LINE1_SHARE), int(h * 0.41)
     h3 = h - h1 - h2
     big, window, small = largest
     b.text("call.line1", (x + pad, y, inner, h1), line1, big, fg, bg, "center")
@@ -367,7 +387,8 @@ def _recent(b: _Builder, model: LobbyModel, rect: Rect, columns: int, rows: int,
     # Columns are kept apart by a rule in the hall's background colour with a pad either side,
     # so "H003 → 5号窗口" never reads into the next call.
     rule = max(2, b.px(4))
-    for col in range(1, columns):
+    # Only between columns that hold a call (an empty panel stays empty).
+    for col in range(1, min(columns, len(calls))):
         bound = x + pad + col * col_w
         b.panel(
             f"recent.rule[{col}]",
@@ -470,20 +491,45 @@ def _band(b: _Builder, model: LobbyModel, rect: Rect) -> Band | None:
     return Band(rect, text, fit("国", rect[2], rect[3], b.px(54)), BAND_SPEED * b.k)
 
 
+def _metrics(size: tuple[int, int]) -> tuple[float, int, int, int, int]:
+    """Scale, and the heights of the header, the ticker band and the waiting line, and the gap
+    between panels, for either orientation."""
+    width, height = size
+    portrait = height > width
+    base = (1080, 1920) if portrait else (1920, 1080)
+    k = min(width / base[0], height / base[1])
+
+    def px(value: float) -> int:
+        return round(value * k)
+
+    return k, px(160 if portrait else 110), px(92), px(90 if portrait else 84), px(14)
+
+
+def _card_rect(size: tuple[int, int], *, popup: bool) -> tuple[float, Rect]:
+    """Scale and the call card's rectangle: in the usual layout, or over the whole body."""
+    width, height = size
+    k, header_h, band_h, waiting_h, gap = _metrics(size)
+    top = header_h + gap
+    if popup:
+        return k, (gap * 2, top, width - gap * 4, height - band_h - gap - top)
+    if height > width:
+        return k, (gap * 2, top, width - gap * 4, round(PORTRAIT_CARD_PX * k))
+    # Landscape: most of the left column's height (ui.md rule 1); recent calls below it.
+    card_h = int((height - band_h - waiting_h - top) * LANDSCAPE_CARD_SHARE)
+    return k, (gap * 2, top, int(width * LANDSCAPE_LEFT_SHARE) - gap * 3, card_h)
+
+
 def _frame(
     model: LobbyModel, size: tuple[int, int], lang: str, wall: dt.datetime
 ) -> tuple[_Builder, tuple[int, int, int, int]]:
     """Background and header of either orientation; returns the heights of the header, the
     ticker band and the waiting line, and the gap between panels."""
     width, height = size
-    portrait = height > width
-    base = (1080, 1920) if portrait else (1920, 1080)
-    b = _Builder(size, min(width / base[0], height / base[1]))
-    px = b.px
+    k, header_h, band_h, waiting_h, gap = _metrics(size)
+    b = _Builder(size, k)
     b.panel("background", (0, 0, width, height), BACKGROUND)
-    header_h = px(160) if portrait else px(110)
-    _header(b, model, wall, (0, 0, width, header_h), portrait, lang)
-    return b, (header_h, px(92), px(90) if portrait else px(84), px(14))
+    _header(b, model, wall, (0, 0, width, header_h), height > width, lang)
+    return b, (header_h, band_h, waiting_h, gap)
 
 
 def _popup(
@@ -491,9 +537,8 @@ def _popup(
 ) -> Scene:
     """The call over the whole body of the screen (header and ticker stay)."""
     width, height = size
-    b, (header_h, band_h, _waiting_h, gap) = _frame(model, size, lang, wall)
-    top = header_h + gap
-    card = (gap * 2, top, width - gap * 4, height - band_h - gap - top)
+    b, (_header_h, band_h, _waiting_h, _gap) = _frame(model, size, lang, wall)
+    _k, card = _card_rect(size, popup=True)
     _call_card(b, model, card, mono, largest=(POPUP_LINE_PX, POPUP_LINE_PX, 60))
     band = _band(b, model, (0, height - band_h, width, band_h))
     return b.scene(band)
@@ -506,10 +551,10 @@ def _landscape(
     b, (header_h, band_h, waiting_h, gap) = _frame(model, size, lang, wall)
     body_top = header_h + gap
     body_bottom = height - band_h - waiting_h
-    left_w = int(width * 0.6)
-    # The call gets most of the height (ui.md rule 1); four earlier calls stay below it.
-    card_h = int((body_bottom - body_top) * 0.62)
-    _call_card(b, model, (gap * 2, body_top, left_w - gap * 3, card_h), mono)
+    left_w = int(width * LANDSCAPE_LEFT_SHARE)
+    _k, card = _card_rect(size, popup=False)
+    _call_card(b, model, card, mono)
+    card_h = card[3]
     recent_top = body_top + card_h + gap
     recent_rect = (gap * 2, recent_top, left_w - gap * 3, body_bottom - recent_top - gap)
     _recent(b, model, recent_rect, 2, 2, lang)
@@ -532,9 +577,9 @@ def _portrait(
     b, (header_h, band_h, waiting_h, gap) = _frame(model, size, lang, wall)
     px = b.px
     top = header_h + gap
-    card_h = px(500)
-    _call_card(b, model, (gap * 2, top, width - gap * 4, card_h), mono)
-    top += card_h + gap
+    _k, card = _card_rect(size, popup=False)
+    _call_card(b, model, card, mono)
+    top += card[3] + gap
     recent_h = px(270)
     _recent(b, model, (gap * 2, top, width - gap * 4, recent_h), 2, 2, lang)
     top += recent_h + gap

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
@@ -382,16 +383,10 @@ class Store:
             )
         for step in range(version + 1, DB_VERSION + 1):
             _LOGGER.info("migrating %s to schema v%d", self.path, step)
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with _immediate(db):
                 for statement in MIGRATIONS[step]:
                     db.execute(statement)
                 db.execute(f"PRAGMA user_version={step}")
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
 
     # ----------------------------------------------------------------- event log
 
@@ -414,8 +409,7 @@ class Store:
         if not events:
             return
         db = self.db
-        try:
-            db.execute("BEGIN IMMEDIATE")
+        with _immediate(db):
             last = int(db.execute(_LAST_SEQ_SQL).fetchone()[0])
             # Every event, not just the first: a hole inside a batch would make the log
             # unreplayable at the next start.
@@ -438,11 +432,6 @@ class Store:
                     for e in events
                 ],
             )
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
 
     def events_after(self, seq: int, limit: int = REPLAY_BATCH) -> list[Event]:
         """Return up to ``limit`` events with seq greater than ``seq``, in order."""
@@ -588,52 +577,34 @@ class Store:
     def set_staff_active(self, staff_id: str, active: bool) -> bool:
         """Enable or disable an account; disabling also ends its sessions. False if unknown."""
         db = self.db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with _immediate(db):
             found = db.execute(
                 "UPDATE staff SET active = ? WHERE id = ?", (int(active), staff_id)
             ).rowcount
             if found and not active:
                 db.execute("UPDATE tokens SET revoked = 1 WHERE staff_id = ?", (staff_id,))
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
         return bool(found)
 
     def set_staff_details(self, staff_id: str, name: str, role: Role) -> bool:
         """Rename an account or change its role (its sessions end). False if unknown."""
         db = self.db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with _immediate(db):
             found = db.execute(
                 "UPDATE staff SET name = ?, role = ? WHERE id = ?", (name, str(role), staff_id)
             ).rowcount
             if found:
                 db.execute("UPDATE tokens SET revoked = 1 WHERE staff_id = ?", (staff_id,))
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
         return bool(found)
 
     def set_pin(self, staff_id: str, pin: str) -> bool:
         """Give an account a new PIN (which must meet the policy) and clear its lockout."""
         check_pin_policy(staff_id, pin)
         db = self.db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with _immediate(db):
             found = db.execute(
                 "UPDATE staff SET pin_hash = ? WHERE id = ?", (hash_pin(pin), staff_id)
             ).rowcount
             db.execute("DELETE FROM login_failures WHERE staff_id = ?", (staff_id,))
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
         return bool(found)
 
     def locked_staff(self, now: dt.datetime) -> set[str]:
@@ -677,8 +648,7 @@ class Store:
     def save_login_changes(self, changes: list[tuple[str, dt.datetime | None]]) -> None:
         """Apply failed logins (id, when) and clears (id, None) in order, in one transaction."""
         db = self.db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with _immediate(db):
             for staff_id, at in changes:
                 if at is None:
                     db.execute("DELETE FROM login_failures WHERE staff_id = ?", (staff_id,))
@@ -687,11 +657,6 @@ class Store:
                         "INSERT INTO login_failures (staff_id, at) VALUES (?, ?)",
                         (staff_id, at.isoformat()),
                     )
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
 
     def login_failures_after(self, since: dt.datetime) -> list[tuple[str, dt.datetime]]:
         """Failed logins since a moment, oldest first (to restore lockouts at start)."""
@@ -946,3 +911,16 @@ def _event(row: tuple[Any, ...]) -> Event:
         at=dt.datetime.fromisoformat(row[2]),
         data=_DECODE(row[3])[0],
     )
+
+
+@contextlib.contextmanager
+def _immediate(db: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction: taken at once (``BEGIN IMMEDIATE``), committed, or rolled back."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise

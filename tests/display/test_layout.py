@@ -117,6 +117,10 @@ def test_recent_calls_columns_are_kept_apart_by_a_rule(size: tuple[int, int]) ->
     # Newest first, read as Chinese is: left to right, then the next row.
     order = sorted(cells, key=lambda e: (e.rect[1], e.rect[0]))
     assert [e.label for e in order] == [f"recent[{i}]" for i in range(4)]
+    # An empty panel stays empty: no rule without a call on its right.
+    quiet = busy_hall()
+    quiet.recent.clear()
+    assert not [p for p in layout(quiet, size, "zh", WALL, 100.0).panels if "rule" in p.label]
     # The rule spans the rows it separates.
     assert all(rule.rect[1] <= e.rect[1] < rule.rect[1] + rule.rect[3] for e in cells)
 
@@ -181,7 +185,7 @@ def test_a_new_call_pops_up_over_the_hall_when_the_hall_is_deep() -> None:
     assert popup.band is not None
     assert all(inside(e.rect, size) for e in popup.elements)
     assert not any(overlap(popup.band.rect, e.rect) for e in popup.elements)
-    assert best_call_px(model, size, WALL) == line1.size
+    assert best_call_px(model, size) == line1.size
     # The windows come back with the steady call.
     assert any(label.startswith("row[") for label in (e.label for e in regular.elements))
 

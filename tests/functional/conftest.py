@@ -8,6 +8,7 @@ A missing executable or dependency fails the run; nothing here skips.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import http.client
 import json
@@ -313,6 +314,26 @@ async def web(hub: HubProcess) -> AsyncIterator[OpenWeb]:
             return session
 
         yield make
+
+
+async def wait_healthy(
+    base: str, proc: subprocess.Popen[bytes], within_s: float = START_TIMEOUT_S
+) -> None:
+    """Wait until the hub process at ``base`` answers /health (fail if it exits or never does)."""
+    import aiohttp
+
+    deadline = time.monotonic() + within_s
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, "hub exited during start-up"
+            try:
+                async with session.get(f"{base}/api/v1/health") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.05)
+    pytest.fail("hub did not become healthy")
 
 
 def waiting_total(state: dict[str, Any] | Any) -> int:

@@ -19,7 +19,8 @@ import aiohttp
 import pytest
 
 from tests.common import standalone_demo_config
-from tests.functional.test_crash import _free_port, _start, _wait_healthy
+from tests.functional.conftest import wait_healthy
+from tests.functional.test_crash import _free_port, _start
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 PIN: Final = "582913"
@@ -91,7 +92,7 @@ async def test_removing_a_window_and_a_service_after_a_crash_costs_nothing(
     base = f"http://127.0.0.1:{port}"
     proc = _start(db, port, log, config)
     try:
-        await _wait_healthy(base, proc)
+        await wait_healthy(base, proc)
         async with aiohttp.ClientSession() as http:
             clerk = await _login(http, base, "c2")
             await _post(http, f"{base}/api/v1/windows/2/open", clerk)
@@ -116,7 +117,7 @@ async def test_removing_a_window_and_a_service_after_a_crash_costs_nothing(
 
     proc = _start(db, port, log, edited)
     try:
-        await _wait_healthy(base, proc)
+        await wait_healthy(base, proc)
         async with aiohttp.ClientSession() as http:
             async with http.get(f"{base}/api/v1/state", headers=kiosk) as r:
                 assert r.status == 403  # a kiosk may not read the hall state; a clerk may

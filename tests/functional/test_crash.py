@@ -10,13 +10,13 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import aiohttp
 import pytest
 
 from tests.common import standalone_demo_config
+from tests.functional.conftest import wait_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 KIOSKS = 8
@@ -61,21 +61,6 @@ def _start(db: Path, port: int, log: Path, config: Path) -> subprocess.Popen[byt
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-
-
-async def _wait_healthy(base: str, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, "hub exited during start-up"
-            try:
-                async with session.get(f"{base}/api/v1/health") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.05)
-    pytest.fail("hub did not become healthy")
 
 
 def _service_ids() -> list[str]:
@@ -160,7 +145,7 @@ async def test_sigkill_under_load_loses_no_acknowledged_ticket(tmp_path: Path) -
 
     proc = _start(db, port, log, standalone)
     try:
-        await _wait_healthy(base, proc)
+        await wait_healthy(base, proc)
         await _open_window(base, "c1", "246810")
         acknowledged = await _issue_until_killed(base, kiosk, proc, kill_after=300)
     finally:
@@ -172,7 +157,7 @@ async def test_sigkill_under_load_loses_no_acknowledged_ticket(tmp_path: Path) -
 
     proc = _start(db, port, log, standalone)
     try:
-        await _wait_healthy(base, proc)
+        await wait_healthy(base, proc)
         headers = {"Authorization": f"Bearer {kiosk}"}
         async with aiohttp.ClientSession() as session:
             for ticket in acknowledged:

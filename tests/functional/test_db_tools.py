@@ -12,7 +12,6 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import time
 import tomllib
 from pathlib import Path
 from typing import Final
@@ -21,6 +20,7 @@ import aiohttp
 import pytest
 
 from tests.common import standalone_demo_config
+from tests.functional.conftest import wait_healthy
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 # Bounds on a broken start or a hung command; not timing assertions.
@@ -112,17 +112,7 @@ async def test_backup_while_the_hub_issues_is_consistent_and_restorable(
     backups: list[tuple[Path, list[str]]] = []
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-            deadline = time.monotonic() + START_TIMEOUT_S
-            while True:
-                assert hub.poll() is None, "hub exited during start-up"
-                assert time.monotonic() < deadline, "hub did not start"
-                try:
-                    async with session.get(f"{base}/api/v1/health") as response:
-                        if response.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.05)
+            await wait_healthy(base, hub, START_TIMEOUT_S)
             stop = asyncio.Event()
             headers = {"Authorization": f"Bearer {token}"}
 
@@ -274,17 +264,7 @@ def test_check_finds_a_gap_in_the_log_and_damage(
 async def _issue(base: str, token: str, count: int, hub: subprocess.Popen[bytes]) -> None:
     headers = {"Authorization": f"Bearer {token}"}
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            assert hub.poll() is None, "hub exited during start-up"
-            assert time.monotonic() < deadline, "hub did not start"
-            try:
-                async with session.get(f"{base}/api/v1/health") as response:
-                    if response.status == 200:
-                        break
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.05)
+        await wait_healthy(base, hub, START_TIMEOUT_S)
         for _ in range(count):
             body = {"service": "social_card"}
             async with session.post(f"{base}/api/v1/tickets", json=body, headers=headers) as r:
